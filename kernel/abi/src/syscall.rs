@@ -1,0 +1,170 @@
+//! Syscall numbers and the safe user-space wrappers that issue them.
+//!
+//! Only syscalls the kernel implements are listed; the kernel answers any
+//! other number with [`Error::InvalidSyscall`](crate::Error::InvalidSyscall).
+
+#[cfg(target_arch = "aarch64")]
+use crate::Error;
+
+/// A syscall number, passed in `x7` (see [`crate::regs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Syscall {
+    /// Give up the rest of the current time slice to threads of equal
+    /// priority. Always succeeds.
+    Yield = 8,
+    /// Debug: write `x1` bytes at user address `x0` to the kernel console.
+    /// Returns an error in `x0` if the buffer is not mapped readable.
+    DebugWrite = 0x100,
+    /// Debug: power the machine off. `x0 = 0` reports success to the host
+    /// (the emulator's exit status), anything else failure.
+    DebugShutdown = 0x101,
+    /// Debug: the number of kernel timer interrupts taken since boot.
+    DebugTimerTicks = 0x102,
+}
+
+impl Syscall {
+    /// Every syscall, for decoding.
+    pub const ALL: [Syscall; 4] = [
+        Syscall::Yield,
+        Syscall::DebugWrite,
+        Syscall::DebugShutdown,
+        Syscall::DebugTimerTicks,
+    ];
+
+    /// Decodes a syscall number.
+    pub fn from_number(n: u64) -> Option<Syscall> {
+        Syscall::ALL.into_iter().find(|s| *s as u64 == n)
+    }
+}
+
+/// Longest buffer [`debug_write`] passes in one trap; longer writes are split.
+pub const DEBUG_WRITE_MAX: usize = 4096;
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    use super::Syscall;
+
+    /// Issues `svc #0` with up to two argument words; returns `x0, x1`.
+    ///
+    /// The kernel may overwrite `x0..x6` (results and message registers) and
+    /// preserves every other register.
+    #[inline(always)]
+    pub fn raw2(number: Syscall, a0: u64, a1: u64) -> (u64, u64) {
+        let r0: u64;
+        let r1: u64;
+        // SAFETY: `svc` traps into the kernel, which only touches the
+        // registers declared here and user memory the arguments name, after
+        // checking it is mapped for this thread.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") a0 => r0,
+                inlateout("x1") a1 => r1,
+                lateout("x2") _, lateout("x3") _, lateout("x4") _,
+                lateout("x5") _, lateout("x6") _,
+                in("x7") number as u64,
+                options(nostack),
+            );
+        }
+        (r0, r1)
+    }
+}
+
+/// Yields the processor to another ready thread of the same priority.
+#[cfg(target_arch = "aarch64")]
+pub fn yield_now() {
+    imp::raw2(Syscall::Yield, 0, 0);
+}
+
+/// Waits for an interrupt: the kernel traps `wfi` at EL0 and runs other
+/// threads or idles until an interrupt arrives, then resumes this thread.
+#[cfg(target_arch = "aarch64")]
+pub fn wait_for_interrupt() {
+    // SAFETY: `wfi` has no effect on memory; at EL0 it traps to the kernel.
+    unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+}
+
+/// Reads the architectural virtual counter (CNTVCT_EL0), which the kernel
+/// lets user code read; its frequency is in the boot info.
+#[cfg(target_arch = "aarch64")]
+pub fn counter_now() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effects; `isb` keeps the read
+    // from being hoisted above earlier instructions.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Writes bytes to the kernel debug console.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_write(bytes: &[u8]) -> Result<(), Error> {
+    for chunk in bytes.chunks(DEBUG_WRITE_MAX) {
+        let (r0, _) = imp::raw2(
+            Syscall::DebugWrite,
+            chunk.as_ptr() as u64,
+            chunk.len() as u64,
+        );
+        Error::check(r0)?;
+    }
+    Ok(())
+}
+
+/// Writes a raw `(address, length)` pair to the debug console without
+/// checking it; for tests of the kernel's own validation.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_write_raw(address: u64, length: u64) -> Result<(), Error> {
+    Error::check(imp::raw2(Syscall::DebugWrite, address, length).0)
+}
+
+/// Powers the machine off, reporting `status` (0 = success) to the host.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_shutdown(status: u64) -> ! {
+    imp::raw2(Syscall::DebugShutdown, status, 0);
+    // The kernel does not return from a successful shutdown; if it did
+    // (debug syscalls disabled), there is nothing sensible left to run.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Number of kernel timer interrupts since boot.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_timer_ticks() -> u64 {
+    imp::raw2(Syscall::DebugTimerTicks, 0, 0).0
+}
+
+/// Issues a syscall by raw number with two argument words and returns
+/// `x0`; for tests of the kernel's handling of unknown numbers.
+#[cfg(target_arch = "aarch64")]
+pub fn raw_syscall(number: u64, a0: u64, a1: u64) -> u64 {
+    let r0: u64;
+    // SAFETY: as in `imp::raw2`; an unknown number only makes the kernel
+    // return an error code.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inlateout("x0") a0 => r0,
+            inlateout("x1") a1 => _,
+            lateout("x2") _, lateout("x3") _, lateout("x4") _,
+            lateout("x5") _, lateout("x6") _,
+            in("x7") number,
+            options(nostack),
+        );
+    }
+    r0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_decode() {
+        for s in Syscall::ALL {
+            assert_eq!(Syscall::from_number(s as u64), Some(s));
+        }
+        assert_eq!(Syscall::from_number(0), None);
+        assert_eq!(Syscall::from_number(u64::MAX), None);
+    }
+}

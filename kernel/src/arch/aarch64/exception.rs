@@ -1,0 +1,206 @@
+//! Exception vectors, user context save/restore and trap decoding.
+//!
+//! While a thread runs at EL0, SP_EL2 points at that thread's
+//! [`UserContext`], so the vector code stores the user registers straight
+//! into the thread (as seL4 does) and then switches to the kernel stack.
+//! The kernel is not reentrant: it runs with interrupts masked, except in
+//! the idle loop, and every entry from EL0 starts on an empty kernel stack.
+
+use core::mem::offset_of;
+
+/// The user-visible register state of a thread, saved on every kernel entry.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct UserContext {
+    /// General-purpose registers x0..x30.
+    pub x: [u64; 31],
+    /// Stack pointer (SP_EL0).
+    pub sp: u64,
+    /// Program counter to resume at (ELR_EL2).
+    pub pc: u64,
+    /// Saved program status (SPSR_EL2).
+    pub spsr: u64,
+    /// Thread pointer (TPIDR_EL0).
+    pub tpidr: u64,
+}
+
+/// SPSR for a thread at EL0t (AArch64) with interrupts unmasked.
+pub const SPSR_EL0: u64 = 0;
+
+const OFF_SP: usize = offset_of!(UserContext, sp);
+const OFF_PC: usize = offset_of!(UserContext, pc);
+const OFF_TPIDR: usize = offset_of!(UserContext, tpidr);
+const _: () = assert!(OFF_SP == 31 * 8 && OFF_PC == OFF_SP + 8);
+const _: () = assert!(offset_of!(UserContext, spsr) == OFF_PC + 8);
+
+/// Why EL0 entered the kernel (passed from the vector stubs).
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Synchronous exception: syscall, fault, trapped instruction.
+    Sync = 0,
+    /// IRQ.
+    Irq = 1,
+    /// FIQ (not used on this platform; reported).
+    Fiq = 2,
+    /// SError (asynchronous abort; reported).
+    SError = 3,
+}
+
+unsafe extern "C" {
+    /// The EL2 vector table (2 KiB aligned), for VBAR_EL2.
+    pub fn exception_vectors();
+    /// Restores `context` and enters EL0; never returns.
+    fn return_to_user(context: *const UserContext) -> !;
+}
+
+/// Resumes the thread whose saved registers are `context` at EL0.
+///
+/// The context must stay at this address until the thread next enters the
+/// kernel: the vector code saves the registers back into it.
+pub fn enter_user(context: &mut UserContext) -> ! {
+    // Never return to EL0 with anything but EL0t (M[4:0] = 0) and unmasked
+    // interrupts (DAIF = 0); the condition flags are the thread's own.
+    context.spsr &= !(0b1_1111 | (0b1111 << 6));
+    // SAFETY: `context` is a valid, exclusively borrowed register save area
+    // that lives in a kernel object (a TCB) for as long as the thread
+    // exists; SPSR selects EL0, so `eret` cannot raise privilege.
+    unsafe { return_to_user(context) }
+}
+
+core::arch::global_asm!(
+    ".section .text.vectors, \"ax\"",
+    ".balign 2048",
+    ".global exception_vectors",
+    "exception_vectors:",
+    // Current EL with SP_EL0: never used (the kernel runs on SP_EL2).
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    // Current EL with SP_EL2: a kernel bug, or an IRQ in the idle loop.
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_irq_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    // Lower EL, AArch64: the thread's context is at SP.
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #0", "b __sky_user_entry",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #1", "b __sky_user_entry",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #2", "b __sky_user_entry",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #3", "b __sky_user_entry",
+    // Lower EL, AArch32: never used (EL0 is AArch64 only).
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    "",
+    // x0 = entry kind; user x0/x1 already saved; SP = &UserContext.
+    "__sky_user_entry:",
+    "stp x2, x3, [sp, #16 * 1]",
+    "stp x4, x5, [sp, #16 * 2]",
+    "stp x6, x7, [sp, #16 * 3]",
+    "stp x8, x9, [sp, #16 * 4]",
+    "stp x10, x11, [sp, #16 * 5]",
+    "stp x12, x13, [sp, #16 * 6]",
+    "stp x14, x15, [sp, #16 * 7]",
+    "stp x16, x17, [sp, #16 * 8]",
+    "stp x18, x19, [sp, #16 * 9]",
+    "stp x20, x21, [sp, #16 * 10]",
+    "stp x22, x23, [sp, #16 * 11]",
+    "stp x24, x25, [sp, #16 * 12]",
+    "stp x26, x27, [sp, #16 * 13]",
+    "stp x28, x29, [sp, #16 * 14]",
+    "mrs x9, sp_el0",
+    "stp x30, x9, [sp, #{off_x30}]",
+    "mrs x10, elr_el2",
+    "mrs x11, spsr_el2",
+    "stp x10, x11, [sp, #{off_pc}]",
+    "mrs x12, tpidr_el0",
+    "str x12, [sp, #{off_tpidr}]",
+    "mov x1, sp",
+    "ldr x9, =__stack_top",
+    "mov sp, x9",
+    "mov x29, xzr",
+    "bl {handle_user_entry}",
+    "b .",
+    "",
+    // An IRQ while the kernel idles: save what a call may clobber.
+    "__sky_kernel_irq_entry:",
+    "sub sp, sp, #16 * 12",
+    "stp x0, x1, [sp, #16 * 0]",
+    "stp x2, x3, [sp, #16 * 1]",
+    "stp x4, x5, [sp, #16 * 2]",
+    "stp x6, x7, [sp, #16 * 3]",
+    "stp x8, x9, [sp, #16 * 4]",
+    "stp x10, x11, [sp, #16 * 5]",
+    "stp x12, x13, [sp, #16 * 6]",
+    "stp x14, x15, [sp, #16 * 7]",
+    "stp x16, x17, [sp, #16 * 8]",
+    "stp x18, x29, [sp, #16 * 9]",
+    "mrs x10, elr_el2",
+    "mrs x11, spsr_el2",
+    "stp x30, x10, [sp, #16 * 10]",
+    "str x11, [sp, #16 * 11]",
+    "bl {handle_kernel_irq}",
+    "ldr x11, [sp, #16 * 11]",
+    "ldp x30, x10, [sp, #16 * 10]",
+    "msr elr_el2, x10",
+    "msr spsr_el2, x11",
+    "ldp x18, x29, [sp, #16 * 9]",
+    "ldp x16, x17, [sp, #16 * 8]",
+    "ldp x14, x15, [sp, #16 * 7]",
+    "ldp x12, x13, [sp, #16 * 6]",
+    "ldp x10, x11, [sp, #16 * 5]",
+    "ldp x8, x9, [sp, #16 * 4]",
+    "ldp x6, x7, [sp, #16 * 3]",
+    "ldp x4, x5, [sp, #16 * 2]",
+    "ldp x2, x3, [sp, #16 * 1]",
+    "ldp x0, x1, [sp, #16 * 0]",
+    "add sp, sp, #16 * 12",
+    "eret",
+    "",
+    // A synchronous exception or SError in the kernel is a bug: report it
+    // from a separate stack (the fault may be a kernel stack overflow).
+    "__sky_kernel_fault_entry:",
+    "mov x0, sp",
+    "ldr x1, =__emergency_stack_top",
+    "mov sp, x1",
+    "bl {kernel_fault}",
+    "b .",
+    "",
+    ".section .text.return_to_user, \"ax\"",
+    ".global return_to_user",
+    // x0 = &UserContext. Restores it and enters EL0; SP_EL2 stays pointing
+    // at the context for the next entry.
+    "return_to_user:",
+    "mov sp, x0",
+    "ldp x10, x11, [sp, #{off_pc}]",
+    "msr elr_el2, x10",
+    "msr spsr_el2, x11",
+    "ldp x30, x9, [sp, #{off_x30}]",
+    "msr sp_el0, x9",
+    "ldr x12, [sp, #{off_tpidr}]",
+    "msr tpidr_el0, x12",
+    "ldp x2, x3, [sp, #16 * 1]",
+    "ldp x4, x5, [sp, #16 * 2]",
+    "ldp x6, x7, [sp, #16 * 3]",
+    "ldp x8, x9, [sp, #16 * 4]",
+    "ldp x10, x11, [sp, #16 * 5]",
+    "ldp x12, x13, [sp, #16 * 6]",
+    "ldp x14, x15, [sp, #16 * 7]",
+    "ldp x16, x17, [sp, #16 * 8]",
+    "ldp x18, x19, [sp, #16 * 9]",
+    "ldp x20, x21, [sp, #16 * 10]",
+    "ldp x22, x23, [sp, #16 * 11]",
+    "ldp x24, x25, [sp, #16 * 12]",
+    "ldp x26, x27, [sp, #16 * 13]",
+    "ldp x28, x29, [sp, #16 * 14]",
+    "ldp x0, x1, [sp]",
+    "eret",
+    off_x30 = const OFF_SP - 8,
+    off_pc = const OFF_PC,
+    off_tpidr = const OFF_TPIDR,
+    handle_user_entry = sym super::trap::handle_user_entry,
+    handle_kernel_irq = sym super::trap::handle_kernel_irq,
+    kernel_fault = sym super::trap::kernel_fault,
+);

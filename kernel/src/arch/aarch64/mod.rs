@@ -1,0 +1,71 @@
+//! AArch64 (ARMv8.1+ with VHE) support: the kernel runs at EL2.
+
+pub mod boot;
+pub mod exception;
+pub mod gicv3;
+pub mod mmu;
+pub mod platform;
+pub mod power;
+pub mod timer;
+pub mod trap;
+
+pub use exception::{SPSR_EL0, UserContext, enter_user};
+pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, phys_to_virt, zero_phys};
+pub use trap::wait_for_interrupt;
+
+/// Register convention for syscalls on this architecture.
+impl UserContext {
+    /// The syscall number (`x7`).
+    pub fn syscall_number(&self) -> u64 {
+        self.x[skyscope_abi::regs::SYSCALL_NUMBER]
+    }
+
+    /// Syscall argument `i` (`x0..x6`).
+    pub fn arg(&self, i: usize) -> u64 {
+        self.x[i]
+    }
+
+    /// Sets result register `i` (`x0..x6`).
+    pub fn set_result(&mut self, i: usize, value: u64) {
+        self.x[i] = value;
+    }
+
+    /// Steps past the trapping instruction (for trapped `wfi`; `svc`
+    /// already returns to the next instruction).
+    pub fn skip_instruction(&mut self) {
+        self.pc += 4;
+    }
+
+    /// A fresh context that starts at `pc` with stack `sp` and `arg0` in x0.
+    pub fn new_thread(pc: u64, sp: u64, arg0: u64) -> UserContext {
+        let mut c = UserContext {
+            pc,
+            sp,
+            spsr: SPSR_EL0,
+            ..UserContext::default()
+        };
+        c.x[0] = arg0;
+        c
+    }
+}
+
+/// Human-readable name of the CPU, for the boot banner.
+pub fn cpu_description() -> (u64, bool) {
+    let midr: u64;
+    let mmfr1: u64;
+    // SAFETY: reading ID registers has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack));
+        core::arch::asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack));
+    }
+    let vhe = (mmfr1 >> 8) & 0xf != 0;
+    (midr, vhe)
+}
+
+/// Whether HCR_EL2.E2H is set (VHE active).
+pub fn vhe_enabled() -> bool {
+    let hcr: u64;
+    // SAFETY: reading HCR_EL2 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, hcr_el2", out(reg) hcr, options(nomem, nostack)) };
+    hcr & (1 << 34) != 0
+}

@@ -1,0 +1,47 @@
+//! The kernel's tick: the EL2 physical timer (CNTHP_*_EL2).
+//!
+//! With VHE the EL1 timers (CNTP, CNTV) stay free for guests; the kernel
+//! owns the hypervisor physical timer (Arm ARM D12.9, registers D23.8).
+
+/// Counter frequency in Hz (CNTFRQ_EL0).
+pub fn frequency() -> u64 {
+    let f: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) f, options(nomem, nostack)) };
+    f
+}
+
+/// Arms the EL2 timer to fire `ticks` counter ticks from now.
+pub fn arm(ticks: u64) {
+    // SAFETY: CNTHP_TVAL_EL2 (S3_4_C14_C2_0) sets the deadline relative to
+    // now; CNTHP_CTL_EL2 (S3_4_C14_C2_1) = ENABLE, IMASK clear.
+    unsafe {
+        core::arch::asm!(
+            "msr S3_4_C14_C2_0, {ticks}",
+            "msr S3_4_C14_C2_1, {ctl}",
+            "isb",
+            ticks = in(reg) ticks.min(u64::from(u32::MAX >> 1)),
+            ctl = in(reg) 1u64,
+            options(nostack),
+        );
+    }
+}
+
+/// Configures which counters and timers EL0 may access.
+///
+/// CNTHCTL_EL2 with E2H=1 (Arm ARM D23.8.3): EL0PCTEN (bit 0) and EL0VCTEN
+/// (bit 1) let user code read the counters (benchmarks time with them);
+/// the EL0 timer registers stay trapped. CNTVOFF_EL2 = 0 makes the
+/// virtual count equal the physical count for native threads.
+pub fn init_el0_access() {
+    // SAFETY: plain configuration writes with no memory effects.
+    unsafe {
+        core::arch::asm!(
+            "msr S3_4_C14_C1_0, {ctl}",
+            "msr S3_4_C14_C0_3, xzr",
+            "isb",
+            ctl = in(reg) 0b11u64,
+            options(nostack),
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! A global cell for kernel state on a single CPU with a non-reentrant kernel.
+
+use core::cell::UnsafeCell;
+
+/// Holds state that only the (single, non-reentrant) kernel touches.
+pub struct KernelCell<T>(UnsafeCell<T>);
+
+// SAFETY: the kernel runs on one CPU with interrupts masked except while it
+// waits for an interrupt holding no borrow (see `KernelCell::get`), so no
+// two contexts access the contents at once.
+unsafe impl<T> Sync for KernelCell<T> {}
+
+impl<T> KernelCell<T> {
+    /// Wraps `value`.
+    pub const fn new(value: T) -> KernelCell<T> {
+        KernelCell(UnsafeCell::new(value))
+    }
+
+    /// Borrows the contents mutably.
+    ///
+    /// # Safety
+    /// No other reference to the contents may be live: callers borrow only
+    /// for one kernel entry (or one idle-loop interrupt) and never hold the
+    /// borrow across `wait_for_interrupt` or a return to user space.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut T {
+        // SAFETY: exclusivity is guaranteed by the caller.
+        unsafe { &mut *self.0.get() }
+    }
+}

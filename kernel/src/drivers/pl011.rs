@@ -1,0 +1,99 @@
+//! Arm PL011 UART, polled, for the kernel console.
+//!
+//! Registers from the PrimeCell UART (PL011) Technical Reference Manual
+//! (Arm DDI 0183G), section 3.2.
+
+use tock_registers::{
+    interfaces::{Readable, Writeable},
+    register_bitfields, register_structs,
+    registers::{ReadOnly, ReadWrite, WriteOnly},
+};
+
+register_bitfields! {
+    u32,
+    /// UARTFR, flag register (DDI 0183G 3.3.3).
+    FR [
+        TXFF OFFSET(5) NUMBITS(1) [],
+        RXFE OFFSET(4) NUMBITS(1) [],
+        BUSY OFFSET(3) NUMBITS(1) []
+    ],
+    /// UARTLCR_H, line control (DDI 0183G 3.3.7).
+    LCR_H [
+        WLEN OFFSET(5) NUMBITS(2) [EightBits = 0b11],
+        FEN OFFSET(4) NUMBITS(1) []
+    ],
+    /// UARTCR, control (DDI 0183G 3.3.8).
+    CR [
+        RXE OFFSET(9) NUMBITS(1) [],
+        TXE OFFSET(8) NUMBITS(1) [],
+        UARTEN OFFSET(0) NUMBITS(1) []
+    ]
+}
+
+register_structs! {
+    /// The PL011 register block.
+    Pl011Registers {
+        (0x00 => dr: ReadWrite<u32>),
+        (0x04 => _reserved0),
+        (0x18 => fr: ReadOnly<u32, FR::Register>),
+        (0x1c => _reserved1),
+        (0x24 => ibrd: ReadWrite<u32>),
+        (0x28 => fbrd: ReadWrite<u32>),
+        (0x2c => lcr_h: ReadWrite<u32, LCR_H::Register>),
+        (0x30 => cr: ReadWrite<u32, CR::Register>),
+        (0x34 => _reserved2),
+        (0x44 => icr: WriteOnly<u32>),
+        (0x48 => @END),
+    }
+}
+
+/// A PL011 at a fixed, mapped address.
+pub struct Pl011 {
+    registers: &'static Pl011Registers,
+}
+
+impl Pl011 {
+    /// Wraps the UART whose registers are mapped at `base`.
+    ///
+    /// # Safety
+    /// `base` must be the virtual address of a PL011 register block mapped
+    /// as device memory for the rest of the kernel's life.
+    pub unsafe fn new(base: u64) -> Pl011 {
+        // SAFETY: guaranteed by the caller.
+        Pl011 {
+            registers: unsafe { &*(base as *const Pl011Registers) },
+        }
+    }
+
+    /// Sets 8N1 framing with FIFOs and enables transmit and receive. The
+    /// divisors assume the 24 MHz reference clock of QEMU `virt` and give
+    /// 115200 baud (emulated UARTs ignore them).
+    pub fn init(&self) {
+        self.flush();
+        self.registers.cr.set(0);
+        self.registers.icr.set(0x7ff);
+        self.registers.ibrd.set(13);
+        self.registers.fbrd.set(1);
+        self.registers
+            .lcr_h
+            .write(LCR_H::WLEN::EightBits + LCR_H::FEN::SET);
+        self.registers
+            .cr
+            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+    }
+
+    /// Writes one byte, waiting for FIFO space.
+    pub fn write_byte(&self, byte: u8) {
+        while self.registers.fr.is_set(FR::TXFF) {
+            core::hint::spin_loop();
+        }
+        self.registers.dr.set(u32::from(byte));
+    }
+
+    /// Waits until everything written has left the transmitter.
+    pub fn flush(&self) {
+        while self.registers.fr.is_set(FR::BUSY) {
+            core::hint::spin_loop();
+        }
+    }
+}

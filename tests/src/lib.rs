@@ -1,0 +1,181 @@
+//! In-QEMU test scenarios and their catalog.
+//!
+//! Each scenario is one boot: `cargo xtask test` starts QEMU with
+//! `test=NAME` on the kernel command line, the root task calls [`run`],
+//! and the scenario reports on the console with the [`protocol`] lines and
+//! powers the machine off with its status. Scenarios whose end state only
+//! the kernel can show (a thread stopped by a fault) are judged by console
+//! patterns instead. The catalog is plain data that also builds for the
+//! host, so the xtask reads it from this same crate.
+#![no_std]
+
+use skyscope_abi::BootInfo;
+
+#[cfg(target_os = "none")]
+#[macro_use]
+mod check;
+#[cfg(target_os = "none")]
+mod boot;
+
+/// Console lines of the test protocol.
+pub mod protocol {
+    /// Prefix of every protocol line: `SKYSCOPE-TEST <name>: <verdict>`.
+    pub const PREFIX: &str = "SKYSCOPE-TEST";
+    /// Verdict of a scenario that passed.
+    pub const PASS: &str = "PASS";
+    /// Verdict of a scenario that failed (followed by a reason).
+    pub const FAIL: &str = "FAIL";
+    /// Printed by the kernel when it panics; fails any scenario at once.
+    pub const KERNEL_PANIC: &str = "KERNEL PANIC";
+    /// Exit status a scenario reports on failure.
+    pub const FAILURE_STATUS: u64 = 1;
+}
+
+/// One in-QEMU scenario, as the harness sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Unique name, `area::what`.
+    pub name: &'static str,
+    /// What it shows, in one line.
+    pub about: &'static str,
+    /// Whether the scenario prints its own verdict and powers off. If not,
+    /// it passes once every [`Scenario::console`] pattern has appeared
+    /// and the kernel has stayed up for the harness's grace period.
+    pub reports: bool,
+    /// Regular expressions that must match console lines, in this order.
+    pub console: &'static [&'static str],
+    /// Seconds before the harness gives up.
+    pub timeout_secs: u32,
+}
+
+/// A failed check inside a scenario (details are printed where it failed).
+#[derive(Debug)]
+pub struct Failure;
+
+/// What a scenario function returns.
+pub type Outcome = Result<(), Failure>;
+
+macro_rules! scenarios {
+    ($(
+        $name:literal => $func:path {
+            about: $about:literal,
+            reports: $reports:expr,
+            console: $console:expr,
+            timeout: $timeout:expr $(,)?
+        }
+    ),* $(,)?) => {
+        /// Every scenario, in the order the harness runs them.
+        pub const CATALOG: &[Scenario] = &[$(
+            Scenario { name: $name, about: $about, reports: $reports, console: $console, timeout_secs: $timeout },
+        )*];
+
+        #[cfg(target_os = "none")]
+        fn lookup(name: &str) -> Option<fn(&'static BootInfo) -> Outcome> {
+            match name {
+                $($name => Some($func),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+scenarios! {
+    "boot::kernel_banner" => boot::kernel_banner {
+        about: "the kernel reports CPU, VHE, memory, MMU, GIC and timer set-up at boot",
+        reports: true,
+        console: &[
+            r"^Skyscope v\d+\.\d+\.\d+ - capability microkernel and hypervisor \(aarch64\)",
+            r"^cpu: MIDR 0x[0-9a-f]{8}, EL2 with VHE on \(HCR_EL2\.E2H=1\)",
+            r"^memory: [1-9]\d* MiB RAM in \d+ bank\(s\); kernel 0x[0-9a-f]+\.\.0x[0-9a-f]+; device tree",
+            r"^mmu: kernel in the upper half, W\^X, stack guard page",
+            r"^gic: GICv3, \d+ interrupt IDs",
+            r"^timer: EL2 physical timer, INTID 26, counter [1-9]\d* Hz, tick 100 Hz",
+            r"^root task: entry 0x[0-9a-f]+, image 0x[0-9a-f]+\.\.0x[0-9a-f]+",
+        ],
+        timeout: 30,
+    },
+    "boot::root_task_runs" => boot::root_task_runs {
+        about: "the root task runs at EL0 in its own address space with a valid boot-info page",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "boot::bad_syscalls_return_errors" => boot::bad_syscalls_return_errors {
+        about: "unknown syscalls and bad user buffers return error codes; the kernel carries on",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "boot::timer_interrupt_fires" => boot::timer_interrupt_fires {
+        about: "the EL2 timer interrupts user code that never traps, and wakes a waiting thread",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "boot::user_fault_reported" => boot::user_fault_reported {
+        about: "a store to an unmapped address is reported with its details; the kernel stays up",
+        reports: false,
+        console: &[
+            r"^fault: thread 'root' data abort: translation fault \(level [123]\) writing 0xdead0000 at pc 0x[0-9a-f]+ \(syndrome 0x9[0-9a-f]{7}\); no fault handler, thread stopped",
+        ],
+        timeout: 30,
+    },
+    "boot::user_undefined_instruction_reported" => boot::user_undefined_instruction_reported {
+        about: "an undefined instruction is reported with its pc; the kernel stays up",
+        reports: false,
+        console: &[
+            r"^fault: thread 'root' undefined instruction at pc 0x[0-9a-f]+ \(syndrome 0x0[0-9a-f]*\); no fault handler, thread stopped",
+        ],
+        timeout: 30,
+    },
+}
+
+/// Finds a scenario in the catalog.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    CATALOG.iter().find(|s| s.name == name)
+}
+
+/// Runs scenario `name`, prints its verdict and powers off.
+#[cfg(target_os = "none")]
+pub fn run(name: &str, boot_info: &'static BootInfo) -> ! {
+    use protocol::{FAIL, FAILURE_STATUS, PASS, PREFIX};
+    use skyscope_abi::{println, syscall::debug_shutdown};
+    let Some(scenario) = lookup(name) else {
+        println!("{PREFIX} {name}: {FAIL} no such scenario");
+        debug_shutdown(FAILURE_STATUS);
+    };
+    println!("{PREFIX} {name}: START");
+    match scenario(boot_info) {
+        Ok(()) => {
+            println!("{PREFIX} {name}: {PASS}");
+            debug_shutdown(0)
+        }
+        Err(Failure) => {
+            println!("{PREFIX} {name}: {FAIL} (see the check above)");
+            debug_shutdown(FAILURE_STATUS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let mut names: std::vec::Vec<_> = CATALOG.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len(), "duplicate scenario name");
+        for s in CATALOG {
+            assert!(s.name.contains("::"), "{} should be area::what", s.name);
+            assert!(
+                s.reports || !s.console.is_empty(),
+                "{} can never pass",
+                s.name
+            );
+            assert!(s.timeout_secs > 0);
+        }
+    }
+}
