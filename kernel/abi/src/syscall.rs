@@ -1,7 +1,7 @@
 //! Syscall numbers and the safe user-space wrappers that issue them.
 //!
 //! Only syscalls the kernel implements are listed; the kernel answers any
-//! other number with [`Error::InvalidSyscall`](crate::Error::InvalidSyscall).
+//! other number with [`Error::InvalidSyscall`].
 
 #[cfg(target_arch = "aarch64")]
 use crate::Error;

@@ -60,9 +60,8 @@ impl Pl011 {
     /// as device memory for the rest of the kernel's life.
     pub unsafe fn new(base: u64) -> Pl011 {
         // SAFETY: guaranteed by the caller.
-        Pl011 {
-            registers: unsafe { &*(base as *const Pl011Registers) },
-        }
+        let registers = unsafe { &*(base as *const Pl011Registers) };
+        Pl011 { registers }
     }
 
     /// Sets 8N1 framing with FIFOs and enables transmit and receive. The

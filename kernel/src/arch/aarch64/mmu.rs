@@ -27,11 +27,10 @@ const ATTR_NORMAL: u64 = 1;
 /// TCR_EL2 with E2H=1 (TCR_EL1 layout, Arm ARM D23.2.146) without IPS and
 /// AS, which boot code fills in from ID_AA64MMFR0_EL1: T0SZ = T1SZ = 25,
 /// TG0 = 4 KiB, TG1 = 4 KiB, inner-shareable write-back walks.
-pub const TCR_BASE: u64 = 25
+pub const TCR_BASE: u64 = 25 // T0SZ
     | (0b01 << 8)
     | (0b01 << 10)
     | (0b11 << 12)
-    | (0b00 << 14)
     | (25 << 16)
     | (0b01 << 24)
     | (0b01 << 26)
@@ -284,7 +283,8 @@ impl PageTables {
         perms: Permissions,
         alloc: &mut dyn FnMut() -> Option<PhysAddr>,
     ) -> Result<(), MapError> {
-        if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) || size % PAGE_SIZE != 0 {
+        if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE)
+        {
             return Err(MapError::Misaligned);
         }
         let attrs = if self.user {
@@ -297,11 +297,12 @@ impl PageTables {
             let v = va.0 + offset;
             let p = pa.0 + offset;
             let block = level_size(2);
-            let level = if v % block == 0 && p % block == 0 && size - offset >= block {
-                2
-            } else {
-                3
-            };
+            let level =
+                if v.is_multiple_of(block) && p.is_multiple_of(block) && size - offset >= block {
+                    2
+                } else {
+                    3
+                };
             self.map_one(v, p, level, attrs, alloc)?;
             offset += level_size(level);
         }

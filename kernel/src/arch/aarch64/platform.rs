@@ -74,7 +74,7 @@ fn read_be32(pa: u64) -> u32 {
 /// Locates the device tree: the loader's `x0` if it points at one,
 /// otherwise the `virt` board's fixed address.
 fn find_dtb(loader_x0: u64) -> Option<u64> {
-    let plausible = |pa: u64| (0x4000_0000..0x1_0000_0000).contains(&pa) && pa % 8 == 0;
+    let plausible = |pa: u64| (0x4000_0000..0x1_0000_0000).contains(&pa) && pa.is_multiple_of(8);
     [loader_x0, VIRT_DTB_ADDRESS]
         .into_iter()
         .find(|&pa| plausible(pa) && read_be32(pa) == FDT_MAGIC)

@@ -1,0 +1,65 @@
+//! Builds the boot image: the root task first, then the kernel that embeds it.
+
+use crate::setup::{run_command, workspace_root};
+use std::{path::PathBuf, process::Command};
+
+/// Target triple of the arm64 kernel (no FP/SIMD in the kernel itself).
+pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
+/// Target triple of arm64 user-space programs.
+pub const USER_TARGET: &str = "aarch64-unknown-none";
+
+/// Paths of the built images.
+pub struct Images {
+    /// The kernel ELF (with the root task inside), for QEMU's `-kernel`.
+    pub kernel: PathBuf,
+}
+
+/// The `cargo` that runs this xtask.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Where cargo puts build output.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the root task and the kernel (release profile: optimised, with
+/// debug info and overflow checks) and returns the kernel's path.
+pub fn build_images() -> Result<Images, String> {
+    println!("==> building the root task ({USER_TARGET}, release)");
+    run_command(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "skyscope-roottask",
+        "--target",
+        USER_TARGET,
+    ]))?;
+    let root_task = target_dir()
+        .join(USER_TARGET)
+        .join("release/skyscope-roottask");
+
+    println!("==> building the kernel ({KERNEL_TARGET}, release)");
+    run_command(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "skyscope-kernel",
+                "--target",
+                KERNEL_TARGET,
+            ])
+            .env("SKYSCOPE_ROOT_TASK_ELF", &root_task),
+    )?;
+    Ok(Images {
+        kernel: target_dir()
+            .join(KERNEL_TARGET)
+            .join("release/skyscope-kernel"),
+    })
+}

@@ -1,0 +1,221 @@
+//! Booting images in QEMU and reading their console.
+
+use crate::{RunArgs, build, setup};
+use regex::Regex;
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Child, Command, ExitCode, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The arm64 machine every boot uses: QEMU `virt` with EL2 (virtualization),
+/// GICv3 and an SMMUv3, a VHE-capable CPU, one core, 1 GiB of RAM.
+pub fn machine_command(qemu: &setup::Qemu, kernel: &Path, bootargs: &str) -> Command {
+    let mut c = Command::new(&qemu.path);
+    c.args([
+        "-machine",
+        "virt,virtualization=on,gic-version=3,iommu=smmuv3",
+    ])
+    .args(["-cpu", "max", "-smp", "1", "-m", "1G"])
+    .args(["-nographic", "-no-reboot"])
+    // Lets the kernel report a test's pass/fail as QEMU's exit status.
+    .args(["-semihosting-config", "enable=on,target=native"])
+    .arg("-kernel")
+    .arg(kernel)
+    .arg("-append")
+    .arg(format!("exit=semihosting {bootargs}").trim());
+    c
+}
+
+/// A console event from a running QEMU.
+pub enum ConsoleEvent {
+    /// A complete line (without the line ending).
+    Line(String),
+    /// QEMU has exited with this status.
+    Exited(ExitStatus),
+}
+
+/// A running QEMU whose console is read line by line.
+pub struct Session {
+    child: Child,
+    events: Receiver<ConsoleEvent>,
+}
+
+impl Session {
+    /// Starts `command`. With `echo`, console output is copied to this
+    /// terminal as it arrives and stdin is passed through.
+    pub fn start(mut command: Command, echo: bool) -> Result<Session, String> {
+        command.stdout(Stdio::piped()).stderr(if echo {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+        command.stdin(if echo {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let (tx, events) = mpsc::channel();
+        let streams: Vec<Box<dyn Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for mut stream in streams {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut line = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
+                    for &b in &buf[..n] {
+                        match b {
+                            b'\n' => {
+                                let text = String::from_utf8_lossy(&line)
+                                    .trim_end_matches('\r')
+                                    .to_string();
+                                if tx.send(ConsoleEvent::Line(text)).is_err() {
+                                    return;
+                                }
+                                line.clear();
+                            }
+                            _ => line.push(b),
+                        }
+                    }
+                }
+                if !line.is_empty() {
+                    let _ = tx.send(ConsoleEvent::Line(
+                        String::from_utf8_lossy(&line).into_owned(),
+                    ));
+                }
+            });
+        }
+        Ok(Session { child, events })
+    }
+
+    /// The next console event, or `None` if `deadline` passes first.
+    pub fn next_event(&mut self, deadline: Instant) -> Option<ConsoleEvent> {
+        loop {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.events.recv_timeout(wait) {
+                Ok(event) => return Some(event),
+                Err(RecvTimeoutError::Disconnected) | Err(RecvTimeoutError::Timeout) => {
+                    // All output read (or a pause): has QEMU exited?
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        // Drain lines that raced with the exit.
+                        if let Ok(event) = self.events.recv_timeout(Duration::from_millis(50)) {
+                            return Some(event);
+                        }
+                        return Some(ConsoleEvent::Exited(status));
+                    }
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops QEMU (SIGTERM, so it restores the terminal; SIGKILL after 2 s).
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
+    let expect = args
+        .expect
+        .as_deref()
+        .map(|re| {
+            Regex::new(re).map_err(|e| format!("--expect is not a valid regular expression: {e}"))
+        })
+        .transpose()?;
+    setup::ensure_rust_targets()?;
+    let qemu = setup::ensure_qemu()?;
+    let images = build::build_images()?;
+    let mut command = machine_command(&qemu, &images.kernel, &args.append);
+    if args.gdb {
+        command.args(["-s", "-S"]);
+        println!("==> QEMU gdbstub on tcp::1234, CPU paused. In another terminal:");
+        println!(
+            "    gdb-multiarch {} -ex 'target remote :1234'",
+            images.kernel.display()
+        );
+    }
+    println!(
+        "==> booting QEMU {} (virt, EL2, GICv3, -cpu max, 1 GiB); Ctrl-A X quits",
+        qemu.version
+    );
+    let mut session = Session::start(command, true)?;
+    // Without --timeout, run until QEMU exits (a year is "forever" here).
+    let deadline = Instant::now() + Duration::from_secs(args.timeout.unwrap_or(365 * 24 * 3600));
+    loop {
+        match session.next_event(deadline) {
+            Some(ConsoleEvent::Line(line)) => {
+                if expect.as_ref().is_some_and(|re| re.is_match(&line)) {
+                    session.stop();
+                    println!("\n==> matched --expect; stopped QEMU");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Some(ConsoleEvent::Exited(status)) => {
+                if expect.is_some() {
+                    return Err(format!(
+                        "QEMU exited ({status}) before the console matched --expect"
+                    ));
+                }
+                return Ok(if status.success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            None => {
+                session.stop();
+                return Err(format!("timed out after {} s", args.timeout.unwrap_or(0)));
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! `cargo xtask test`: host tests, lints and the in-QEMU scenarios, each a
+//! named item with one verdict line, ending with `N passed, N failed`.
+
+use crate::{TestArgs, build, qemu, setup};
+use regex::Regex;
+use skyscope_tests::{CATALOG, Scenario, protocol};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+/// How long a scenario judged by console patterns must keep the kernel up
+/// after the last pattern matched.
+const GRACE: Duration = Duration::from_millis(1500);
+
+/// Crates that build for bare-metal x86_64 today (checked with clippy).
+const X86_64_CRATES: [&str; 6] = [
+    "skyscope-abi",
+    "skyscope-core",
+    "skyscope-el2",
+    "skyscope-vmx",
+    "skyscope-iommu",
+    "skyscope-vmm",
+];
+
+enum Verdict {
+    Pass(String),
+    Fail(String),
+}
+
+/// A check run through cargo: name, what it runs.
+struct CargoCheck {
+    name: &'static str,
+    args: Vec<&'static str>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+fn cargo_checks() -> Vec<CargoCheck> {
+    let deny = ["--", "-D", "warnings"];
+    let mut checks = vec![
+        CargoCheck {
+            name: "host::unit_and_property_tests",
+            args: vec![
+                "test",
+                "--workspace",
+                "--exclude",
+                "skyscope-kernel",
+                "--exclude",
+                "skyscope-roottask",
+            ],
+            env: vec![],
+        },
+        CargoCheck {
+            name: "lint::fmt",
+            args: vec!["fmt", "--all", "--", "--check"],
+            env: vec![],
+        },
+        CargoCheck {
+            name: "lint::clippy_host",
+            args: [
+                [
+                    "clippy",
+                    "--workspace",
+                    "--exclude",
+                    "skyscope-kernel",
+                    "--exclude",
+                    "skyscope-roottask",
+                    "--all-targets",
+                ]
+                .as_slice(),
+                &deny,
+            ]
+            .concat(),
+            env: vec![],
+        },
+        CargoCheck {
+            name: "lint::clippy_aarch64_kernel",
+            args: [
+                [
+                    "clippy",
+                    "--release",
+                    "-p",
+                    "skyscope-kernel",
+                    "--target",
+                    build::KERNEL_TARGET,
+                ]
+                .as_slice(),
+                &deny,
+            ]
+            .concat(),
+            env: vec![],
+        },
+        CargoCheck {
+            name: "lint::clippy_aarch64_user",
+            args: [
+                [
+                    "clippy",
+                    "--release",
+                    "-p",
+                    "skyscope-roottask",
+                    "-p",
+                    "skyscope-tests",
+                    "--target",
+                    build::USER_TARGET,
+                ]
+                .as_slice(),
+                &deny,
+            ]
+            .concat(),
+            env: vec![],
+        },
+        CargoCheck {
+            name: "lint::docs",
+            args: vec![
+                "doc",
+                "--no-deps",
+                "--target",
+                build::USER_TARGET,
+                "-p",
+                "skyscope-abi",
+                "-p",
+                "skyscope-core",
+            ],
+            env: vec![("RUSTDOCFLAGS", "-D warnings")],
+        },
+    ];
+    let mut x86 = vec!["clippy", "--target", "x86_64-unknown-none"];
+    for c in X86_64_CRATES {
+        x86.extend(["-p", c]);
+    }
+    checks.push(CargoCheck {
+        name: "lint::clippy_x86_64",
+        args: [x86.as_slice(), &deny].concat(),
+        env: vec![],
+    });
+    checks
+}
+
+fn log_dir() -> PathBuf {
+    let dir = build::target_dir().join("xtask-logs");
+    let _ = fs::create_dir_all(&dir);
+    dir
+}
+
+fn log_path(name: &str) -> PathBuf {
+    log_dir().join(format!("{}.log", name.replace("::", "__")))
+}
+
+fn run_cargo_check(check: &CargoCheck) -> Verdict {
+    let mut command = build::cargo();
+    command
+        .args(&check.args)
+        .envs(check.env.iter().copied())
+        .stdin(Stdio::null());
+    let output = match command.output() {
+        Ok(o) => o,
+        Err(e) => return Verdict::Fail(format!("cannot run cargo: {e}")),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let log = log_path(check.name);
+    let _ = fs::write(&log, &text);
+    if output.status.success() {
+        let tests: usize = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("test result: ok. "))
+            .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+            .sum();
+        Verdict::Pass(if tests > 0 {
+            format!("{tests} tests")
+        } else {
+            String::new()
+        })
+    } else {
+        Verdict::Fail(format!(
+            "cargo {} failed; log: {}\n{}",
+            check.args.join(" "),
+            log.display(),
+            tail(&text, 40)
+        ))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<_> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("      | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Boots one scenario and judges it from the console and the exit status.
+fn run_scenario(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario) -> Verdict {
+    let patterns: Vec<Regex> = match scenario.console.iter().map(|p| Regex::new(p)).collect() {
+        Ok(p) => p,
+        Err(e) => return Verdict::Fail(format!("bad console pattern in the catalog: {e}")),
+    };
+    let command = qemu::machine_command(qemu, kernel, &format!("test={}", scenario.name));
+    let mut session = match qemu::Session::start(command, false) {
+        Ok(s) => s,
+        Err(e) => return Verdict::Fail(e),
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(u64::from(scenario.timeout_secs));
+    let verdict_prefix = format!("{} {}: ", protocol::PREFIX, scenario.name);
+    let mut transcript = String::new();
+    let mut matched = 0;
+    let mut reported: Option<Result<(), String>> = None;
+    let mut grace_until: Option<Instant> = None;
+    let verdict = loop {
+        let wait_until = grace_until.map_or(deadline, |g| g.min(deadline));
+        match session.next_event(wait_until) {
+            Some(qemu::ConsoleEvent::Line(line)) => {
+                transcript.push_str(&line);
+                transcript.push('\n');
+                if line.contains(protocol::KERNEL_PANIC) {
+                    break Err("kernel panic".to_string());
+                }
+                if matched < patterns.len() && patterns[matched].is_match(&line) {
+                    matched += 1;
+                    if matched == patterns.len() && !scenario.reports {
+                        grace_until = Some(Instant::now() + GRACE);
+                    }
+                }
+                if let Some(rest) = line.strip_prefix(&verdict_prefix) {
+                    if rest.starts_with(protocol::PASS) {
+                        reported = Some(Ok(()));
+                    } else if rest.starts_with(protocol::FAIL) {
+                        reported = Some(Err(rest.to_string()));
+                    }
+                }
+            }
+            Some(qemu::ConsoleEvent::Exited(status)) => {
+                break match (scenario.reports, &reported) {
+                    (_, Some(Err(reason))) => Err(format!("scenario reported {reason}")),
+                    (true, Some(Ok(()))) if !status.success() => {
+                        Err(format!("reported PASS but QEMU exited with {status}"))
+                    }
+                    (true, Some(Ok(()))) if matched < patterns.len() => Err(format!(
+                        "console never matched /{}/",
+                        scenario.console[matched]
+                    )),
+                    (true, Some(Ok(()))) => Ok(()),
+                    _ => Err(format!("QEMU exited ({status}) without a verdict")),
+                };
+            }
+            None if grace_until.is_some_and(|g| Instant::now() >= g) => break Ok(()),
+            None => {
+                break Err(match matched < patterns.len() {
+                    true => format!(
+                        "timed out after {} s waiting for /{}/",
+                        scenario.timeout_secs, scenario.console[matched]
+                    ),
+                    false => format!(
+                        "timed out after {} s without a verdict",
+                        scenario.timeout_secs
+                    ),
+                });
+            }
+        }
+    };
+    session.stop();
+    let log = log_path(scenario.name);
+    let _ = fs::write(&log, &transcript);
+    match verdict {
+        Ok(()) => Verdict::Pass(String::new()),
+        Err(reason) => Verdict::Fail(format!(
+            "{reason}; console log: {}\n{}",
+            log.display(),
+            tail(&transcript, 30)
+        )),
+    }
+}
+
+/// Runs everything matching the filter and prints the summary line.
+pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
+    let filter = args.filter.as_deref().unwrap_or("");
+    let checks: Vec<_> = cargo_checks()
+        .into_iter()
+        .filter(|c| c.name.contains(filter))
+        .collect();
+    let scenarios: Vec<_> = CATALOG.iter().filter(|s| s.name.contains(filter)).collect();
+    if args.list {
+        for c in &checks {
+            println!("{}", c.name);
+        }
+        for s in &scenarios {
+            println!("{}  -- {}", s.name, s.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if checks.is_empty() && scenarios.is_empty() {
+        return Err(format!(
+            "no test matches '{filter}' (see cargo xtask test --list)"
+        ));
+    }
+    setup::ensure_rust_targets()?;
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut report = |name: &str, verdict: Verdict, took: Duration| match verdict {
+        Verdict::Pass(note) => {
+            passed += 1;
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!(", {note}")
+            };
+            println!("test {name} ... ok ({:.1} s{note})", took.as_secs_f64());
+        }
+        Verdict::Fail(why) => {
+            failed += 1;
+            println!(
+                "test {name} ... FAILED ({:.1} s)\n    {why}",
+                took.as_secs_f64()
+            );
+        }
+    };
+    for check in &checks {
+        println!("==> {}", check.name);
+        let start = Instant::now();
+        let verdict = run_cargo_check(check);
+        report(check.name, verdict, start.elapsed());
+    }
+    if !scenarios.is_empty() {
+        let prepared = setup::ensure_qemu().and_then(|q| build::build_images().map(|i| (q, i)));
+        match prepared {
+            Ok((qemu, images)) => {
+                println!(
+                    "==> {} QEMU scenarios on QEMU {} (one boot each)",
+                    scenarios.len(),
+                    qemu.version
+                );
+                for scenario in &scenarios {
+                    let start = Instant::now();
+                    let verdict = run_scenario(&qemu, &images.kernel, scenario);
+                    report(scenario.name, verdict, start.elapsed());
+                }
+            }
+            Err(e) => {
+                for scenario in &scenarios {
+                    report(
+                        scenario.name,
+                        Verdict::Fail(format!("not run: {e}")),
+                        Duration::ZERO,
+                    );
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_patterns_compile() {
+        for s in CATALOG {
+            for p in s.console {
+                Regex::new(p).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            }
+        }
+    }
+
+    #[test]
+    fn check_names_are_unique() {
+        let checks = cargo_checks();
+        for (i, a) in checks.iter().enumerate() {
+            assert!(
+                checks[i + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
+            assert!(CATALOG.iter().all(|s| s.name != a.name), "{}", a.name);
+        }
+    }
+}
