@@ -10,7 +10,9 @@
 
 pub mod bootinfo;
 pub mod error;
+pub mod invocation;
 pub mod message;
+pub mod object;
 pub mod syscall;
 
 #[cfg(all(feature = "rt", target_os = "none"))]
@@ -18,7 +20,9 @@ pub mod rt;
 
 pub use bootinfo::BootInfo;
 pub use error::Error;
+pub use invocation::Label;
 pub use message::MessageInfo;
+pub use object::{CapRights, ObjectType};
 pub use syscall::Syscall;
 
 /// Register convention for the `svc #0` trap on aarch64.

@@ -7,6 +7,21 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod cap;
+pub mod cspace;
+pub mod kernel;
+pub mod machine;
 pub mod memory;
+pub mod object;
+pub mod sched;
+pub mod slot;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use addr::{PhysAddr, VirtAddr};
+pub use cap::{Cap, SlotRef};
+pub use kernel::{Invocation, Kernel, Reply};
+pub use machine::Machine;

@@ -1,0 +1,178 @@
+//! Invocation labels and argument layouts of every kernel object.
+//!
+//! An invocation is a `Call` on a capability to a kernel object: the label
+//! of the [`MessageInfo`](crate::MessageInfo) picks the operation, the
+//! message words are its arguments (the first four in `x2..x5`, the rest in
+//! the IPC buffer), and extra capabilities are named by their addresses in
+//! the IPC buffer's `caps_or_badges` array. The kernel answers with a
+//! message whose label is 0 on success or an [`Error`](crate::Error) code.
+//!
+//! Capability addresses (`CPtr`) are resolved through the caller's CSpace
+//! as in seL4: each CNode on the way consumes its guard bits and then its
+//! radix bits of the address, most significant first. Slot arguments are a
+//! CNode capability (the invoked cap or an extra cap) plus an index and the
+//! number of address bits (depth) to resolve it with.
+
+/// Operation selectors, one number space for all objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Label {
+    /// Untyped: `(type, size_bits, node_index, node_depth, node_offset,
+    /// count)`, extra cap 0 = destination CNode root. Creates `count`
+    /// objects in slots `node_offset..` of the CNode found at
+    /// `(node_index, node_depth)` from that root (depth 0: the root itself).
+    UntypedRetype = 1,
+
+    /// CNode: `(dest_index, dest_depth, src_index, src_depth, rights)`,
+    /// extra cap 0 = source root. Copies with rights masked by `rights`.
+    CNodeCopy = 10,
+    /// CNode: like `CNodeCopy` plus a sixth word: the badge (endpoints,
+    /// notifications) or the guard `(guard_bits << 58) | guard` (CNodes).
+    CNodeMint = 11,
+    /// CNode: `(dest_index, dest_depth, src_index, src_depth)`, extra cap 0
+    /// = source root. Moves the capability (and its derivation position).
+    CNodeMove = 12,
+    /// CNode: like `CNodeMove` plus the badge/guard word of `CNodeMint`;
+    /// the moved capability is the mutated one (no new derivation).
+    CNodeMutate = 13,
+    /// CNode: `(index, depth)`. Deletes the capability in the slot.
+    CNodeDelete = 14,
+    /// CNode: `(index, depth)`. Deletes every capability derived from it.
+    CNodeRevoke = 15,
+
+    /// TCB: `(fault_ep_cptr, priority, cspace_guard_word, ipc_buffer_addr)`,
+    /// extra caps = (CSpace root CNode, VSpace, IPC-buffer frame). The
+    /// guard word is applied to the copied CSpace cap as in `CNodeMint`.
+    TcbConfigure = 20,
+    /// TCB: `(priority)`.
+    TcbSetPriority = 21,
+    /// TCB: `(count)`. Replies with the first `count` registers in the
+    /// order of [`REGISTER_ORDER_DOC`].
+    TcbReadRegisters = 22,
+    /// TCB: `(count, values…)`. Writes the first `count` registers.
+    TcbWriteRegisters = 23,
+    /// TCB: no arguments. Starts (or restarts) the thread.
+    TcbResume = 24,
+    /// TCB: no arguments. Stops the thread, cancelling any blocking IPC.
+    TcbSuspend = 25,
+
+    /// Frame: `(vaddr, rights, attributes)`, extra cap 0 = VSpace.
+    FrameMap = 40,
+    /// Frame: no arguments. Removes this capability's mapping.
+    FrameUnmap = 41,
+    /// Frame: no arguments. Replies with the physical address.
+    FrameGetAddress = 42,
+
+    /// PageTable: `(vaddr)`, extra cap 0 = VSpace. Installs the table at the
+    /// first level of `vaddr`'s walk that has no table yet.
+    PageTableMap = 50,
+    /// PageTable: no arguments.
+    PageTableUnmap = 51,
+
+    /// IRQControl: `(irq, dest_index, dest_depth)`, extra cap 0 = dest root.
+    IrqControlGet = 60,
+    /// IRQHandler: no arguments. Re-enables the line after handling.
+    IrqHandlerAck = 61,
+}
+
+impl Label {
+    /// Every label.
+    pub const ALL: [Label; 20] = [
+        Label::UntypedRetype,
+        Label::CNodeCopy,
+        Label::CNodeMint,
+        Label::CNodeMove,
+        Label::CNodeMutate,
+        Label::CNodeDelete,
+        Label::CNodeRevoke,
+        Label::TcbConfigure,
+        Label::TcbSetPriority,
+        Label::TcbReadRegisters,
+        Label::TcbWriteRegisters,
+        Label::TcbResume,
+        Label::TcbSuspend,
+        Label::FrameMap,
+        Label::FrameUnmap,
+        Label::FrameGetAddress,
+        Label::PageTableMap,
+        Label::PageTableUnmap,
+        Label::IrqControlGet,
+        Label::IrqHandlerAck,
+    ];
+
+    /// Decodes a message label.
+    pub fn from_word(w: u64) -> Option<Label> {
+        Label::ALL.into_iter().find(|l| *l as u64 == w)
+    }
+}
+
+/// Order of registers in `TcbReadRegisters`/`TcbWriteRegisters` (aarch64):
+/// pc, sp, spsr (flags only), x0..x30, tpidr_el0.
+pub const REGISTER_ORDER_DOC: &str = "pc, sp, flags, x0..x30, tpidr";
+/// Number of registers `TcbReadRegisters` can return.
+pub const REGISTER_COUNT: usize = 35;
+/// Index of the program counter in the register order.
+pub const REG_PC: usize = 0;
+/// Index of the stack pointer.
+pub const REG_SP: usize = 1;
+/// Index of the condition flags word.
+pub const REG_FLAGS: usize = 2;
+/// Index of x0 (x`n` is at `REG_X0 + n`).
+pub const REG_X0: usize = 3;
+/// Index of the thread pointer (TPIDR_EL0).
+pub const REG_TPIDR: usize = 34;
+
+/// Bit in `FrameMap`'s attribute word: allow instruction fetch.
+pub const MAP_EXECUTE: u64 = 1 << 0;
+/// Bit in `FrameMap`'s attribute word: device memory (nGnRE, uncached).
+pub const MAP_DEVICE: u64 = 1 << 1;
+
+/// Position of the guard-bits count in a CNode mint/configure guard word.
+pub const GUARD_BITS_SHIFT: u32 = 58;
+
+/// Builds a CNode guard word: `guard_bits` bits of `guard`.
+pub const fn guard_word(guard: u64, guard_bits: u8) -> u64 {
+    ((guard_bits as u64) << GUARD_BITS_SHIFT) | (guard & ((1 << GUARD_BITS_SHIFT) - 1))
+}
+
+/// The per-thread IPC buffer: message words past the four carried in
+/// registers, and capability addresses for invocations and transfers.
+#[derive(Clone)]
+#[repr(C)]
+pub struct IpcBuffer {
+    /// Unused by the kernel; the message-info word for software use.
+    pub tag: u64,
+    /// Message words (0..4 mirror the registers; 4.. are read from here).
+    pub msg: [u64; crate::message::MAX_MESSAGE_WORDS],
+    /// Free for the thread's own use (e.g. a thread-local pointer).
+    pub user_data: u64,
+    /// Addresses of extra capabilities sent (or badges received).
+    pub caps_or_badges: [u64; crate::message::MAX_EXTRA_CAPS],
+    /// Where a received capability goes: CNode address, index, depth.
+    pub receive_cnode: u64,
+    /// Index within `receive_cnode`.
+    pub receive_index: u64,
+    /// Depth for resolving `receive_index`.
+    pub receive_depth: u64,
+}
+
+/// Byte offset of `msg[0]` in the IPC buffer.
+pub const IPC_BUFFER_MSG_OFFSET: usize = 8;
+/// Byte offset of `caps_or_badges[0]` in the IPC buffer.
+pub const IPC_BUFFER_CAPS_OFFSET: usize = 8 + 8 * crate::message::MAX_MESSAGE_WORDS + 8;
+const _: () = assert!(core::mem::offset_of!(IpcBuffer, caps_or_badges) == IPC_BUFFER_CAPS_OFFSET);
+const _: () = assert!(core::mem::size_of::<IpcBuffer>() <= 4096);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_decode() {
+        for l in Label::ALL {
+            assert_eq!(Label::from_word(l as u64), Some(l));
+        }
+        assert_eq!(Label::from_word(0), None);
+        assert_eq!(guard_word(0b101, 3) >> GUARD_BITS_SHIFT, 3);
+    }
+}

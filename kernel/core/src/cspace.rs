@@ -1,0 +1,117 @@
+//! Capability addresses: resolving a `CPtr` through guarded CNodes.
+//!
+//! The algorithm is seL4's `resolveAddressBits`: starting at a CNode
+//! capability with `depth` address bits to consume, each CNode first
+//! matches its guard against the next `guard_bits` bits, then indexes its
+//! slots with the next `radix` bits. If bits remain and the slot holds
+//! another CNode capability, resolution continues there.
+
+use crate::{
+    cap::{Cap, SlotRef},
+    slot::{SLOT_BITS, SlotStore},
+};
+use skyscope_abi::Error;
+
+/// Number of bits in a capability address.
+pub const WORD_BITS: u32 = 64;
+
+/// The slot `cptr` names, consuming exactly `depth` bits from the CNode
+/// capability `root`. Errors: `RangeError` for a depth outside 1..=64,
+/// `FailedLookup` if the address does not resolve to a slot at that depth.
+pub fn lookup_slot<S: SlotStore + ?Sized>(
+    store: &S,
+    root: &Cap,
+    cptr: u64,
+    depth: u32,
+) -> Result<SlotRef, Error> {
+    if depth == 0 || depth > WORD_BITS {
+        return Err(Error::RangeError);
+    }
+    match resolve(store, root, cptr, depth)? {
+        (slot, 0) => Ok(slot),
+        _ => Err(Error::FailedLookup),
+    }
+}
+
+/// The slot of the capability `cptr` names with all 64 bits available; as
+/// in seL4, resolution stops at the first non-CNode capability even if bits
+/// remain. Used for the capability a syscall invokes.
+pub fn lookup_cap_slot<S: SlotStore + ?Sized>(
+    store: &S,
+    root: &Cap,
+    cptr: u64,
+) -> Result<SlotRef, Error> {
+    resolve(store, root, cptr, WORD_BITS).map(|(slot, _)| slot)
+}
+
+fn bits_of(value: u64, top: u32, count: u32) -> u64 {
+    // The `count` bits below bit position `top` (exclusive), count <= 64.
+    if count == 0 {
+        return 0;
+    }
+    let shifted = if top - count >= 64 {
+        0
+    } else {
+        value >> (top - count)
+    };
+    if count >= 64 {
+        shifted
+    } else {
+        shifted & ((1u64 << count) - 1)
+    }
+}
+
+/// Resolves `cptr`; returns the slot and the number of bits left over.
+fn resolve<S: SlotStore + ?Sized>(
+    store: &S,
+    root: &Cap,
+    cptr: u64,
+    mut bits: u32,
+) -> Result<(SlotRef, u32), Error> {
+    let mut node = *root;
+    loop {
+        let Cap::CNode {
+            ptr,
+            radix,
+            guard_bits,
+            guard,
+            ..
+        } = node
+        else {
+            return Err(Error::FailedLookup);
+        };
+        let (radix, guard_bits) = (u32::from(radix), u32::from(guard_bits));
+        let level = radix + guard_bits;
+        if guard_bits > bits || bits_of(cptr, bits, guard_bits) != guard {
+            return Err(Error::FailedLookup);
+        }
+        if level > bits {
+            return Err(Error::FailedLookup);
+        }
+        let index = bits_of(cptr, bits - guard_bits, radix);
+        let slot = SlotRef(ptr.0 + (index << SLOT_BITS));
+        bits -= level;
+        if bits == 0 {
+            return Ok((slot, 0));
+        }
+        let next = store.slot(slot).cap;
+        if !matches!(next, Cap::CNode { .. }) {
+            return Ok((slot, bits));
+        }
+        node = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bits_of;
+
+    #[test]
+    fn bit_extraction() {
+        assert_eq!(bits_of(0xabcd, 16, 4), 0xa);
+        assert_eq!(bits_of(0xabcd, 4, 4), 0xd);
+        assert_eq!(bits_of(u64::MAX, 64, 64), u64::MAX);
+        assert_eq!(bits_of(0x8000_0000_0000_0000, 64, 1), 1);
+        assert_eq!(bits_of(5, 3, 0), 0);
+    }
+}

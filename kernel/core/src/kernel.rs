@@ -1,0 +1,453 @@
+//! The kernel's state and the one invocation dispatcher.
+
+use crate::{
+    PhysAddr,
+    cap::{ASID_COUNT, Asid, Cap, ContainerKind, SlotRef},
+    cspace,
+    machine::Machine,
+    object::tcb::{self, ThreadState},
+    sched::Scheduler,
+    slot::{self, SLOT_BITS, Slot},
+};
+use skyscope_abi::{Error, ObjectType};
+
+/// Most words an invocation reply carries.
+pub const MAX_REPLY_WORDS: usize = 40;
+/// Interrupt lines the kernel tracks handler capabilities for.
+pub const MAX_IRQS: usize = 1024;
+
+/// An invocation as decoded from a syscall: label, argument words and the
+/// extra capabilities (already looked up) with their slots.
+pub struct Invocation<'a> {
+    /// Operation selector (a [`skyscope_abi::Label`] value).
+    pub label: u64,
+    /// Argument words.
+    pub args: &'a [u64],
+    /// Extra capabilities and the slots they were found in.
+    pub extra_caps: &'a [(Cap, SlotRef)],
+}
+
+impl Invocation<'_> {
+    /// Argument `i`, or `TruncatedMessage`.
+    pub fn arg(&self, i: usize) -> Result<u64, Error> {
+        self.args.get(i).copied().ok_or(Error::TruncatedMessage)
+    }
+
+    /// Extra capability `i`, or `TruncatedMessage`.
+    pub fn extra_cap(&self, i: usize) -> Result<(Cap, SlotRef), Error> {
+        self.extra_caps
+            .get(i)
+            .copied()
+            .ok_or(Error::TruncatedMessage)
+    }
+}
+
+/// The words an invocation answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    words: [u64; MAX_REPLY_WORDS],
+    len: usize,
+}
+
+impl Reply {
+    /// No words.
+    pub const fn empty() -> Reply {
+        Reply {
+            words: [0; MAX_REPLY_WORDS],
+            len: 0,
+        }
+    }
+
+    /// One word.
+    pub fn word(w: u64) -> Reply {
+        let mut r = Reply::empty();
+        r.push(w);
+        r
+    }
+
+    /// Appends a word (ignored beyond the maximum, which no invocation reaches).
+    pub fn push(&mut self, w: u64) {
+        if self.len < MAX_REPLY_WORDS {
+            self.words[self.len] = w;
+            self.len += 1;
+        }
+    }
+
+    /// The words.
+    pub fn words(&self) -> &[u64] {
+        &self.words[..self.len]
+    }
+}
+
+/// Counters for invariant checks and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Objects created by retype.
+    pub objects_created: u64,
+    /// Objects destroyed (finalised).
+    pub objects_destroyed: u64,
+}
+
+/// Slots an operation holds on to across deletions, which may destroy the
+/// containers they live in (seL4 re-checks such slots the same way).
+const WATCH_SLOTS: usize = 5;
+
+/// The kernel: object memory and hardware behind `M`, plus the few global
+/// tables that are not objects.
+pub struct Kernel<M: Machine> {
+    /// Memory and hardware.
+    pub machine: M,
+    /// Ready queues.
+    pub scheduler: Scheduler,
+    /// The running thread.
+    pub current: Option<PhysAddr>,
+    /// VSpace top-level table per ASID (0 = free).
+    pub(crate) asids: [PhysAddr; ASID_COUNT],
+    /// Bit per IRQ line: a handler capability exists.
+    pub(crate) irq_issued: [u64; MAX_IRQS / 64],
+    watched: [SlotRef; WATCH_SLOTS],
+    watched_dead: [bool; WATCH_SLOTS],
+    /// Object counters.
+    pub counters: Counters,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// A kernel with no objects yet.
+    pub fn new(machine: M) -> Kernel<M> {
+        Kernel {
+            machine,
+            scheduler: Scheduler::new(),
+            current: None,
+            asids: [PhysAddr(0); ASID_COUNT],
+            irq_issued: [0; MAX_IRQS / 64],
+            watched: [SlotRef::NONE; WATCH_SLOTS],
+            watched_dead: [false; WATCH_SLOTS],
+            counters: Counters::default(),
+        }
+    }
+
+    /// The CSpace root capability of the running thread.
+    pub fn current_cspace(&self) -> Result<Cap, Error> {
+        let t = self.current.ok_or(Error::IllegalOperation)?;
+        Ok(self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap)
+    }
+
+    /// Resolves `cptr` (all 64 bits) in the running thread's CSpace.
+    pub fn lookup_slot_of_current(&self, cptr: u64) -> Result<SlotRef, Error> {
+        let root = self.current_cspace()?;
+        cspace::lookup_cap_slot(&self.machine, &root, cptr)
+    }
+
+    /// Resolves a slot argument `(index, depth)` relative to the CNode
+    /// capability `root`, consuming exactly `depth` bits (1..=64).
+    pub fn lookup_slot_arg(&self, root: &Cap, index: u64, depth: u64) -> Result<SlotRef, Error> {
+        let depth = u32::try_from(depth).map_err(|_| Error::RangeError)?;
+        cspace::lookup_slot(&self.machine, root, index, depth)
+    }
+
+    /// Dispatches an invocation of the capability in `slot`.
+    pub fn invoke(&mut self, slot: SlotRef, inv: &Invocation<'_>) -> Result<Reply, Error> {
+        let cap = self.machine.slot(slot).cap;
+        match cap {
+            Cap::Null | Cap::Zombie { .. } => Err(Error::InvalidCapability),
+            Cap::Untyped { .. } => self.invoke_untyped(slot, inv),
+            Cap::CNode { .. } => self.invoke_cnode(&cap, inv),
+            Cap::Tcb { ptr, rights } => self.invoke_tcb(ptr, rights, inv),
+            Cap::Frame { .. } => self.invoke_frame(slot, inv),
+            Cap::PageTable { .. } => self.invoke_page_table(slot, inv),
+            Cap::IrqControl => self.invoke_irq_control(slot, inv),
+            Cap::IrqHandler { irq } => self.invoke_irq_handler(irq, inv),
+            // Objects whose operations are IPC (endpoints, notifications,
+            // replies) or that have no invocations yet.
+            Cap::Endpoint { .. }
+            | Cap::Notification { .. }
+            | Cap::Reply { .. }
+            | Cap::SchedContext { .. }
+            | Cap::SchedControl
+            | Cap::VSpace { .. } => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// Writes `cap`, derived from the capability in `src`, into the empty
+    /// slot `dst` and links it after `src` in the MDB.
+    pub(crate) fn install_derived(&mut self, src: SlotRef, dst: SlotRef, cap: Cap) {
+        let revocable = slot::is_revocable(&cap, &self.machine.slot(src).cap);
+        *self.machine.slot_mut(dst) = Slot {
+            cap,
+            revocable,
+            first_badged: revocable,
+            ..Slot::default()
+        };
+        slot::insert_after(&mut self.machine, src, dst);
+    }
+
+    /// Writes a new original capability (from retype or boot) into the
+    /// empty slot `dst`, after `parent` in the MDB (or unlinked if NONE).
+    pub fn install_original(&mut self, parent: SlotRef, dst: SlotRef, cap: Cap) {
+        *self.machine.slot_mut(dst) = Slot {
+            cap,
+            revocable: true,
+            first_badged: true,
+            ..Slot::default()
+        };
+        if !parent.is_none() {
+            slot::insert_after(&mut self.machine, parent, dst);
+        }
+    }
+
+    // ---- deletion -------------------------------------------------------
+
+    /// Remembers `slots` so the deletion engine can report whether the
+    /// containers holding them were destroyed.
+    pub(crate) fn watch(&mut self, slots: &[SlotRef]) {
+        self.watched = [SlotRef::NONE; WATCH_SLOTS];
+        self.watched[..slots.len()].copy_from_slice(slots);
+        self.watched_dead = [false; WATCH_SLOTS];
+    }
+
+    /// Whether watched slot `i` still exists (its container was not destroyed).
+    pub(crate) fn watched_alive(&self, i: usize) -> bool {
+        !self.watched_dead[i]
+    }
+
+    pub(crate) fn unwatch(&mut self) {
+        self.watched = [SlotRef::NONE; WATCH_SLOTS];
+    }
+
+    /// Deletes the capability in `s`. If it was the last capability to its
+    /// object, the object is finalised; a CNode or TCB is destroyed
+    /// together with every capability it holds, iteratively (no recursion,
+    /// however deeply containers hold the last capabilities to others).
+    pub fn delete(&mut self, s: SlotRef) {
+        if let Some((ptr, kind)) = self.delete_one(s) {
+            self.destroy_container(ptr, kind);
+        }
+    }
+
+    /// Deletes the capability in `s`; returns the container to destroy if
+    /// it was the last capability to a CNode or TCB.
+    fn delete_one(&mut self, s: SlotRef) -> Option<(PhysAddr, ContainerKind)> {
+        let old = *self.machine.slot(s);
+        if old.cap.is_null() {
+            return None;
+        }
+        let last = slot::is_final(&self.machine, s);
+        self.release(&old.cap, last);
+        slot::unlink(&mut self.machine, s);
+        *self.machine.slot_mut(s) = Slot::default();
+        if !last {
+            return None;
+        }
+        match old.cap {
+            Cap::CNode { ptr, radix, .. } => Some((ptr, ContainerKind::CNode { radix })),
+            Cap::Tcb { ptr, .. } => Some((ptr, ContainerKind::Tcb)),
+            _ => None,
+        }
+    }
+
+    /// Per-capability clean-up before a capability leaves its slot; with
+    /// `last`, also the finalisation of its object (containers excepted).
+    fn release(&mut self, cap: &Cap, last: bool) {
+        match *cap {
+            Cap::Frame {
+                base,
+                size,
+                mapping,
+                ..
+            } => {
+                if let Some((asid, vaddr)) = mapping.get()
+                    && let Some(vspace) = self.vspace_of(asid)
+                {
+                    self.machine.unmap_frame(vspace, asid, vaddr, base, size);
+                }
+            }
+            Cap::PageTable {
+                ptr,
+                mapping,
+                level,
+            } => {
+                if let Some((asid, vaddr)) = mapping.get()
+                    && let Some(vspace) = self.vspace_of(asid)
+                {
+                    self.machine.unmap_table(vspace, asid, vaddr, level, ptr);
+                }
+            }
+            Cap::VSpace { asid, .. } if last => {
+                self.asids[usize::from(asid)] = PhysAddr(0);
+                self.machine.flush_asid(asid);
+            }
+            Cap::IrqHandler { irq } if last => self.release_irq(irq),
+            Cap::Tcb { ptr, .. } if last => self.suspend(ptr),
+            _ => {}
+        }
+        if last && !matches!(cap, Cap::CNode { .. } | Cap::Tcb { .. }) {
+            self.destroy_object_of(cap);
+        }
+    }
+
+    fn destroy_object_of(&mut self, cap: &Cap) {
+        // Untyped regions and frames hold no kernel state, but the machine
+        // still learns of their end (the host model tracks them; a hardened
+        // kernel may scrub them).
+        if let (Some(ty), Some((base, bits))) = (cap.object_type(), cap.region()) {
+            self.machine.destroy_object(ty, base, bits);
+            self.counters.objects_destroyed += 1;
+        }
+    }
+
+    /// The VSpace an ASID currently names.
+    pub(crate) fn vspace_of(&self, asid: Asid) -> Option<PhysAddr> {
+        let v = *self.asids.get(usize::from(asid))?;
+        (v.0 != 0).then_some(v)
+    }
+
+    fn container_slots(ptr: PhysAddr, kind: ContainerKind) -> (u64, u64) {
+        match kind {
+            ContainerKind::CNode { radix } => (ptr.0, 1 << radix),
+            ContainerKind::Tcb => (ptr.0, tcb::slots::COUNT as u64),
+        }
+    }
+
+    /// The first slot at or after `from` in a container that holds a live
+    /// (non-null, non-zombie) capability.
+    fn next_live_slot(
+        &self,
+        ptr: PhysAddr,
+        kind: ContainerKind,
+        from: u64,
+    ) -> Option<(SlotRef, u64)> {
+        let (base, count) = Self::container_slots(ptr, kind);
+        (from..count)
+            .map(|i| (SlotRef(base + (i << SLOT_BITS)), i))
+            .find(|(s, _)| {
+                let cap = self.machine.slot(*s).cap;
+                !cap.is_null() && !matches!(cap, Cap::Zombie { .. })
+            })
+    }
+
+    /// Destroys a container whose last capability was just deleted.
+    ///
+    /// Depth-first over containers whose last capability lives inside the
+    /// one being emptied: the slot that held such a capability becomes a
+    /// zombie linking back to its parent's zombie, so the traversal stack
+    /// lives in the dying objects themselves.
+    fn destroy_container(&mut self, top: PhysAddr, top_kind: ContainerKind) {
+        let (mut ptr, mut kind) = (top, top_kind);
+        let mut marker = SlotRef::NONE;
+        let mut cursor = 0;
+        loop {
+            if let Some((s, index)) = self.next_live_slot(ptr, kind, cursor) {
+                cursor = index;
+                if let Some((child, child_kind)) = self.delete_one(s) {
+                    self.machine.slot_mut(s).cap = Cap::Zombie {
+                        ptr: child,
+                        kind: child_kind,
+                        back: marker,
+                    };
+                    marker = s;
+                    (ptr, kind, cursor) = (child, child_kind, 0);
+                }
+                continue;
+            }
+            // `ptr` is empty: finalise it.
+            let (ty, bits) = match kind {
+                ContainerKind::CNode { radix } => (ObjectType::CNode, radix + SLOT_BITS),
+                ContainerKind::Tcb => (
+                    ObjectType::Tcb,
+                    ObjectType::Tcb.object_bits(0).unwrap_or(11),
+                ),
+            };
+            self.note_destroyed_range(ptr, bits);
+            self.machine.destroy_object(ty, ptr, bits);
+            self.counters.objects_destroyed += 1;
+            if marker.is_none() {
+                return;
+            }
+            let Cap::Zombie { back, .. } = self.machine.slot(marker).cap else {
+                unreachable!("zombie chain broken");
+            };
+            let finished = marker;
+            *self.machine.slot_mut(marker) = Slot::default();
+            marker = back;
+            (ptr, kind) = if back.is_none() {
+                (top, top_kind)
+            } else {
+                match self.machine.slot(back).cap {
+                    Cap::Zombie { ptr, kind, .. } => (ptr, kind),
+                    _ => unreachable!("zombie chain broken"),
+                }
+            };
+            let (base, _) = Self::container_slots(ptr, kind);
+            cursor = (finished.0 - base) >> SLOT_BITS;
+        }
+    }
+
+    fn note_destroyed_range(&mut self, ptr: PhysAddr, bits: u8) {
+        let end = ptr.0 + (1u64 << bits);
+        for (w, dead) in self.watched.iter().zip(self.watched_dead.iter_mut()) {
+            if !w.is_none() && (ptr.0..end).contains(&w.0) {
+                *dead = true;
+            }
+        }
+        if let Some(c) = self.current
+            && (ptr.0..end).contains(&c.0)
+        {
+            self.current = None;
+        }
+    }
+
+    /// Deletes every capability derived from the one in `s`.
+    pub fn revoke(&mut self, s: SlotRef) {
+        self.watch(&[s]);
+        loop {
+            if !self.watched_alive(0) {
+                break;
+            }
+            let here = *self.machine.slot(s);
+            if here.cap.is_null()
+                || here.next.is_none()
+                || !slot::is_parent_of(&here, self.machine.slot(here.next))
+            {
+                break;
+            }
+            self.delete(here.next);
+        }
+        self.unwatch();
+    }
+
+    // ---- scheduling -------------------------------------------------------
+
+    /// Chooses the thread to run: the current one unless it stopped or a
+    /// higher-priority thread is ready. Returns it.
+    pub fn schedule(&mut self) -> Option<PhysAddr> {
+        if let Some(c) = self.current {
+            let t = self.machine.tcb(c);
+            if t.state != ThreadState::Runnable {
+                self.current = None;
+            } else {
+                match self.scheduler.highest_priority() {
+                    Some(p) if p > t.priority => {
+                        self.scheduler.enqueue(&mut self.machine, c);
+                        self.current = None;
+                    }
+                    _ => return Some(c),
+                }
+            }
+        }
+        let next = self.scheduler.peek()?;
+        self.scheduler.remove(&mut self.machine, next);
+        self.current = Some(next);
+        Some(next)
+    }
+
+    /// Puts the current thread at the back of its priority's queue, so that
+    /// equal-priority threads take turns (yield and the timer tick).
+    pub fn rotate_current(&mut self) {
+        if let Some(c) = self.current
+            && self.machine.tcb(c).state == ThreadState::Runnable
+        {
+            self.scheduler.enqueue(&mut self.machine, c);
+            self.current = None;
+        }
+    }
+}

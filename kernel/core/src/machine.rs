@@ -1,0 +1,112 @@
+//! What the core needs from the machine it runs on.
+//!
+//! The kernel binary implements [`Machine`] over real memory (objects are
+//! reached through the physmap) and real translation tables; the host test
+//! suite implements it over typed maps, which also catch use-after-free and
+//! double finalisation. The core never names an architecture.
+
+use crate::{
+    PhysAddr,
+    cap::{Asid, FrameSize},
+    object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
+    slot::SlotStore,
+};
+use skyscope_abi::ObjectType;
+
+/// A thread's saved user registers, in the ABI's register order
+/// (see `skyscope_abi::invocation::REGISTER_COUNT`).
+pub trait ThreadContext: Copy + Default {
+    /// Register `index` (ABI order).
+    fn register(&self, index: usize) -> u64;
+    /// Sets register `index` (ABI order); the architecture may sanitise
+    /// the value (e.g. keep only the condition flags of the status word).
+    fn set_register(&mut self, index: usize, value: u64);
+}
+
+/// Access a mapping grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+    /// Device memory.
+    pub device: bool,
+}
+
+/// Why an address-space operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// A translation table on the way is missing (map a page table first).
+    MissingTable,
+    /// Something is mapped there already.
+    AlreadyMapped,
+    /// The address is outside the user range or misaligned.
+    BadAddress,
+}
+
+impl From<MapError> for skyscope_abi::Error {
+    fn from(e: MapError) -> Self {
+        match e {
+            MapError::MissingTable => skyscope_abi::Error::FailedLookup,
+            MapError::AlreadyMapped => skyscope_abi::Error::DeleteFirst,
+            MapError::BadAddress => skyscope_abi::Error::InvalidArgument,
+        }
+    }
+}
+
+/// Object memory and translation hardware, as the core sees them.
+pub trait Machine: SlotStore {
+    /// The architecture's saved user registers.
+    type Context: ThreadContext;
+
+    /// The TCB at `p`.
+    fn tcb(&self, p: PhysAddr) -> &Tcb<Self::Context>;
+    /// The TCB at `p`, mutably.
+    fn tcb_mut(&mut self, p: PhysAddr) -> &mut Tcb<Self::Context>;
+    /// The endpoint at `p`, mutably.
+    fn endpoint_mut(&mut self, p: PhysAddr) -> &mut Endpoint;
+    /// The notification at `p`, mutably.
+    fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification;
+
+    /// Prepares `2^bits` bytes at `base` as a new object of type `ty`:
+    /// zeroed memory holding a freshly constructed object (empty slots,
+    /// an inactive TCB, an empty translation table, a zeroed frame).
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
+    /// The object at `base` is gone; its memory goes back to its untyped.
+    fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
+
+    /// Maps `frame` at `vaddr` in the address space whose top-level table
+    /// is `vspace`.
+    fn map_frame(
+        &mut self,
+        vspace: PhysAddr,
+        asid: Asid,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+        access: Access,
+    ) -> Result<(), MapError>;
+    /// Removes the mapping at `vaddr` if it maps `frame` (it may have been
+    /// replaced after its page table was deleted), and flushes the TLB.
+    fn unmap_frame(
+        &mut self,
+        vspace: PhysAddr,
+        asid: Asid,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+    );
+    /// Installs the table `table` at the first level of `vaddr`'s walk
+    /// that has none; returns that level.
+    fn map_table(&mut self, vspace: PhysAddr, vaddr: u64, table: PhysAddr) -> Result<u8, MapError>;
+    /// Whether the kernel keeps interrupt `irq` for itself (or it does not exist).
+    fn irq_reserved(&self, irq: u16) -> bool;
+    /// Masks or unmasks interrupt `irq` at the interrupt controller.
+    fn set_irq_enabled(&mut self, irq: u16, enabled: bool);
+    /// Removes `table` from `level` of `vaddr`'s walk if it is installed
+    /// there, and flushes the TLB.
+    fn unmap_table(&mut self, vspace: PhysAddr, asid: Asid, vaddr: u64, level: u8, table: PhysAddr);
+    /// Forgets every TLB entry tagged with `asid`.
+    fn flush_asid(&mut self, asid: Asid);
+}

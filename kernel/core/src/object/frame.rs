@@ -1,0 +1,104 @@
+//! Frames: memory that user space maps into address spaces.
+//!
+//! A frame capability holds at most one mapping; to map a frame twice,
+//! copy the capability and map the copy. Deleting a capability removes its
+//! mapping, so revoking an untyped region unmaps everything made from it.
+
+use crate::{
+    cap::{Cap, Mapping, SlotRef},
+    kernel::{Invocation, Kernel, Reply},
+    machine::{Access, Machine},
+};
+use skyscope_abi::{
+    CapRights, Error, Label,
+    invocation::{MAP_DEVICE, MAP_EXECUTE},
+};
+
+impl<M: Machine> Kernel<M> {
+    pub(crate) fn invoke_frame(
+        &mut self,
+        slot: SlotRef,
+        inv: &Invocation<'_>,
+    ) -> Result<Reply, Error> {
+        let Cap::Frame {
+            base,
+            size,
+            device,
+            rights,
+            mapping,
+        } = self.machine.slot(slot).cap
+        else {
+            return Err(Error::InvalidCapability);
+        };
+        match Label::from_word(inv.label) {
+            Some(Label::FrameMap) => {
+                let vaddr = inv.arg(0)?;
+                let requested = CapRights::from_word(inv.arg(1)?);
+                let attributes = inv.arg(2)?;
+                let (vspace_cap, _) = inv.extra_cap(0)?;
+                if mapping != Mapping::NONE {
+                    return Err(Error::IllegalOperation);
+                }
+                let (vspace, asid) = self.writable_vspace(&vspace_cap)?;
+                if !rights.contains(CapRights::READ) || !requested.contains(CapRights::READ) {
+                    return Err(Error::InsufficientRights);
+                }
+                if !vaddr.is_multiple_of(size.bytes()) {
+                    return Err(Error::AlignmentError);
+                }
+                let access = Access {
+                    write: requested.contains(CapRights::WRITE)
+                        && rights.contains(CapRights::WRITE),
+                    execute: attributes & MAP_EXECUTE != 0,
+                    device: device || attributes & MAP_DEVICE != 0,
+                };
+                if access.write && access.execute {
+                    return Err(Error::InvalidArgument); // W^X: never both
+                }
+                if access.execute && access.device {
+                    return Err(Error::InvalidArgument);
+                }
+                self.machine
+                    .map_frame(vspace, asid, vaddr, base, size, access)?;
+                if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
+                    *mapping = Mapping::new(asid, vaddr);
+                }
+                Ok(Reply::empty())
+            }
+            Some(Label::FrameUnmap) => {
+                if let Some((asid, vaddr)) = mapping.get()
+                    && let Some(vspace) = self.vspace_of(asid)
+                {
+                    self.machine.unmap_frame(vspace, asid, vaddr, base, size);
+                }
+                if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
+                    *mapping = Mapping::NONE;
+                }
+                Ok(Reply::empty())
+            }
+            Some(Label::FrameGetAddress) => Ok(Reply::word(base.0)),
+            _ => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// The table and ASID of a VSpace capability that allows mapping.
+    pub(crate) fn writable_vspace(
+        &self,
+        cap: &Cap,
+    ) -> Result<(crate::PhysAddr, crate::cap::Asid), Error> {
+        let Cap::VSpace { ptr, asid, rights } = *cap else {
+            return Err(if cap.is_null() {
+                Error::InvalidCapability
+            } else {
+                Error::WrongType
+            });
+        };
+        if !rights.contains(CapRights::WRITE) {
+            return Err(Error::InsufficientRights);
+        }
+        if self.vspace_of(asid) != Some(ptr) {
+            return Err(Error::InvalidCapability);
+        }
+        Ok((ptr, asid))
+    }
+}

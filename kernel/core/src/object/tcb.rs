@@ -1,0 +1,288 @@
+//! Thread control blocks: a thread's registers, address spaces and state.
+
+use crate::{
+    PhysAddr,
+    cap::{Cap, SlotRef},
+    kernel::{Invocation, Kernel, Reply},
+    machine::{Machine, ThreadContext},
+    slot::Slot,
+};
+use skyscope_abi::{CapRights, Error, invocation::REGISTER_COUNT};
+
+/// Slots a TCB keeps copies of capabilities in.
+pub mod slots {
+    /// The thread's CSpace root CNode.
+    pub const CSPACE: usize = 0;
+    /// The thread's VSpace.
+    pub const VSPACE: usize = 1;
+    /// The frame holding the thread's IPC buffer.
+    pub const IPC_BUFFER: usize = 2;
+    /// The endpoint the thread's faults are sent to.
+    pub const FAULT_HANDLER: usize = 3;
+    /// Number of slots.
+    pub const COUNT: usize = 4;
+}
+
+/// Run state of a thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ThreadState {
+    /// Not started, suspended, or stopped after an unhandled fault.
+    #[default]
+    Inactive,
+    /// Running or ready to run.
+    Runnable,
+}
+
+/// A TCB as laid out in its kernel object (2 KiB).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Tcb<C> {
+    /// Capability slots (must stay first: slot `i` is at `tcb + 64 i`).
+    pub slots: [Slot; slots::COUNT],
+    /// Run state.
+    pub state: ThreadState,
+    /// Scheduling priority.
+    pub priority: u8,
+    /// Highest priority this thread may give itself or others.
+    pub max_priority: u8,
+    /// In a ready queue.
+    pub queued: bool,
+    /// Next thread in its ready queue.
+    pub sched_next: PhysAddr,
+    /// Previous thread in its ready queue.
+    pub sched_prev: PhysAddr,
+    /// User address of the IPC buffer (0 = none).
+    pub ipc_buffer: u64,
+    /// Saved user registers.
+    pub context: C,
+}
+
+/// The slot reference of TCB slot `index`.
+pub fn slot_ref(tcb: PhysAddr, index: usize) -> SlotRef {
+    SlotRef(tcb.0 + (index as u64) * core::mem::size_of::<Slot>() as u64)
+}
+
+/// Whether `ipc_buffer` is acceptable: aligned to the buffer's size.
+fn ipc_buffer_aligned(address: u64) -> bool {
+    address.is_multiple_of(1 << 10)
+}
+
+impl<M: Machine> Kernel<M> {
+    /// TCB invocations.
+    pub(crate) fn invoke_tcb(
+        &mut self,
+        tcb: PhysAddr,
+        rights: CapRights,
+        inv: &Invocation<'_>,
+    ) -> Result<Reply, Error> {
+        use skyscope_abi::Label;
+        let label = Label::from_word(inv.label).ok_or(Error::IllegalOperation)?;
+        let need = |r: CapRights| {
+            if rights.contains(r) {
+                Ok(())
+            } else {
+                Err(Error::InsufficientRights)
+            }
+        };
+        match label {
+            Label::TcbConfigure => {
+                need(CapRights::WRITE)?;
+                self.tcb_configure(tcb, inv)
+            }
+            Label::TcbSetPriority => {
+                need(CapRights::WRITE)?;
+                let priority = self.priority_argument(inv.arg(0)?)?;
+                self.set_priority(tcb, priority);
+                Ok(Reply::empty())
+            }
+            Label::TcbReadRegisters => {
+                need(CapRights::READ)?;
+                let count = usize::try_from(inv.arg(0)?).map_err(|_| Error::RangeError)?;
+                if count == 0 || count > REGISTER_COUNT {
+                    return Err(Error::RangeError);
+                }
+                if Some(tcb) == self.current {
+                    return Err(Error::IllegalOperation);
+                }
+                let context = self.machine.tcb(tcb).context;
+                let mut reply = Reply::empty();
+                for i in 0..count {
+                    reply.push(context.register(i));
+                }
+                Ok(reply)
+            }
+            Label::TcbWriteRegisters => {
+                need(CapRights::WRITE)?;
+                let count = usize::try_from(inv.arg(0)?).map_err(|_| Error::RangeError)?;
+                if count == 0 || count > REGISTER_COUNT {
+                    return Err(Error::RangeError);
+                }
+                if inv.args.len() < 1 + count {
+                    return Err(Error::TruncatedMessage);
+                }
+                if Some(tcb) == self.current {
+                    return Err(Error::IllegalOperation);
+                }
+                let t = self.machine.tcb_mut(tcb);
+                for i in 0..count {
+                    t.context.set_register(i, inv.args[1 + i]);
+                }
+                Ok(Reply::empty())
+            }
+            Label::TcbResume => {
+                need(CapRights::WRITE)?;
+                self.resume(tcb)?;
+                Ok(Reply::empty())
+            }
+            Label::TcbSuspend => {
+                need(CapRights::WRITE)?;
+                self.suspend(tcb);
+                Ok(Reply::empty())
+            }
+            _ => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// Checks a requested priority against the invoking thread's maximum.
+    fn priority_argument(&self, word: u64) -> Result<u8, Error> {
+        let priority = u8::try_from(word).map_err(|_| Error::RangeError)?;
+        let limit = self
+            .current
+            .map_or(u8::MAX, |c| self.machine.tcb(c).max_priority);
+        if priority > limit {
+            return Err(Error::RangeError);
+        }
+        Ok(priority)
+    }
+
+    fn tcb_configure(&mut self, tcb: PhysAddr, inv: &Invocation<'_>) -> Result<Reply, Error> {
+        let fault_cptr = inv.arg(0)?;
+        let priority = self.priority_argument(inv.arg(1)?)?;
+        let guard_word = inv.arg(2)?;
+        let ipc_buffer = inv.arg(3)?;
+        let (cspace, cspace_src) = inv.extra_cap(0)?;
+        let (vspace, vspace_src) = inv.extra_cap(1)?;
+        if !matches!(cspace, Cap::CNode { .. }) || !matches!(vspace, Cap::VSpace { .. }) {
+            return Err(Error::WrongType);
+        }
+        let cspace = cspace.derive()?.with_data(guard_word)?;
+        let vspace = vspace.derive()?;
+        let buffer = match inv.extra_caps.get(2) {
+            Some(&(frame @ Cap::Frame { .. }, src)) => {
+                if !ipc_buffer_aligned(ipc_buffer) {
+                    return Err(Error::AlignmentError);
+                }
+                Some((frame.derive()?, src))
+            }
+            Some(_) => return Err(Error::WrongType),
+            None if ipc_buffer != 0 => return Err(Error::TruncatedMessage),
+            None => None,
+        };
+        let fault = match fault_cptr {
+            0 => None,
+            cptr => {
+                let slot = self.lookup_slot_of_current(cptr)?;
+                let cap = self.machine.slot(slot).cap;
+                if !matches!(cap, Cap::Endpoint { .. }) {
+                    return Err(Error::WrongType);
+                }
+                if !cap.rights().contains(CapRights::WRITE) {
+                    return Err(Error::InsufficientRights);
+                }
+                Some((cap.derive()?, slot))
+            }
+        };
+        // All checks passed: replace the thread's slots. Deleting the old
+        // capabilities may destroy containers (even the ones the sources
+        // live in), so each source is re-checked afterwards, as in seL4.
+        let sources = [
+            Some((cspace, cspace_src)),
+            Some((vspace, vspace_src)),
+            buffer,
+            fault,
+        ];
+        let source_slots = sources.map(|s| s.map_or(SlotRef::NONE, |(_, src)| src));
+        self.watch(&[
+            source_slots[0],
+            source_slots[1],
+            source_slots[2],
+            source_slots[3],
+            slot_ref(tcb, 0),
+        ]);
+        for index in [
+            slots::CSPACE,
+            slots::VSPACE,
+            slots::IPC_BUFFER,
+            slots::FAULT_HANDLER,
+        ] {
+            self.delete(slot_ref(tcb, index));
+        }
+        let alive = [0, 1, 2, 3].map(|i| self.watched_alive(i));
+        let tcb_alive = self.watched_alive(4);
+        self.unwatch();
+        if !tcb_alive {
+            return Ok(Reply::empty()); // the thread was destroyed with its old CSpace
+        }
+        let targets = [
+            slots::CSPACE,
+            slots::VSPACE,
+            slots::IPC_BUFFER,
+            slots::FAULT_HANDLER,
+        ];
+        for ((source, target), alive) in sources.into_iter().zip(targets).zip(alive) {
+            if let Some((cap, src)) = source
+                && alive
+                && self.machine.slot(src).cap.same_object(&cap)
+            {
+                self.install_derived(src, slot_ref(tcb, target), cap);
+            }
+        }
+        let t = self.machine.tcb_mut(tcb);
+        t.ipc_buffer = ipc_buffer;
+        t.max_priority = priority;
+        self.set_priority(tcb, priority);
+        Ok(Reply::empty())
+    }
+
+    /// Changes a thread's priority, requeueing it if it is ready.
+    pub fn set_priority(&mut self, tcb: PhysAddr, priority: u8) {
+        let queued = self.machine.tcb(tcb).queued;
+        if queued {
+            self.scheduler.remove(&mut self.machine, tcb);
+        }
+        self.machine.tcb_mut(tcb).priority = priority;
+        if queued {
+            self.scheduler.enqueue(&mut self.machine, tcb);
+        }
+    }
+
+    /// Makes a configured thread runnable.
+    pub fn resume(&mut self, tcb: PhysAddr) -> Result<(), Error> {
+        if self
+            .machine
+            .slot(slot_ref(tcb, slots::VSPACE))
+            .cap
+            .is_null()
+        {
+            return Err(Error::IllegalOperation);
+        }
+        let t = self.machine.tcb_mut(tcb);
+        if t.state == ThreadState::Inactive {
+            t.state = ThreadState::Runnable;
+            if self.current != Some(tcb) {
+                self.scheduler.enqueue(&mut self.machine, tcb);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a thread (it stays configured and can be resumed).
+    pub fn suspend(&mut self, tcb: PhysAddr) {
+        self.scheduler.remove(&mut self.machine, tcb);
+        self.machine.tcb_mut(tcb).state = ThreadState::Inactive;
+        if self.current == Some(tcb) {
+            self.current = None;
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Untyped memory: the only source of kernel objects.
+//!
+//! `Retype` carves `count` objects of one type from the untyped region at
+//! its watermark, aligned to the object size, and places an original
+//! capability to each in consecutive empty slots of a CNode. When the
+//! untyped capability has no children left (everything made from it was
+//! deleted or revoked), its watermark goes back to zero and the memory is
+//! reused.
+
+use crate::{
+    PhysAddr,
+    cap::{Asid, Cap, FrameSize, Mapping, SlotRef},
+    kernel::{Invocation, Kernel, Reply},
+    machine::Machine,
+    slot::{self, SLOT_BITS},
+};
+use skyscope_abi::{
+    CapRights, Error, Label, ObjectType,
+    object::{MAX_RETYPE_COUNT, MIN_UNTYPED_BITS},
+};
+
+/// The capability retype gives for a new object at `base`.
+fn new_object_cap(ty: ObjectType, base: PhysAddr, size_bits: u8, device: bool, asid: Asid) -> Cap {
+    let rights = CapRights::ALL;
+    match ty {
+        ObjectType::Untyped => Cap::Untyped {
+            base,
+            size_bits,
+            device,
+            free_offset: 0,
+        },
+        ObjectType::Tcb => Cap::Tcb { ptr: base, rights },
+        ObjectType::Endpoint => Cap::Endpoint {
+            ptr: base,
+            badge: 0,
+            rights,
+        },
+        ObjectType::Notification => Cap::Notification {
+            ptr: base,
+            badge: 0,
+            rights,
+        },
+        ObjectType::CNode => Cap::CNode {
+            ptr: base,
+            radix: size_bits - SLOT_BITS,
+            guard_bits: 0,
+            guard: 0,
+            rights,
+        },
+        ObjectType::Reply => Cap::Reply { ptr: base, rights },
+        ObjectType::SchedContext => Cap::SchedContext { ptr: base, rights },
+        ObjectType::Frame4K | ObjectType::Frame2M => Cap::Frame {
+            base,
+            size: if ty == ObjectType::Frame4K {
+                FrameSize::Small
+            } else {
+                FrameSize::Large
+            },
+            device,
+            rights,
+            mapping: Mapping::NONE,
+        },
+        ObjectType::PageTable => Cap::PageTable {
+            ptr: base,
+            mapping: Mapping::NONE,
+            level: 0,
+        },
+        ObjectType::VSpace => Cap::VSpace {
+            ptr: base,
+            asid,
+            rights,
+        },
+    }
+}
+
+impl<M: Machine> Kernel<M> {
+    pub(crate) fn invoke_untyped(
+        &mut self,
+        ut_slot: SlotRef,
+        inv: &Invocation<'_>,
+    ) -> Result<Reply, Error> {
+        if Label::from_word(inv.label) != Some(Label::UntypedRetype) {
+            return Err(Error::IllegalOperation);
+        }
+        let ty = ObjectType::from_word(inv.arg(0)?).ok_or(Error::InvalidArgument)?;
+        let size_param = inv.arg(1)?;
+        let (node_index, node_depth) = (inv.arg(2)?, inv.arg(3)?);
+        let offset = inv.arg(4)?;
+        let count = inv.arg(5)?;
+        let (root, _) = inv.extra_cap(0)?;
+        self.retype(
+            ut_slot, ty, size_param, &root, node_index, node_depth, offset, count,
+        )?;
+        Ok(Reply::empty())
+    }
+
+    /// Retypes part of the untyped in `ut_slot` into `count` objects placed
+    /// in slots `offset..offset + count` of the destination CNode (found at
+    /// `(node_index, node_depth)` from `root`; depth 0 means `root` itself).
+    /// Every check happens before anything changes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn retype(
+        &mut self,
+        ut_slot: SlotRef,
+        ty: ObjectType,
+        size_param: u64,
+        root: &Cap,
+        node_index: u64,
+        node_depth: u64,
+        offset: u64,
+        count: u64,
+    ) -> Result<(), Error> {
+        let Cap::Untyped {
+            base,
+            size_bits,
+            device,
+            free_offset,
+        } = self.machine.slot(ut_slot).cap
+        else {
+            return Err(Error::InvalidCapability);
+        };
+        let bits = ty.object_bits(size_param).ok_or(match ty {
+            ObjectType::Untyped | ObjectType::CNode => Error::RangeError,
+            _ => Error::InvalidArgument,
+        })?;
+        if !(1..=MAX_RETYPE_COUNT).contains(&count) {
+            return Err(Error::RangeError);
+        }
+        if device && !ty.allowed_from_device_memory() {
+            return Err(Error::InvalidArgument);
+        }
+        if bits > size_bits {
+            return Err(Error::NotEnoughMemory);
+        }
+        let dest_node = if node_depth == 0 {
+            *root
+        } else {
+            let s = self.lookup_slot_arg(root, node_index, node_depth)?;
+            self.machine.slot(s).cap
+        };
+        let Cap::CNode {
+            ptr: node, radix, ..
+        } = dest_node
+        else {
+            return Err(if dest_node.is_null() {
+                Error::FailedLookup
+            } else {
+                Error::WrongType
+            });
+        };
+        let slots = 1u64 << radix;
+        if offset >= slots || count > slots - offset {
+            return Err(Error::RangeError);
+        }
+        let dest = |i: u64| SlotRef(node.0 + ((offset + i) << SLOT_BITS));
+        if (0..count).any(|i| !self.machine.slot(dest(i)).cap.is_null()) {
+            return Err(Error::DeleteFirst);
+        }
+        // Reuse the whole region once nothing made from it remains.
+        let watermark = if slot::has_children(&self.machine, ut_slot) {
+            free_offset
+        } else {
+            0
+        };
+        let start = (base.0 + watermark).next_multiple_of(1 << bits);
+        let end = start
+            .checked_add(count << bits)
+            .filter(|&e| e <= base.0 + (1u64 << size_bits))
+            .ok_or(Error::NotEnoughMemory)?;
+        if ty == ObjectType::VSpace && self.free_asids() < count {
+            return Err(Error::NotEnoughMemory);
+        }
+        debug_assert!(bits >= MIN_UNTYPED_BITS);
+
+        if let Cap::Untyped { free_offset, .. } = &mut self.machine.slot_mut(ut_slot).cap {
+            *free_offset = end - base.0;
+        }
+        for i in 0..count {
+            let object = PhysAddr(start + (i << bits));
+            self.machine.create_object(ty, object, bits);
+            self.counters.objects_created += 1;
+            let asid = if ty == ObjectType::VSpace {
+                self.allocate_asid(object)
+            } else {
+                0
+            };
+            let cap = new_object_cap(ty, object, bits, device, asid);
+            self.install_original(ut_slot, dest(i), cap);
+        }
+        Ok(())
+    }
+}

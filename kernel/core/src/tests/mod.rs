@@ -1,0 +1,5 @@
+//! Host tests of the capability engine and the object model.
+
+mod caps;
+mod model;
+mod objects;
