@@ -406,6 +406,7 @@ impl World {
             PhysAddr(layout::ROOT),
             layout::ROOT_RADIX + SLOT_BITS,
         );
+        m.create_object(ObjectType::Untyped, PhysAddr(layout::UNTYPED), layout::UNTYPED_BITS);
         let mut kernel = Kernel::new(m);
         kernel.install_original(SlotRef::NONE, Self::root_anchor(), Self::root_cap());
         let ut = Cap::Untyped {

@@ -5,7 +5,7 @@
 //! capability to each in consecutive empty slots of a CNode. When the
 //! untyped capability has no children left (everything made from it was
 //! deleted or revoked), its watermark goes back to zero and the memory is
-//! reused.
+//! reused. An untyped child must be smaller than its parent.
 
 use crate::{
     PhysAddr,
@@ -131,6 +131,11 @@ impl<M: Machine> Kernel<M> {
         }
         if bits > size_bits {
             return Err(Error::NotEnoughMemory);
+        }
+        // An untyped child covering all of its parent would be the same
+        // object under another capability; moving the capability does that.
+        if ty == ObjectType::Untyped && bits == size_bits {
+            return Err(Error::RangeError);
         }
         let dest_node = if node_depth == 0 {
             *root

@@ -126,17 +126,15 @@ fn untyped_memory_is_reused_after_revoke() {
     let mut w = World::new();
     w.retype(UT, ObjectType::Tcb, 0, 10, 4).unwrap();
     let first = w.cap(10);
-    assert_eq!(
-        w.retype(UT, ObjectType::Untyped, 20, 20, 1),
-        Err(Error::NotEnoughMemory)
-    );
+    assert_eq!(w.retype(UT, ObjectType::Untyped, 19, 20, 2), Err(Error::NotEnoughMemory));
+    assert_eq!(w.retype(UT, ObjectType::Untyped, 20, 20, 1), Err(Error::RangeError));
     w.revoke(UT).unwrap();
     assert!((10..14).all(|s| w.cap(s).is_null()));
     assert_eq!(w.kernel.machine.destroyed.get(&ObjectType::Tcb), Some(&4));
     w.retype(UT, ObjectType::Tcb, 0, 10, 1).unwrap();
     assert_eq!(w.cap(10), first, "the same memory is handed out again");
     w.revoke(UT).unwrap();
-    w.retype(UT, ObjectType::Untyped, 20, 20, 1).unwrap();
+    w.retype(UT, ObjectType::Untyped, 19, 20, 2).unwrap();
 }
 
 #[test]
