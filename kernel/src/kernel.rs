@@ -1,86 +1,137 @@
-//! The kernel's state and its reaction to each event.
+//! The kernel's run-time state and its reaction to each event.
 
-use crate::arch::{self, PageTables, gicv3::Gic, power::PowerControl, timer};
+use crate::arch::{self, power::PowerControl, timer};
 use crate::cell::KernelCell;
-use crate::thread::{Thread, ThreadState};
+use crate::machine::KernelMachine;
 use crate::trap::{Event, UserFault};
-use crate::{console, kprintln};
-use skyscope_abi::{Error, Syscall, syscall::DEBUG_WRITE_MAX};
-use skyscope_core::VirtAddr;
+use crate::{kprintln, syscall};
+use skyscope_core::{
+    Kernel, PhysAddr,
+    cap::Cap,
+    machine::Machine,
+    object::tcb::{self, ThreadState},
+    slot::SlotStore,
+};
 
 /// What to do after handling an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Resume the current thread (or idle if it cannot run).
+    /// Run the chosen thread (or idle if none can run).
     Resume,
-    /// Wait for an interrupt, then resume.
+    /// Wait for an interrupt first (the thread executed `wfi` and nothing
+    /// else is ready).
     WaitThenResume,
 }
 
 /// Everything the kernel knows at run time.
-pub struct Kernel {
+pub struct State {
+    /// The capability kernel: objects, CSpaces, scheduler.
+    pub core: Kernel<KernelMachine>,
     /// How to end the machine.
     pub power: PowerControl,
-    /// The interrupt controller.
-    pub gic: Gic,
-    /// INTID of the kernel tick.
-    pub timer_intid: u32,
     /// Counter ticks between kernel timer interrupts.
     pub tick_interval: u64,
     /// Kernel timer interrupts taken since boot.
     pub ticks: u64,
-    /// The running thread (the root task; the only thread for now).
-    pub thread: Thread,
 }
 
-static KERNEL: KernelCell<Option<Kernel>> = KernelCell::new(None);
+static STATE: KernelCell<Option<State>> = KernelCell::new(None);
 
 /// Installs the kernel state at the end of boot.
-pub fn install(kernel: Kernel) {
+pub fn install(state: State) {
     // SAFETY: called once from `kernel_main` before any exception can
     // reach the kernel state (interrupts are masked, no thread has run).
-    unsafe { *KERNEL.get() = Some(kernel) };
+    unsafe { *STATE.get() = Some(state) };
 }
 
 /// Runs `f` with exclusive access to the kernel state.
-pub fn with_kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
+pub fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     // SAFETY: every caller is a kernel entry point (trap, idle IRQ) or the
     // resume path, none of which nest: the kernel is not reentrant, runs
     // with IRQs masked, and `wait_for_interrupt` is only called outside
-    // `with_kernel`. The borrow ends when `f` returns (or, for
+    // `with_state`. The borrow ends when `f` returns (or, for
     // `enter_current_thread`, is abandoned at the return to EL0).
-    let state = unsafe { KERNEL.get() };
+    let state = unsafe { STATE.get() };
     match state {
-        Some(kernel) => f(kernel),
+        Some(state) => f(state),
         None => panic!("kernel entered before initialisation finished"),
     }
 }
 
-/// Enters the current thread if it can run; returns if nothing can.
+/// Chooses a thread and enters it; returns if nothing can run.
 pub fn enter_current_thread() {
-    with_kernel(|k| {
-        if k.thread.state == ThreadState::Runnable {
-            arch::mmu::activate_user_tables(&k.thread.address_space, k.thread.asid);
-            arch::enter_user(&mut k.thread.context);
+    with_state(|s| {
+        while let Some(t) = s.core.schedule() {
+            match s.switch_to(t) {
+                Ok(()) => {
+                    let context = &mut s.core.machine.tcb_mut(t).context;
+                    arch::enter_user(context);
+                }
+                Err(why) => {
+                    kprintln!("kernel: thread {t} cannot run ({why}); suspended");
+                    s.core.suspend(t);
+                }
+            }
         }
     });
 }
 
-impl Kernel {
+impl State {
+    /// Makes `t`'s address space, IPC buffer pointer and FP state current.
+    fn switch_to(&mut self, t: PhysAddr) -> Result<(), &'static str> {
+        let vspace = self
+            .core
+            .machine
+            .slot(tcb::slot_ref(t, tcb::slots::VSPACE))
+            .cap;
+        let Cap::VSpace { ptr, asid, .. } = vspace else {
+            return Err("no VSpace");
+        };
+        if self.core.machine.tcb(t).state != ThreadState::Runnable {
+            return Err("not runnable");
+        }
+        arch::mmu::activate_user_space(ptr, asid);
+        arch::set_ipc_buffer_pointer(self.core.machine.tcb(t).ipc_buffer);
+        let m = &mut self.core.machine;
+        if m.fp_owner != Some(t) {
+            if let Some(owner) = m.fp_owner {
+                m.tcb_mut(owner).context.fp.save();
+            }
+            m.tcb(t).context.fp.restore();
+            m.fp_owner = Some(t);
+        }
+        Ok(())
+    }
+
+    /// The running thread (every event from user space has one).
+    fn current(&self) -> PhysAddr {
+        self.core
+            .current
+            .expect("an event from user space without a current thread")
+    }
+
     /// Reacts to an event from the current thread.
     pub fn handle(&mut self, event: Event) -> Next {
         match event {
-            Event::Syscall => self.syscall(),
+            Event::Syscall => syscall::handle(self),
             Event::Interrupt => {
                 self.interrupt();
                 Next::Resume
             }
             Event::WaitForInterrupt => {
-                self.thread.context.skip_instruction();
-                Next::WaitThenResume
+                let t = self.current();
+                self.core.machine.tcb_mut(t).context.skip_instruction();
+                if self.core.scheduler.peek().is_some() {
+                    self.core.rotate_current();
+                    Next::Resume
+                } else {
+                    Next::WaitThenResume
+                }
             }
             Event::Yield => {
-                self.thread.context.skip_instruction();
+                let t = self.current();
+                self.core.machine.tcb_mut(t).context.skip_instruction();
+                self.core.rotate_current();
                 Next::Resume
             }
             Event::Fault(fault) => {
@@ -92,90 +143,71 @@ impl Kernel {
 
     /// Handles every pending interrupt.
     pub fn interrupt(&mut self) {
-        while let Some(intid) = self.gic.acknowledge() {
-            if intid == self.timer_intid {
+        while let Some(intid) = self.core.machine.gic.acknowledge() {
+            if intid == self.core.machine.timer_intid {
                 self.ticks += 1;
                 timer::arm(self.tick_interval);
+                // Round robin among threads of the running thread's priority.
+                self.core.rotate_current();
             } else {
-                // No driver owns this line yet: silence it rather than storm.
-                kprintln!("kernel: unexpected interrupt {intid}, disabled");
-                self.gic.disable(intid);
+                // No handler yet (IRQ notifications come with IPC): silence it.
+                kprintln!("kernel: interrupt {intid} has no handler, disabled");
+                self.core.machine.gic.disable(intid);
             }
-            self.gic.end_of_interrupt(intid);
+            self.core.machine.gic.end_of_interrupt(intid);
         }
     }
 
     fn fault(&mut self, fault: UserFault) {
-        let t = &mut self.thread;
+        let t = self.current();
         kprintln!(
-            "fault: thread '{}' {}; no fault handler, thread stopped",
-            t.name,
+            "fault: thread {} {}; no fault handler, thread stopped",
+            self.thread_name(t),
             fault
         );
-        t.state = ThreadState::Inactive;
+        self.core.suspend(t);
     }
 
-    fn syscall(&mut self) -> Next {
-        let context = &self.thread.context;
-        let (number, a0, a1) = (context.syscall_number(), context.arg(0), context.arg(1));
-        let result = match Syscall::from_number(number) {
-            None => Err(Error::InvalidSyscall),
-            Some(Syscall::Yield) => Ok(0),
-            Some(Syscall::DebugWrite) => self.debug_write(a0, a1).map(|()| 0),
-            Some(Syscall::DebugTimerTicks) => Ok(self.ticks),
-            Some(Syscall::DebugShutdown) => {
-                kprintln!(
-                    "kernel: shutdown requested by '{}' with status {}",
-                    self.thread.name,
-                    a0
-                );
-                self.power.shutdown(a0)
-            }
-        };
-        let value = match result {
-            Ok(v) => v,
-            Err(e) => e.code(),
-        };
-        self.thread.context.set_result(0, value);
-        Next::Resume
+    /// A name for diagnostics: `'root'` for the root task, else the TCB address.
+    pub fn thread_name(&self, t: PhysAddr) -> ThreadName {
+        ThreadName(t, Some(t) == self.root_tcb())
     }
 
-    /// Copies `length` bytes at user address `address` to the console,
-    /// checking each page is mapped readable for the thread.
-    fn debug_write(&mut self, address: u64, length: u64) -> Result<(), Error> {
-        if length > DEBUG_WRITE_MAX as u64 {
-            return Err(Error::RangeError);
-        }
-        let end = address
-            .checked_add(length)
-            .ok_or(Error::InvalidUserBuffer)?;
-        let mut buffer = [0u8; DEBUG_WRITE_MAX];
-        copy_from_user(
-            &self.thread.address_space,
-            address,
-            &mut buffer[..length as usize],
-        )?;
-        debug_assert!(end >= address);
-        console::write_bytes(&buffer[..length as usize]);
-        Ok(())
+    fn root_tcb(&self) -> Option<PhysAddr> {
+        ROOT_TCB.get()
     }
 }
 
-/// Copies user memory at `address` into `out`, page by page, through the
-/// physmap after checking the thread's own page tables allow EL0 to read.
-pub fn copy_from_user(space: &PageTables, address: u64, out: &mut [u8]) -> Result<(), Error> {
-    let mut done = 0;
-    while done < out.len() {
-        let va = address
-            .checked_add(done as u64)
-            .ok_or(Error::InvalidUserBuffer)?;
-        let pa = space
-            .user_access(VirtAddr(va), false)
-            .ok_or(Error::InvalidUserBuffer)?;
-        let in_page = (skyscope_core::addr::PAGE_SIZE - (va & 0xfff)) as usize;
-        let n = in_page.min(out.len() - done);
-        arch::copy_from_phys(pa, &mut out[done..done + n]);
-        done += n;
+/// The root task's TCB, for diagnostics.
+pub static ROOT_TCB: RootTcb = RootTcb(core::sync::atomic::AtomicU64::new(0));
+
+/// Remembers which TCB is the root task's.
+pub struct RootTcb(core::sync::atomic::AtomicU64);
+
+impl RootTcb {
+    /// Records the root task's TCB.
+    pub fn set(&self, t: PhysAddr) {
+        self.0.store(t.0, core::sync::atomic::Ordering::Relaxed);
     }
-    Ok(())
+
+    /// The root task's TCB, once set.
+    pub fn get(&self) -> Option<PhysAddr> {
+        match self.0.load(core::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(PhysAddr(t)),
+        }
+    }
+}
+
+/// Formats a thread for messages.
+pub struct ThreadName(PhysAddr, bool);
+
+impl core::fmt::Display for ThreadName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.1 {
+            write!(f, "'root'")
+        } else {
+            write!(f, "{:#x}", self.0.0)
+        }
+    }
 }

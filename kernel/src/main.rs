@@ -13,31 +13,25 @@ mod console;
 mod drivers;
 mod kernel;
 mod loader;
-mod thread;
+mod machine;
+mod root_task;
+mod syscall;
 mod trap;
 
 use arch::{
-    PageTables, Permissions, UserContext,
     gicv3::Gic,
     platform::Platform,
     power::{self, PowerControl},
 };
 use core::sync::atomic::{AtomicBool, Ordering};
-use skyscope_abi::{BootInfo, bootinfo as abi_boot};
 use skyscope_core::{
-    PhysAddr, VirtAddr,
+    PhysAddr,
     addr::PAGE_SIZE,
     memory::{FreeRegions, Region},
 };
-use zerocopy::IntoBytes;
-
-/// The root task's ELF image, built by `cargo xtask` before the kernel.
-static ROOT_TASK_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_ROOT_TASK_ELF"));
 
 /// Kernel timer interrupts per second.
 const TICK_HZ: u64 = 100;
-/// ASID of the root task's address space.
-const ROOT_ASID: u16 = 1;
 /// Exit status reported to the host when the kernel panics.
 pub const KERNEL_PANIC_STATUS: u64 = 3;
 
@@ -118,15 +112,20 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         TICK_HZ
     );
 
-    let thread = start_root_task(&platform, &mut free);
-    kprintln!("memory: {} KiB free for user space", free.total() >> 10);
-    kernel::install(kernel::Kernel {
-        power,
+    let machine = machine::KernelMachine {
         gic,
         timer_intid: platform.hyp_timer_intid,
+        fp_owner: None,
+        watch_tcb: None,
+        watched_tcb_destroyed: false,
+    };
+    let mut core = skyscope_core::Kernel::new(machine);
+    root_task::create(&mut core, &platform, &mut free, &devices);
+    kernel::install(kernel::State {
+        core,
+        power,
         tick_interval,
         ticks: 0,
-        thread,
     });
     trap::continue_with(kernel::Next::Resume)
 }
@@ -152,83 +151,6 @@ fn usable_memory(platform: &Platform, image_start: u64, image_end: u64) -> FreeR
         }
     }
     free
-}
-
-/// Loads the root task and builds its address space: the ELF segments,
-/// a stack (with an unmapped guard page below it), an IPC buffer and the
-/// read-only boot-info page.
-fn start_root_task(platform: &Platform, free: &mut FreeRegions) -> thread::Thread {
-    if ROOT_TASK_ELF.is_empty() {
-        panic!("no root task embedded: build the kernel with `cargo xtask build`");
-    }
-    let mut space = PageTables::new(true, &mut || loader::allocate_zeroed(free, PAGE_SIZE))
-        .unwrap_or_else(|e| panic!("no memory for the root task's page tables: {e:?}"));
-    let image = loader::load_elf(ROOT_TASK_ELF, &mut space, free)
-        .unwrap_or_else(|e| panic!("cannot load the root task ELF: {e:?}"));
-
-    let map_new = |space: &mut PageTables, free: &mut FreeRegions, va: u64, size: u64, perms| {
-        let frames = loader::allocate_zeroed(free, size)
-            .unwrap_or_else(|| panic!("no memory for the root task"));
-        space
-            .map_range(VirtAddr(va), frames, size, perms, &mut || {
-                loader::allocate_zeroed(free, PAGE_SIZE)
-            })
-            .unwrap_or_else(|e| panic!("root task image overlaps its stack or boot pages: {e:?}"));
-        frames
-    };
-    let stack_bottom = abi_boot::ROOT_STACK_TOP - abi_boot::ROOT_STACK_SIZE;
-    map_new(
-        &mut space,
-        free,
-        stack_bottom,
-        abi_boot::ROOT_STACK_SIZE,
-        Permissions::READ_WRITE,
-    );
-    map_new(
-        &mut space,
-        free,
-        abi_boot::IPC_BUFFER_ADDRESS,
-        PAGE_SIZE,
-        Permissions::READ_WRITE,
-    );
-    let info_frame = map_new(
-        &mut space,
-        free,
-        abi_boot::BOOT_INFO_ADDRESS,
-        PAGE_SIZE,
-        Permissions::READ,
-    );
-
-    let mut info = BootInfo::new();
-    info.ipc_buffer = abi_boot::IPC_BUFFER_ADDRESS;
-    info.image_start = image.start;
-    info.image_end = image.end;
-    info.stack_top = abi_boot::ROOT_STACK_TOP;
-    info.stack_size = abi_boot::ROOT_STACK_SIZE;
-    info.timer_frequency = arch::timer::frequency();
-    info.ram_bytes = platform.ram.total();
-    info.set_bootargs(platform.bootargs());
-    arch::copy_to_phys(info_frame, info.as_bytes());
-
-    kprintln!(
-        "root task: entry {:#x}, image {:#x}..{:#x} ({} KiB), bootargs \"{}\"",
-        image.entry,
-        image.start,
-        image.end,
-        (image.end - image.start) >> 10,
-        platform.bootargs()
-    );
-    thread::Thread {
-        name: "root",
-        context: UserContext::new_thread(
-            image.entry,
-            abi_boot::ROOT_STACK_TOP,
-            abi_boot::BOOT_INFO_ADDRESS,
-        ),
-        address_space: space,
-        asid: ROOT_ASID,
-        state: thread::ThreadState::Runnable,
-    }
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

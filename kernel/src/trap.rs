@@ -128,13 +128,13 @@ impl fmt::Display for UserFault {
 
 /// Handles an event from the current user thread and continues.
 pub fn handle_user_event(event: Event) -> ! {
-    let next = kernel::with_kernel(|k| k.handle(event));
+    let next = kernel::with_state(|s| s.handle(event));
     continue_with(next)
 }
 
 /// Handles an IRQ taken in the idle loop (the idle loop then re-checks).
 pub fn handle_idle_interrupt() {
-    kernel::with_kernel(|k| k.interrupt());
+    kernel::with_state(|s| s.interrupt());
 }
 
 /// Acts on the kernel's decision: resume a thread, or wait.

@@ -9,7 +9,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 /// Identifies a valid boot-info page ("SKYBOOT" + version byte).
 pub const BOOT_INFO_MAGIC: u64 = 0x534b_5942_4f4f_5401;
 /// Layout version; bumped whenever a field changes meaning or position.
-pub const BOOT_INFO_VERSION: u64 = 1;
+pub const BOOT_INFO_VERSION: u64 = 2;
 /// Where the kernel maps the boot-info page in the root task.
 pub const BOOT_INFO_ADDRESS: u64 = 0x7f_ffe0_0000;
 /// Where the kernel maps the root task's IPC buffer page.
@@ -20,6 +20,74 @@ pub const ROOT_STACK_TOP: u64 = 0x7f_fff0_0000;
 pub const ROOT_STACK_SIZE: u64 = 256 * 1024;
 /// Capacity of the kernel command line copy.
 pub const BOOTARGS_CAPACITY: usize = 512;
+/// Most untyped regions the boot info describes.
+pub const MAX_BOOT_UNTYPED: usize = 180;
+/// log2 of the root task's CNode slot count. Its capability carries a
+/// guard of `64 - ROOT_CNODE_RADIX` zero bits, so a capability address in
+/// the root task is simply a slot index.
+pub const ROOT_CNODE_RADIX: u8 = 12;
+
+/// Fixed slots of the root task's CNode.
+pub mod slots {
+    /// Always empty.
+    pub const NULL: u64 = 0;
+    /// The root task's TCB.
+    pub const TCB: u64 = 1;
+    /// The root CNode itself.
+    pub const CNODE: u64 = 2;
+    /// The root task's VSpace.
+    pub const VSPACE: u64 = 3;
+    /// IRQ control: issues IRQ handler capabilities.
+    pub const IRQ_CONTROL: u64 = 4;
+    /// Scheduling control: configures scheduling contexts.
+    pub const SCHED_CONTROL: u64 = 5;
+    /// The frame holding the boot-info page.
+    pub const BOOT_INFO_FRAME: u64 = 6;
+    /// The frame holding the root task's IPC buffer.
+    pub const IPC_BUFFER_FRAME: u64 = 7;
+    /// First slot after the fixed ones (8..16 are reserved for later fixed caps).
+    pub const FIRST_VARIABLE: u64 = 16;
+}
+
+/// A half-open range of slots `[start, end)` in the root CNode.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct SlotRange {
+    /// First slot.
+    pub start: u64,
+    /// One past the last slot.
+    pub end: u64,
+}
+
+impl SlotRange {
+    /// Number of slots.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One untyped region handed to the root task.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct UntypedDesc {
+    /// Physical address.
+    pub paddr: u64,
+    /// log2 of the size.
+    pub size_bits: u8,
+    /// 1 for device memory (MMIO), which can only become frames.
+    pub is_device: u8,
+    /// Padding.
+    pub _reserved: [u8; 6],
+}
 
 /// What the root task learns about the system at boot.
 #[derive(Clone, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -43,11 +111,24 @@ pub struct BootInfo {
     pub timer_frequency: u64,
     /// Bytes of RAM the kernel found in the device tree.
     pub ram_bytes: u64,
+    /// Frame capabilities for the root task's image and stack pages, each
+    /// recording where it is mapped.
+    pub image_frames: SlotRange,
+    /// Page-table capabilities for the tables of the root task's VSpace.
+    pub page_tables: SlotRange,
+    /// Untyped capabilities, described in order by `untyped_list`.
+    pub untyped: SlotRange,
+    /// Empty slots the root task may use.
+    pub empty: SlotRange,
     /// Valid bytes in [`BootInfo::bootargs`].
     pub bootargs_len: u64,
     /// The kernel command line (`/chosen/bootargs`), not NUL-terminated.
     pub bootargs: [u8; BOOTARGS_CAPACITY],
+    /// The untyped regions, one per slot of `untyped`.
+    pub untyped_list: [UntypedDesc; MAX_BOOT_UNTYPED],
 }
+
+const _: () = assert!(core::mem::size_of::<BootInfo>() <= 4096);
 
 impl BootInfo {
     /// An empty boot info with magic and version set.
@@ -63,6 +144,12 @@ impl BootInfo {
     pub fn from_page(bytes: &[u8]) -> Option<&BootInfo> {
         let (info, _) = BootInfo::ref_from_prefix(bytes).ok()?;
         (info.magic == BOOT_INFO_MAGIC && info.version == BOOT_INFO_VERSION).then_some(info)
+    }
+
+    /// The untyped regions described (as many as `untyped` has slots).
+    pub fn untyped_regions(&self) -> &[UntypedDesc] {
+        let n = (self.untyped.len() as usize).min(MAX_BOOT_UNTYPED);
+        &self.untyped_list[..n]
     }
 
     /// Stores the command line, truncated to [`BOOTARGS_CAPACITY`] bytes.

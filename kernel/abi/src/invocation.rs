@@ -176,3 +176,320 @@ mod tests {
         assert_eq!(guard_word(0b101, 3) >> GUARD_BITS_SHIFT, 3);
     }
 }
+
+/// The answer to a successful invocation.
+#[derive(Clone, Copy, Debug)]
+pub struct InvocationReply {
+    /// Reply words (only the first `len` are meaningful).
+    pub words: [u64; 40],
+    /// Number of reply words.
+    pub len: usize,
+}
+
+#[cfg(target_arch = "aarch64")]
+mod user {
+    use super::{InvocationReply, IpcBuffer, Label, guard_word};
+    use crate::{
+        CapRights, Error, MessageInfo, ObjectType,
+        message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS},
+        syscall::imp,
+    };
+
+    /// This thread's IPC buffer, whose address the kernel keeps in TPIDRRO_EL0.
+    fn ipc_buffer() -> *mut IpcBuffer {
+        let address: u64;
+        // SAFETY: reading TPIDRRO_EL0 has no side effects.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidrro_el0", out(reg) address, options(nomem, nostack))
+        };
+        address as *mut IpcBuffer
+    }
+
+    /// Invokes the capability at `cptr`: `label`, argument words and extra
+    /// capability addresses in, the kernel's answer out.
+    pub fn invoke(
+        cptr: u64,
+        label: Label,
+        args: &[u64],
+        caps: &[u64],
+    ) -> Result<InvocationReply, Error> {
+        if args.len() > MAX_MESSAGE_WORDS || caps.len() > MAX_EXTRA_CAPS {
+            return Err(Error::InvalidArgument);
+        }
+        let buffer = ipc_buffer();
+        if (args.len() > REGISTER_MESSAGE_WORDS || !caps.is_empty()) && buffer.is_null() {
+            return Err(Error::TruncatedMessage);
+        }
+        let mut mrs = [0u64; REGISTER_MESSAGE_WORDS];
+        for (i, &a) in args.iter().enumerate() {
+            if i < REGISTER_MESSAGE_WORDS {
+                mrs[i] = a;
+            } else {
+                // SAFETY: `buffer` is this thread's IPC buffer (set by the
+                // kernel with the buffer's mapping) and `i` is in bounds.
+                unsafe { (*buffer).msg[i] = a };
+            }
+        }
+        for (i, &c) in caps.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { (*buffer).caps_or_badges[i] = c };
+        }
+        let info = MessageInfo::new(label as u64, args.len(), caps.len());
+        let (reply_info, reply_mrs) = imp::call(cptr, info.raw(), mrs);
+        let reply_info = MessageInfo::from_raw(reply_info);
+        Error::check(reply_info.label())?;
+        let mut reply = InvocationReply {
+            words: [0; 40],
+            len: reply_info.length().min(40),
+        };
+        for i in 0..reply.len {
+            reply.words[i] = if i < REGISTER_MESSAGE_WORDS {
+                reply_mrs[i]
+            } else {
+                // SAFETY: as above; the kernel wrote the reply words here.
+                unsafe { (*buffer).msg[i] }
+            };
+        }
+        Ok(reply)
+    }
+
+    fn unit(r: Result<InvocationReply, Error>) -> Result<(), Error> {
+        r.map(drop)
+    }
+
+    /// `Untyped::Retype` (see [`Label::UntypedRetype`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn untyped_retype(
+        untyped: u64,
+        ty: ObjectType,
+        size_bits: u64,
+        root: u64,
+        node_index: u64,
+        node_depth: u64,
+        offset: u64,
+        count: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            untyped,
+            Label::UntypedRetype,
+            &[ty as u64, size_bits, node_index, node_depth, offset, count],
+            &[root],
+        ))
+    }
+
+    /// `CNode::Copy`.
+    pub fn cnode_copy(
+        root: u64,
+        dest: u64,
+        dest_depth: u64,
+        src_root: u64,
+        src: u64,
+        src_depth: u64,
+        rights: CapRights,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            root,
+            Label::CNodeCopy,
+            &[dest, dest_depth, src, src_depth, u64::from(rights.bits())],
+            &[src_root],
+        ))
+    }
+
+    /// `CNode::Mint`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cnode_mint(
+        root: u64,
+        dest: u64,
+        dest_depth: u64,
+        src_root: u64,
+        src: u64,
+        src_depth: u64,
+        rights: CapRights,
+        data: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            root,
+            Label::CNodeMint,
+            &[
+                dest,
+                dest_depth,
+                src,
+                src_depth,
+                u64::from(rights.bits()),
+                data,
+            ],
+            &[src_root],
+        ))
+    }
+
+    /// `CNode::Move`.
+    pub fn cnode_move(
+        root: u64,
+        dest: u64,
+        dest_depth: u64,
+        src_root: u64,
+        src: u64,
+        src_depth: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            root,
+            Label::CNodeMove,
+            &[dest, dest_depth, src, src_depth],
+            &[src_root],
+        ))
+    }
+
+    /// `CNode::Mutate`.
+    pub fn cnode_mutate(
+        root: u64,
+        dest: u64,
+        dest_depth: u64,
+        src_root: u64,
+        src: u64,
+        src_depth: u64,
+        data: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            root,
+            Label::CNodeMutate,
+            &[dest, dest_depth, src, src_depth, data],
+            &[src_root],
+        ))
+    }
+
+    /// `CNode::Delete`.
+    pub fn cnode_delete(root: u64, index: u64, depth: u64) -> Result<(), Error> {
+        unit(invoke(root, Label::CNodeDelete, &[index, depth], &[]))
+    }
+
+    /// `CNode::Revoke`.
+    pub fn cnode_revoke(root: u64, index: u64, depth: u64) -> Result<(), Error> {
+        unit(invoke(root, Label::CNodeRevoke, &[index, depth], &[]))
+    }
+
+    /// `TCB::Configure`: CSpace root (with a guard of `guard_bits` zero
+    /// bits), VSpace, IPC buffer (`ipc_frame` 0 for none), fault endpoint
+    /// (0 for none) and priority.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tcb_configure(
+        tcb: u64,
+        fault_ep: u64,
+        priority: u8,
+        cspace: u64,
+        guard_bits: u8,
+        vspace: u64,
+        ipc_buffer: u64,
+        ipc_frame: u64,
+    ) -> Result<(), Error> {
+        let args = [
+            fault_ep,
+            u64::from(priority),
+            guard_word(0, guard_bits),
+            ipc_buffer,
+        ];
+        if ipc_frame == 0 {
+            unit(invoke(tcb, Label::TcbConfigure, &args, &[cspace, vspace]))
+        } else {
+            unit(invoke(
+                tcb,
+                Label::TcbConfigure,
+                &args,
+                &[cspace, vspace, ipc_frame],
+            ))
+        }
+    }
+
+    /// `TCB::SetPriority`.
+    pub fn tcb_set_priority(tcb: u64, priority: u8) -> Result<(), Error> {
+        unit(invoke(
+            tcb,
+            Label::TcbSetPriority,
+            &[u64::from(priority)],
+            &[],
+        ))
+    }
+
+    /// `TCB::ReadRegisters`: the first `count` registers.
+    pub fn tcb_read_registers(tcb: u64, count: usize) -> Result<InvocationReply, Error> {
+        invoke(tcb, Label::TcbReadRegisters, &[count as u64], &[])
+    }
+
+    /// `TCB::WriteRegisters`: the first `values.len()` registers.
+    pub fn tcb_write_registers(tcb: u64, values: &[u64]) -> Result<(), Error> {
+        let mut args = [0u64; 1 + super::REGISTER_COUNT];
+        let n = values.len().min(super::REGISTER_COUNT);
+        args[0] = n as u64;
+        args[1..=n].copy_from_slice(&values[..n]);
+        unit(invoke(tcb, Label::TcbWriteRegisters, &args[..=n], &[]))
+    }
+
+    /// `TCB::Resume`.
+    pub fn tcb_resume(tcb: u64) -> Result<(), Error> {
+        unit(invoke(tcb, Label::TcbResume, &[], &[]))
+    }
+
+    /// `TCB::Suspend`.
+    pub fn tcb_suspend(tcb: u64) -> Result<(), Error> {
+        unit(invoke(tcb, Label::TcbSuspend, &[], &[]))
+    }
+
+    /// `Frame::Map`.
+    pub fn frame_map(
+        frame: u64,
+        vspace: u64,
+        vaddr: u64,
+        rights: CapRights,
+        attributes: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            frame,
+            Label::FrameMap,
+            &[vaddr, u64::from(rights.bits()), attributes],
+            &[vspace],
+        ))
+    }
+
+    /// `Frame::Unmap`.
+    pub fn frame_unmap(frame: u64) -> Result<(), Error> {
+        unit(invoke(frame, Label::FrameUnmap, &[], &[]))
+    }
+
+    /// `Frame::GetAddress`: the frame's physical address.
+    pub fn frame_get_address(frame: u64) -> Result<u64, Error> {
+        invoke(frame, Label::FrameGetAddress, &[], &[]).map(|r| r.words[0])
+    }
+
+    /// `PageTable::Map`.
+    pub fn page_table_map(table: u64, vspace: u64, vaddr: u64) -> Result<(), Error> {
+        unit(invoke(table, Label::PageTableMap, &[vaddr], &[vspace]))
+    }
+
+    /// `PageTable::Unmap`.
+    pub fn page_table_unmap(table: u64) -> Result<(), Error> {
+        unit(invoke(table, Label::PageTableUnmap, &[], &[]))
+    }
+
+    /// `IRQControl::Get`.
+    pub fn irq_control_get(
+        control: u64,
+        irq: u64,
+        root: u64,
+        index: u64,
+        depth: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            control,
+            Label::IrqControlGet,
+            &[irq, index, depth],
+            &[root],
+        ))
+    }
+
+    /// `IRQHandler::Ack`.
+    pub fn irq_handler_ack(handler: u64) -> Result<(), Error> {
+        unit(invoke(handler, Label::IrqHandlerAck, &[], &[]))
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub use user::*;

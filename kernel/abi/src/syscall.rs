@@ -3,13 +3,18 @@
 //! Only syscalls the kernel implements are listed; the kernel answers any
 //! other number with [`Error::InvalidSyscall`].
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", doc))]
 use crate::Error;
 
 /// A syscall number, passed in `x7` (see [`crate::regs`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Syscall {
+    /// Invoke the capability at `x0` with the message described by `x1`
+    /// (words in `x2..x5` and the IPC buffer), and wait for the answer.
+    /// For kernel objects the kernel answers at once: the reply label is 0
+    /// or an [`Error`] code, the reply words come back the same way.
+    Call = 1,
     /// Give up the rest of the current time slice to threads of equal
     /// priority. Always succeeds.
     Yield = 8,
@@ -25,7 +30,8 @@ pub enum Syscall {
 
 impl Syscall {
     /// Every syscall, for decoding.
-    pub const ALL: [Syscall; 4] = [
+    pub const ALL: [Syscall; 5] = [
+        Syscall::Call,
         Syscall::Yield,
         Syscall::DebugWrite,
         Syscall::DebugShutdown,
@@ -42,7 +48,7 @@ impl Syscall {
 pub const DEBUG_WRITE_MAX: usize = 4096;
 
 #[cfg(target_arch = "aarch64")]
-mod imp {
+pub(crate) mod imp {
     use super::Syscall;
 
     /// Issues `svc #0` with up to two argument words; returns `x0, x1`.
@@ -68,6 +74,31 @@ mod imp {
             );
         }
         (r0, r1)
+    }
+
+    /// `Call`: the capability address, message info and four message
+    /// registers in; the reply's info and four message registers out.
+    #[inline(always)]
+    pub fn call(cptr: u64, info: u64, mrs: [u64; 4]) -> (u64, [u64; 4]) {
+        let (mut x1, mut x2, mut x3, mut x4, mut x5) = (info, mrs[0], mrs[1], mrs[2], mrs[3]);
+        // SAFETY: as in `raw2`; the kernel reads this thread's IPC buffer
+        // through its own mapping of the buffer's frame, never through
+        // pointers passed here.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") cptr => _,
+                inlateout("x1") x1,
+                inlateout("x2") x2,
+                inlateout("x3") x3,
+                inlateout("x4") x4,
+                inlateout("x5") x5,
+                lateout("x6") _,
+                in("x7") Syscall::Call as u64,
+                options(nostack),
+            );
+        }
+        (x1, [x2, x3, x4, x5])
     }
 }
 

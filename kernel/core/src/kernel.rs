@@ -170,7 +170,7 @@ impl<M: Machine> Kernel<M> {
 
     /// Writes `cap`, derived from the capability in `src`, into the empty
     /// slot `dst` and links it after `src` in the MDB.
-    pub(crate) fn install_derived(&mut self, src: SlotRef, dst: SlotRef, cap: Cap) {
+    pub fn install_derived(&mut self, src: SlotRef, dst: SlotRef, cap: Cap) {
         let revocable = slot::is_revocable(&cap, &self.machine.slot(src).cap);
         *self.machine.slot_mut(dst) = Slot {
             cap,

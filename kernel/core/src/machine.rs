@@ -72,7 +72,8 @@ pub trait Machine: SlotStore {
     /// Prepares `2^bits` bytes at `base` as a new object of type `ty`:
     /// zeroed memory holding a freshly constructed object (empty slots,
     /// an inactive TCB, an empty translation table, a zeroed frame).
-    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
+    /// `device` memory (only ever frames or untyped) is not touched.
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool);
     /// The object at `base` is gone; its memory goes back to its untyped.
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
 

@@ -177,6 +177,36 @@ impl FreeRegions {
     }
 }
 
+/// Splits `region` into maximal naturally aligned power-of-two blocks of
+/// `2^min_bits..=2^max_bits` bytes, in address order. Bytes at the edges
+/// that do not fill a minimum-size aligned block are left out.
+pub fn aligned_blocks(
+    region: Region,
+    min_bits: u8,
+    max_bits: u8,
+) -> impl Iterator<Item = (PhysAddr, u8)> {
+    let end = region.end.0;
+    let mut at = region
+        .start
+        .checked_align_up(1 << min_bits)
+        .map_or(end, |a| a.0);
+    core::iter::from_fn(move || {
+        if end < at || end - at < 1 << min_bits {
+            return None;
+        }
+        let fits = 63 - (end - at).leading_zeros() as u8; // floor(log2(remaining))
+        let aligned = if at == 0 {
+            max_bits
+        } else {
+            at.trailing_zeros().min(63) as u8
+        };
+        let bits = aligned.min(fits).min(max_bits);
+        let block = (PhysAddr(at), bits);
+        at += 1 << bits;
+        Some(block)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -230,6 +260,41 @@ mod tests {
             f.add(r(last, last + UNIT)),
             Err(RegionError::TooManyRegions)
         );
+    }
+
+    #[test]
+    fn aligned_blocks_cover_exactly() {
+        let blocks: Vec<_> = aligned_blocks(r(0x4030_0000, 0x8000_0000), 12, 30).collect();
+        assert_eq!(blocks.first(), Some(&(PhysAddr(0x4030_0000), 20)));
+        assert_eq!(
+            blocks.last(),
+            Some(&(PhysAddr(0x4000_0000 + 0x2000_0000), 29))
+        );
+        let total: u64 = blocks.iter().map(|&(_, b)| 1u64 << b).sum();
+        assert_eq!(total, 0x8000_0000 - 0x4030_0000);
+        assert_eq!(aligned_blocks(r(0x1001, 0x1fff), 12, 30).count(), 0);
+        assert_eq!(aligned_blocks(r(0, 1 << 40), 12, 30).count(), 1024);
+    }
+
+    proptest! {
+        #[test]
+        fn aligned_blocks_are_aligned_disjoint_and_inside(start in 0u64..1 << 36, len in 0u64..1 << 34) {
+            let region = r(start, start + len);
+            let mut covered = 0;
+            let mut last_end = 0;
+            for (at, bits) in aligned_blocks(region, 12, 30) {
+                prop_assert!((12..=30).contains(&bits));
+                prop_assert_eq!(at.0 % (1 << bits), 0);
+                prop_assert!(at.0 >= start && at.0 + (1 << bits) <= start + len);
+                prop_assert!(at.0 >= last_end);
+                last_end = at.0 + (1 << bits);
+                covered += 1u64 << bits;
+            }
+            // Everything page-aligned inside the region is covered.
+            let lo = start.next_multiple_of(1 << 12);
+            let hi = (start + len) & !((1 << 12) - 1);
+            prop_assert_eq!(covered, hi.saturating_sub(lo));
+        }
     }
 
     #[derive(Debug, Clone)]

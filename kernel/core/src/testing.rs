@@ -169,7 +169,7 @@ impl Machine for HostMachine {
             .unwrap_or_else(|| panic!("access to nonexistent notification {p:?}"))
     }
 
-    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, _device: bool) {
         assert!(
             base.is_aligned(1 << bits),
             "{ty:?} at {base:?} misaligned for {bits} bits"
@@ -400,13 +400,24 @@ impl World {
     /// root slot 1.
     pub fn new() -> World {
         let mut m = HostMachine::default();
-        m.create_object(ObjectType::CNode, PhysAddr(layout::ANCHOR), 2 + SLOT_BITS);
+        m.create_object(
+            ObjectType::CNode,
+            PhysAddr(layout::ANCHOR),
+            2 + SLOT_BITS,
+            false,
+        );
         m.create_object(
             ObjectType::CNode,
             PhysAddr(layout::ROOT),
             layout::ROOT_RADIX + SLOT_BITS,
+            false,
         );
-        m.create_object(ObjectType::Untyped, PhysAddr(layout::UNTYPED), layout::UNTYPED_BITS);
+        m.create_object(
+            ObjectType::Untyped,
+            PhysAddr(layout::UNTYPED),
+            layout::UNTYPED_BITS,
+            false,
+        );
         let mut kernel = Kernel::new(m);
         kernel.install_original(SlotRef::NONE, Self::root_anchor(), Self::root_cap());
         let ut = Cap::Untyped {

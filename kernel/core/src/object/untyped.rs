@@ -182,7 +182,7 @@ impl<M: Machine> Kernel<M> {
         }
         for i in 0..count {
             let object = PhysAddr(start + (i << bits));
-            self.machine.create_object(ty, object, bits);
+            self.machine.create_object(ty, object, bits, device);
             self.counters.objects_created += 1;
             let asid = if ty == ObjectType::VSpace {
                 self.allocate_asid(object)

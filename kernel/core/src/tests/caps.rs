@@ -126,8 +126,14 @@ fn untyped_memory_is_reused_after_revoke() {
     let mut w = World::new();
     w.retype(UT, ObjectType::Tcb, 0, 10, 4).unwrap();
     let first = w.cap(10);
-    assert_eq!(w.retype(UT, ObjectType::Untyped, 19, 20, 2), Err(Error::NotEnoughMemory));
-    assert_eq!(w.retype(UT, ObjectType::Untyped, 20, 20, 1), Err(Error::RangeError));
+    assert_eq!(
+        w.retype(UT, ObjectType::Untyped, 19, 20, 2),
+        Err(Error::NotEnoughMemory)
+    );
+    assert_eq!(
+        w.retype(UT, ObjectType::Untyped, 20, 20, 1),
+        Err(Error::RangeError)
+    );
     w.revoke(UT).unwrap();
     assert!((10..14).all(|s| w.cap(s).is_null()));
     assert_eq!(w.kernel.machine.destroyed.get(&ObjectType::Tcb), Some(&4));

@@ -49,11 +49,34 @@ impl Addr {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Retype { ut: Addr, ty: ObjectType, size: u64, dest: Option<u64>, offset: u64, count: u64 },
-    Copy { src: Addr, dst: Addr, rights: u8 },
-    Mint { src: Addr, dst: Addr, rights: u8, data: u64 },
-    Move { src: Addr, dst: Addr },
-    Mutate { src: Addr, dst: Addr, data: u64 },
+    Retype {
+        ut: Addr,
+        ty: ObjectType,
+        size: u64,
+        dest: Option<u64>,
+        offset: u64,
+        count: u64,
+    },
+    Copy {
+        src: Addr,
+        dst: Addr,
+        rights: u8,
+    },
+    Mint {
+        src: Addr,
+        dst: Addr,
+        rights: u8,
+        data: u64,
+    },
+    Move {
+        src: Addr,
+        dst: Addr,
+    },
+    Mutate {
+        src: Addr,
+        dst: Addr,
+        data: u64,
+    },
     Delete(Addr),
     Revoke(Addr),
 }
@@ -117,7 +140,9 @@ impl SlotStore for Model {
 
 fn container_slots(cap: &Cap) -> Vec<SlotRef> {
     match *cap {
-        Cap::CNode { ptr, radix, .. } => (0..1u64 << radix).map(|i| SlotRef(ptr.0 + (i << SLOT_BITS))).collect(),
+        Cap::CNode { ptr, radix, .. } => (0..1u64 << radix)
+            .map(|i| SlotRef(ptr.0 + (i << SLOT_BITS)))
+            .collect(),
         Cap::Tcb { ptr, .. } => (0..crate::object::tcb::slots::COUNT as u64)
             .map(|i| SlotRef(ptr.0 + (i << SLOT_BITS)))
             .collect(),
@@ -128,10 +153,17 @@ fn container_slots(cap: &Cap) -> Vec<SlotRef> {
 impl Model {
     fn new(world: &World) -> Model {
         let m = &world.kernel.machine;
-        let slots = m.slot_addresses().into_iter().map(|s| (s, *m.slot(s))).collect();
+        let slots = m
+            .slot_addresses()
+            .into_iter()
+            .map(|s| (s, *m.slot(s)))
+            .collect();
         Model {
             slots,
-            lists: vec![vec![World::root_anchor()], vec![World::slot(layout::UNTYPED_SLOT)]],
+            lists: vec![
+                vec![World::root_anchor()],
+                vec![World::slot(layout::UNTYPED_SLOT)],
+            ],
             objects: m.objects.clone(),
             untyped: m.untyped.clone(),
             asids: BTreeSet::new(),
@@ -159,7 +191,10 @@ impl Model {
     fn live_inside(&self, base: u64, bits: u8) -> bool {
         let end = base + (1u64 << bits);
         self.objects.keys().any(|&o| o >= base && o < end)
-            || self.untyped.iter().any(|&(u, b)| u >= base && u < end && b < bits)
+            || self
+                .untyped
+                .iter()
+                .any(|&(u, b)| u >= base && u < end && b < bits)
     }
 
     fn create(&mut self, ty: ObjectType, base: u64, bits: u8) -> Cap {
@@ -168,20 +203,49 @@ impl Model {
         let cap = match ty {
             ObjectType::Untyped => {
                 self.untyped.insert((base, bits));
-                return Cap::Untyped { base: ptr, size_bits: bits, device: false, free_offset: 0 };
+                return Cap::Untyped {
+                    base: ptr,
+                    size_bits: bits,
+                    device: false,
+                    free_offset: 0,
+                };
             }
-            ObjectType::CNode => Cap::CNode { ptr, radix: bits - SLOT_BITS, guard_bits: 0, guard: 0, rights },
+            ObjectType::CNode => Cap::CNode {
+                ptr,
+                radix: bits - SLOT_BITS,
+                guard_bits: 0,
+                guard: 0,
+                rights,
+            },
             ObjectType::Tcb => Cap::Tcb { ptr, rights },
-            ObjectType::Endpoint => Cap::Endpoint { ptr, badge: 0, rights },
-            ObjectType::Notification => Cap::Notification { ptr, badge: 0, rights },
+            ObjectType::Endpoint => Cap::Endpoint {
+                ptr,
+                badge: 0,
+                rights,
+            },
+            ObjectType::Notification => Cap::Notification {
+                ptr,
+                badge: 0,
+                rights,
+            },
             ObjectType::Reply => Cap::Reply { ptr, rights },
             ObjectType::SchedContext => Cap::SchedContext { ptr, rights },
-            ObjectType::Frame4K => {
-                Cap::Frame { base: ptr, size: FrameSize::Small, device: false, rights, mapping: Mapping::NONE }
-            }
-            ObjectType::PageTable => Cap::PageTable { ptr, mapping: Mapping::NONE, level: 0 },
+            ObjectType::Frame4K => Cap::Frame {
+                base: ptr,
+                size: FrameSize::Small,
+                device: false,
+                rights,
+                mapping: Mapping::NONE,
+            },
+            ObjectType::PageTable => Cap::PageTable {
+                ptr,
+                mapping: Mapping::NONE,
+                level: 0,
+            },
             ObjectType::VSpace => {
-                let asid = (1..4096u16).find(|a| !self.asids.contains(a)).expect("asid");
+                let asid = (1..4096u16)
+                    .find(|a| !self.asids.contains(a))
+                    .expect("asid");
                 self.asids.insert(asid);
                 Cap::VSpace { ptr, asid, rights }
             }
@@ -204,7 +268,13 @@ impl Model {
         count: u64,
     ) -> Result<(), Error> {
         let ut_slot = self.resolve(ut)?;
-        let Cap::Untyped { base, size_bits, free_offset, .. } = self.slots[&ut_slot].cap else {
+        let Cap::Untyped {
+            base,
+            size_bits,
+            free_offset,
+            ..
+        } = self.slots[&ut_slot].cap
+        else {
             return Err(if self.slots[&ut_slot].cap.is_null() {
                 Error::InvalidCapability
             } else {
@@ -228,8 +298,15 @@ impl Model {
             None => World::root_cap(),
             Some(i) => self.slots[&self.resolve(Addr::Top(i))?].cap,
         };
-        let Cap::CNode { ptr: node, radix, .. } = node else {
-            return Err(if node.is_null() { Error::FailedLookup } else { Error::WrongType });
+        let Cap::CNode {
+            ptr: node, radix, ..
+        } = node
+        else {
+            return Err(if node.is_null() {
+                Error::FailedLookup
+            } else {
+                Error::WrongType
+            });
         };
         if offset >= 1 << radix || count > (1 << radix) - offset {
             return Err(Error::RangeError);
@@ -238,7 +315,11 @@ impl Model {
         if (0..count).any(|i| !self.slots[&dest_slot(i)].cap.is_null()) {
             return Err(Error::DeleteFirst);
         }
-        let watermark = if self.live_inside(base.0, size_bits) { free_offset } else { 0 };
+        let watermark = if self.live_inside(base.0, size_bits) {
+            free_offset
+        } else {
+            0
+        };
         let start = (base.0 + watermark).next_multiple_of(1 << bits);
         let end = start + (count << bits);
         if end > base.0 + (1 << size_bits) {
@@ -249,13 +330,23 @@ impl Model {
         }
         for i in 0..count {
             let cap = self.create(ty, start + (i << bits), bits);
-            *self.slot_mut(dest_slot(i)) = Slot { cap, revocable: true, first_badged: true, ..Slot::default() };
+            *self.slot_mut(dest_slot(i)) = Slot {
+                cap,
+                revocable: true,
+                first_badged: true,
+                ..Slot::default()
+            };
             self.insert_after(ut_slot, dest_slot(i));
         }
         Ok(())
     }
 
-    fn derive(&mut self, src: Addr, dst: Addr, make: impl FnOnce(Cap) -> Result<Cap, Error>) -> Result<(), Error> {
+    fn derive(
+        &mut self,
+        src: Addr,
+        dst: Addr,
+        make: impl FnOnce(Cap) -> Result<Cap, Error>,
+    ) -> Result<(), Error> {
         let dst = self.resolve(dst)?;
         let src = self.resolve(src)?;
         if !self.slots[&dst].cap.is_null() {
@@ -267,7 +358,12 @@ impl Model {
         }
         let cap = make(source)?;
         let revocable = slot::is_revocable(&cap, &source);
-        *self.slot_mut(dst) = Slot { cap, revocable, first_badged: revocable, ..Slot::default() };
+        *self.slot_mut(dst) = Slot {
+            cap,
+            revocable,
+            first_badged: revocable,
+            ..Slot::default()
+        };
         self.insert_after(src, dst);
         Ok(())
     }
@@ -286,7 +382,9 @@ impl Model {
             Some(d) => source.cap.with_data(d)?,
             None => source.cap,
         };
-        if let Cap::Untyped { base, size_bits, .. } = cap
+        if let Cap::Untyped {
+            base, size_bits, ..
+        } = cap
             && (base.0..base.0 + (1 << size_bits)).contains(&dst.0)
         {
             return Err(Error::IllegalOperation);
@@ -303,7 +401,10 @@ impl Model {
         if cap.is_null() {
             return;
         }
-        let last = !self.slots.iter().any(|(&o, slot)| o != s && slot.cap.same_object(&cap));
+        let last = !self
+            .slots
+            .iter()
+            .any(|(&o, slot)| o != s && slot.cap.same_object(&cap));
         let (l, p) = self.position(s);
         self.lists[l].remove(p);
         *self.slot_mut(s) = Slot::default();
@@ -318,7 +419,9 @@ impl Model {
             assert!(slot.cap.is_null());
         }
         match cap {
-            Cap::Untyped { base, size_bits, .. } => {
+            Cap::Untyped {
+                base, size_bits, ..
+            } => {
                 self.untyped.remove(&(base.0, size_bits));
             }
             Cap::VSpace { asid, ptr, .. } => {
@@ -339,7 +442,9 @@ impl Model {
                 return;
             }
             let (l, p) = self.position(s);
-            let Some(&next) = self.lists[l].get(p + 1) else { return };
+            let Some(&next) = self.lists[l].get(p + 1) else {
+                return;
+            };
             if !slot::is_parent_of(&self.slots[&s], &self.slots[&next]) {
                 return;
             }
@@ -349,13 +454,27 @@ impl Model {
 
     fn apply(&mut self, op: &Op) -> Result<(), Error> {
         match *op {
-            Op::Retype { ut, ty, size, dest, offset, count } => self.retype(ut, ty, size, dest, offset, count),
-            Op::Copy { src, dst, rights } => {
-                self.derive(src, dst, |c| Ok(c.derive()?.masked(CapRights::from_bits_truncate(rights))))
-            }
-            Op::Mint { src, dst, rights, data } => {
-                self.derive(src, dst, |c| c.derive()?.masked(CapRights::from_bits_truncate(rights)).with_data(data))
-            }
+            Op::Retype {
+                ut,
+                ty,
+                size,
+                dest,
+                offset,
+                count,
+            } => self.retype(ut, ty, size, dest, offset, count),
+            Op::Copy { src, dst, rights } => self.derive(src, dst, |c| {
+                Ok(c.derive()?.masked(CapRights::from_bits_truncate(rights)))
+            }),
+            Op::Mint {
+                src,
+                dst,
+                rights,
+                data,
+            } => self.derive(src, dst, |c| {
+                c.derive()?
+                    .masked(CapRights::from_bits_truncate(rights))
+                    .with_data(data)
+            }),
             Op::Move { src, dst } => self.move_cap(src, dst, None),
             Op::Mutate { src, dst, data } => self.move_cap(src, dst, Some(data)),
             Op::Delete(a) => {
@@ -381,25 +500,44 @@ fn run(world: &mut World, op: &Op) -> Result<(), Error> {
     };
     let rd = |a: Addr| a.index_depth();
     match *op {
-        Op::Retype { ut, ty, size, dest, offset, count } => {
+        Op::Retype {
+            ut,
+            ty,
+            size,
+            dest,
+            offset,
+            count,
+        } => {
             let slot = resolve(world, ut)?;
             let (node_index, node_depth) = match dest {
                 None => (0, 0),
                 Some(i) => (i, 6),
             };
             world
-                .invoke_slot(slot, Label::UntypedRetype, &[ty as u64, size, node_index, node_depth, offset, count], &[
-                    World::root_anchor(),
-                ])
+                .invoke_slot(
+                    slot,
+                    Label::UntypedRetype,
+                    &[ty as u64, size, node_index, node_depth, offset, count],
+                    &[World::root_anchor()],
+                )
                 .map(drop)
         }
         Op::Copy { src, dst, rights } => {
             let ((di, dd), (si, sd)) = (rd(dst), rd(src));
-            world.cnode(Label::CNodeCopy, &[di, dd, si, sd, u64::from(rights)]).map(drop)
+            world
+                .cnode(Label::CNodeCopy, &[di, dd, si, sd, u64::from(rights)])
+                .map(drop)
         }
-        Op::Mint { src, dst, rights, data } => {
+        Op::Mint {
+            src,
+            dst,
+            rights,
+            data,
+        } => {
             let ((di, dd), (si, sd)) = (rd(dst), rd(src));
-            world.cnode(Label::CNodeMint, &[di, dd, si, sd, u64::from(rights), data]).map(drop)
+            world
+                .cnode(Label::CNodeMint, &[di, dd, si, sd, u64::from(rights), data])
+                .map(drop)
         }
         Op::Move { src, dst } => {
             let ((di, dd), (si, sd)) = (rd(dst), rd(src));
@@ -407,7 +545,9 @@ fn run(world: &mut World, op: &Op) -> Result<(), Error> {
         }
         Op::Mutate { src, dst, data } => {
             let ((di, dd), (si, sd)) = (rd(dst), rd(src));
-            world.cnode(Label::CNodeMutate, &[di, dd, si, sd, data]).map(drop)
+            world
+                .cnode(Label::CNodeMutate, &[di, dd, si, sd, data])
+                .map(drop)
         }
         Op::Delete(a) => {
             let (i, d) = rd(a);
@@ -424,19 +564,32 @@ fn run(world: &mut World, op: &Op) -> Result<(), Error> {
 fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
     let m = &world.kernel.machine;
     // Same slots with the same contents (links are compared via lists).
-    let real: BTreeMap<SlotRef, Slot> = m.slot_addresses().into_iter().map(|s| (s, *m.slot(s))).collect();
-    prop_assert_eq!(real.keys().collect::<Vec<_>>(), model.slots.keys().collect::<Vec<_>>());
+    let real: BTreeMap<SlotRef, Slot> = m
+        .slot_addresses()
+        .into_iter()
+        .map(|s| (s, *m.slot(s)))
+        .collect();
+    prop_assert_eq!(
+        real.keys().collect::<Vec<_>>(),
+        model.slots.keys().collect::<Vec<_>>()
+    );
     for (s, slot) in &real {
         let expect = &model.slots[s];
         prop_assert_eq!(slot.cap, expect.cap, "slot {:#x}", s.0);
         if !slot.cap.is_null() {
-            prop_assert_eq!((slot.revocable, slot.first_badged), (expect.revocable, expect.first_badged));
+            prop_assert_eq!(
+                (slot.revocable, slot.first_badged),
+                (expect.revocable, expect.first_badged)
+            );
         }
     }
     // Same list order, well-formed links, every capability in one list.
     let mut listed = BTreeSet::new();
     for list in model.lists.iter().filter(|l| !l.is_empty()) {
-        prop_assert!(m.slot(list[0]).prev.is_none(), "list head has a predecessor");
+        prop_assert!(
+            m.slot(list[0]).prev.is_none(),
+            "list head has a predecessor"
+        );
         let mut at = list[0];
         for (i, &expect) in list.iter().enumerate() {
             prop_assert_eq!(at, expect, "list position {}", i);
@@ -450,7 +603,12 @@ fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
         prop_assert!(at.is_none(), "kernel list is longer than the model's");
     }
     for (s, slot) in &real {
-        prop_assert_eq!(!slot.cap.is_null(), listed.contains(s), "slot {:#x} list membership", s.0);
+        prop_assert_eq!(
+            !slot.cap.is_null(),
+            listed.contains(s),
+            "slot {:#x} list membership",
+            s.0
+        );
     }
     // Same live objects.
     prop_assert_eq!(&m.objects, &model.objects);
@@ -460,14 +618,26 @@ fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
         let caps: Vec<Slot> = list.iter().map(|s| real[s]).collect();
         // All capabilities to one object are adjacent.
         for (i, a) in caps.iter().enumerate() {
-            let run_end = caps[i..].iter().position(|b| !b.cap.same_object(&a.cap)).map_or(caps.len(), |p| i + p);
-            prop_assert!(!caps[run_end..].iter().any(|b| b.cap.same_object(&a.cap)), "object caps not adjacent");
+            let run_end = caps[i..]
+                .iter()
+                .position(|b| !b.cap.same_object(&a.cap))
+                .map_or(caps.len(), |p| i + p);
+            prop_assert!(
+                !caps[run_end..].iter().any(|b| b.cap.same_object(&a.cap)),
+                "object caps not adjacent"
+            );
         }
         // No child has rights its parent lacks.
         for (i, a) in caps.iter().enumerate() {
-            for b in caps[i + 1..].iter().take_while(|b| slot::is_parent_of(a, b)) {
+            for b in caps[i + 1..]
+                .iter()
+                .take_while(|b| slot::is_parent_of(a, b))
+            {
                 if a.cap.same_object(&b.cap) {
-                    prop_assert!(a.cap.rights().contains(b.cap.rights()), "child has more rights");
+                    prop_assert!(
+                        a.cap.rights().contains(b.cap.rights()),
+                        "child has more rights"
+                    );
                 }
             }
         }
@@ -476,30 +646,48 @@ fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
         match slot.cap {
             Cap::Null => {}
             // No capability to a dead object.
-            Cap::Untyped { base, size_bits, free_offset, .. } => {
+            Cap::Untyped {
+                base,
+                size_bits,
+                free_offset,
+                ..
+            } => {
                 prop_assert!(m.untyped.contains(&(base.0, size_bits)), "dangling untyped");
                 // Everything made from it lies below its watermark.
                 let end = base.0 + (1u64 << size_bits);
                 let below = base.0 + free_offset;
                 for (&o, &(_, bits)) in m.objects.range(base.0..end) {
-                    prop_assert!(o + (1u64 << bits) <= below, "object {:#x} above the watermark", o);
+                    prop_assert!(
+                        o + (1u64 << bits) <= below,
+                        "object {:#x} above the watermark",
+                        o
+                    );
                 }
                 for &(u, bits) in m.untyped.range((base.0, 0)..(end, 0)) {
                     if bits < size_bits {
-                        prop_assert!(u + (1u64 << bits) <= below, "untyped {:#x} above the watermark", u);
+                        prop_assert!(
+                            u + (1u64 << bits) <= below,
+                            "untyped {:#x} above the watermark",
+                            u
+                        );
                     }
                 }
             }
             cap => {
                 let (base, _) = cap.region().expect("object cap");
-                prop_assert!(m.objects.contains_key(&base.0), "capability to dead object {:?}", cap);
+                prop_assert!(
+                    m.objects.contains_key(&base.0),
+                    "capability to dead object {:?}",
+                    cap
+                );
             }
         }
     }
     // No object without a capability (the boot anchor CNode excepted).
     for &base in m.objects.keys().filter(|&&b| b != layout::ANCHOR) {
         prop_assert!(
-            real.values().any(|s| s.cap.region().is_some_and(|(b, _)| b.0 == base)),
+            real.values()
+                .any(|s| s.cap.region().is_some_and(|(b, _)| b.0 == base)),
             "object {:#x} leaked",
             base
         );

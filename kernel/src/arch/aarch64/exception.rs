@@ -22,7 +22,107 @@ pub struct UserContext {
     pub spsr: u64,
     /// Thread pointer (TPIDR_EL0).
     pub tpidr: u64,
+    /// FP/SIMD registers, saved only when another thread needs the unit.
+    pub fp: FpState,
 }
+
+/// The FP/SIMD register file (V0-V31, FPSR, FPCR).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
+pub struct FpState {
+    /// V0..V31.
+    pub v: [u128; 32],
+    /// Floating-point status register.
+    pub fpsr: u64,
+    /// Floating-point control register.
+    pub fpcr: u64,
+}
+
+impl FpState {
+    /// Stores the live FP/SIMD registers here.
+    pub fn save(&mut self) {
+        let base = self.v.as_mut_ptr();
+        // SAFETY: `base` points at 32 writable 16-byte slots followed by
+        // FPSR and FPCR (repr(C)); the kernel itself never uses FP/SIMD
+        // (softfloat target), so the registers hold the owning thread's values.
+        unsafe {
+            core::arch::asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
+                "stp q0, q1, [{b}, #0]", "stp q2, q3, [{b}, #32]",
+                "stp q4, q5, [{b}, #64]", "stp q6, q7, [{b}, #96]",
+                "stp q8, q9, [{b}, #128]", "stp q10, q11, [{b}, #160]",
+                "stp q12, q13, [{b}, #192]", "stp q14, q15, [{b}, #224]",
+                "stp q16, q17, [{b}, #256]", "stp q18, q19, [{b}, #288]",
+                "stp q20, q21, [{b}, #320]", "stp q22, q23, [{b}, #352]",
+                "stp q24, q25, [{b}, #384]", "stp q26, q27, [{b}, #416]",
+                "stp q28, q29, [{b}, #448]", "stp q30, q31, [{b}, #480]",
+                "mrs {t}, fpsr", "str {t}, [{b}, #512]",
+                "mrs {t}, fpcr", "str {t}, [{b}, #520]",
+                b = in(reg) base,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// Loads the FP/SIMD registers from here.
+    pub fn restore(&self) {
+        let base = self.v.as_ptr();
+        // SAFETY: as for `save`, reading instead of writing.
+        unsafe {
+            core::arch::asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
+                "ldp q0, q1, [{b}, #0]", "ldp q2, q3, [{b}, #32]",
+                "ldp q4, q5, [{b}, #64]", "ldp q6, q7, [{b}, #96]",
+                "ldp q8, q9, [{b}, #128]", "ldp q10, q11, [{b}, #160]",
+                "ldp q12, q13, [{b}, #192]", "ldp q14, q15, [{b}, #224]",
+                "ldp q16, q17, [{b}, #256]", "ldp q18, q19, [{b}, #288]",
+                "ldp q20, q21, [{b}, #320]", "ldp q22, q23, [{b}, #352]",
+                "ldp q24, q25, [{b}, #384]", "ldp q26, q27, [{b}, #416]",
+                "ldp q28, q29, [{b}, #448]", "ldp q30, q31, [{b}, #480]",
+                "ldr {t}, [{b}, #512]", "msr fpsr, {t}",
+                "ldr {t}, [{b}, #520]", "msr fpcr, {t}",
+                b = in(reg) base,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+}
+
+const _: () = assert!(core::mem::offset_of!(FpState, fpsr) == 512);
+
+impl skyscope_core::machine::ThreadContext for UserContext {
+    fn register(&self, index: usize) -> u64 {
+        use skyscope_abi::invocation::{REG_FLAGS, REG_PC, REG_SP, REG_TPIDR, REG_X0};
+        match index {
+            REG_PC => self.pc,
+            REG_SP => self.sp,
+            REG_FLAGS => self.spsr & SPSR_USER_FLAGS,
+            REG_TPIDR => self.tpidr,
+            i if (REG_X0..REG_X0 + 31).contains(&i) => self.x[i - REG_X0],
+            _ => 0,
+        }
+    }
+
+    fn set_register(&mut self, index: usize, value: u64) {
+        use skyscope_abi::invocation::{REG_FLAGS, REG_PC, REG_SP, REG_TPIDR, REG_X0};
+        match index {
+            REG_PC => self.pc = value,
+            REG_SP => self.sp = value,
+            // Only the condition flags: never a mode, never masked interrupts.
+            REG_FLAGS => self.spsr = value & SPSR_USER_FLAGS,
+            REG_TPIDR => self.tpidr = value,
+            i if (REG_X0..REG_X0 + 31).contains(&i) => self.x[i - REG_X0] = value,
+            _ => {}
+        }
+    }
+}
+
+/// SPSR bits a thread may set: N, Z, C, V.
+pub const SPSR_USER_FLAGS: u64 = 0xf << 28;
 
 /// SPSR for a thread at EL0t (AArch64) with interrupts unmasked.
 pub const SPSR_EL0: u64 = 0;

@@ -253,6 +253,11 @@ impl PageTables {
         Ok(PageTables { root, user })
     }
 
+    /// The user address space whose level-1 table is at `root`.
+    pub fn user(root: PhysAddr) -> PageTables {
+        PageTables { root, user: true }
+    }
+
     /// Physical address of the level-1 table (for TTBR0/TTBR1).
     pub fn root(&self) -> PhysAddr {
         self.root
@@ -404,12 +409,12 @@ pub fn activate_kernel_tables(tables: &PageTables) {
     }
 }
 
-/// Makes `tables` the current user address space with `asid`.
-pub fn activate_user_tables(tables: &PageTables, asid: u16) {
-    let ttbr = tables.root().0 | (u64::from(asid) << 48);
+/// Makes the address space with top-level table `root` and `asid` current.
+pub fn activate_user_space(root: PhysAddr, asid: u16) {
+    let ttbr = root.0 | (u64::from(asid) << 48);
     // SAFETY: only the lower (user) range changes; the kernel runs from the
-    // upper range. Entries are ASID-tagged, so no TLB flush is needed when
-    // ASIDs are not reused.
+    // upper range. Entries are ASID-tagged and an ASID is flushed whenever
+    // it is freed, so no flush is needed on a switch.
     unsafe {
         core::arch::asm!("msr ttbr0_el2, {0}", "isb", in(reg) ttbr, options(nostack));
     }
@@ -517,4 +522,193 @@ pub fn build_kernel_tables(
         )?;
     }
     Ok(tables)
+}
+
+// ---- user address spaces built from user-supplied tables ----------------
+
+/// Why a user mapping request failed (mirrors `skyscope_core::machine::MapError`).
+pub use skyscope_core::machine::MapError as UserMapError;
+
+/// The leaf level for a frame of `size` bytes (level 3: 4 KiB, level 2: 2 MiB).
+fn leaf_level(size: u64) -> u32 {
+    if size == level_size(3) { 3 } else { 2 }
+}
+
+/// The table at `level` (2 or 3) on `vaddr`'s walk from `root`, if present.
+fn walk_to(root: PhysAddr, vaddr: u64, level: u32) -> Result<Table, UserMapError> {
+    let mut table = Table(root);
+    for l in 1..level {
+        let entry = table.read(table_index(vaddr, l));
+        match entry & 0b11 {
+            0b11 => table = Table(PhysAddr(entry & ADDRESS_MASK)),
+            0b01 => return Err(UserMapError::AlreadyMapped), // a block covers it
+            _ => return Err(UserMapError::MissingTable),
+        }
+    }
+    Ok(table)
+}
+
+/// Invalidates the TLB entry for `vaddr` tagged with `asid` (EL2&0 regime:
+/// with E2H = TGE = 1, TLBI VAE1IS applies to it).
+fn flush_page(asid: u16, vaddr: u64) {
+    let operand = (u64::from(asid) << 48) | ((vaddr >> 12) & ((1 << 44) - 1));
+    // SAFETY: TLB maintenance only; the barriers order it after the
+    // preceding table write and before later accesses.
+    unsafe {
+        core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack))
+    };
+}
+
+/// Invalidates all TLB entries tagged with `asid`.
+pub fn flush_asid(asid: u16) {
+    let operand = u64::from(asid) << 48;
+    // SAFETY: as for `flush_page`.
+    unsafe {
+        core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack))
+    };
+}
+
+/// Maps a user frame through existing tables only.
+pub fn user_map_frame(
+    root: PhysAddr,
+    vaddr: u64,
+    frame: PhysAddr,
+    size: u64,
+    perms: Permissions,
+) -> Result<(), UserMapError> {
+    if vaddr >= USER_VA_END || USER_VA_END - vaddr < size || !vaddr.is_multiple_of(size) {
+        return Err(UserMapError::BadAddress);
+    }
+    let level = leaf_level(size);
+    let table = walk_to(root, vaddr, level)?;
+    let index = table_index(vaddr, level);
+    if table.read(index) & 1 != 0 {
+        return Err(UserMapError::AlreadyMapped);
+    }
+    let kind = if level == 3 { 0b11 } else { 0b01 };
+    table.write(
+        index,
+        (perms.user_bits().bits() & !0b11) | kind | (frame.0 & ADDRESS_MASK),
+    );
+    // Make the new entry visible to the table walker before user code runs.
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    Ok(())
+}
+
+/// Removes the mapping of `frame` at `vaddr`, if that is what is mapped.
+pub fn user_unmap_frame(root: PhysAddr, asid: u16, vaddr: u64, frame: PhysAddr, size: u64) {
+    if vaddr >= USER_VA_END {
+        return;
+    }
+    let level = leaf_level(size);
+    if let Ok(table) = walk_to(root, vaddr, level) {
+        let index = table_index(vaddr, level);
+        let entry = table.read(index);
+        let is_leaf = if level == 3 {
+            entry & 0b11 == 0b11
+        } else {
+            entry & 0b11 == 0b01
+        };
+        if is_leaf && entry & ADDRESS_MASK == frame.0 {
+            table.write(index, 0);
+            flush_page(asid, vaddr);
+        }
+    }
+}
+
+/// Installs `table` at the first missing level of `vaddr`'s walk; returns
+/// the level the table serves (2 or 3).
+pub fn user_map_table(root: PhysAddr, vaddr: u64, new: PhysAddr) -> Result<u8, UserMapError> {
+    if vaddr >= USER_VA_END {
+        return Err(UserMapError::BadAddress);
+    }
+    let mut table = Table(root);
+    for level in 1..=2 {
+        let index = table_index(vaddr, level);
+        let entry = table.read(index);
+        match entry & 0b11 {
+            0b11 => table = Table(PhysAddr(entry & ADDRESS_MASK)),
+            0b01 => return Err(UserMapError::AlreadyMapped),
+            _ => {
+                table.write(index, new.0 | 0b11);
+                // SAFETY: a barrier only.
+                unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+                return Ok(level as u8 + 1);
+            }
+        }
+    }
+    Err(UserMapError::AlreadyMapped)
+}
+
+/// Removes `table` (serving `level`) from `vaddr`'s walk if it is there.
+pub fn user_unmap_table(root: PhysAddr, asid: u16, vaddr: u64, level: u8, table: PhysAddr) {
+    let parent_level = u32::from(level).saturating_sub(1);
+    if vaddr >= USER_VA_END || !(1..=2).contains(&parent_level) {
+        return;
+    }
+    if let Ok(parent) = walk_to(root, vaddr, parent_level) {
+        let index = table_index(vaddr, parent_level);
+        if parent.read(index) == table.0 | 0b11 {
+            parent.write(index, 0);
+            flush_asid(asid);
+        }
+    }
+}
+
+/// One leaf or table found while walking a user address space.
+#[derive(Clone, Copy, Debug)]
+pub enum UserEntry {
+    /// A page table serving `level`, covering from `vaddr`.
+    Table {
+        /// The table.
+        table: PhysAddr,
+        /// Level it serves (2 or 3).
+        level: u8,
+        /// First address it covers.
+        vaddr: u64,
+    },
+    /// A mapped frame.
+    Frame {
+        /// The frame.
+        frame: PhysAddr,
+        /// Its size in bytes.
+        size: u64,
+        /// Where it is mapped.
+        vaddr: u64,
+        /// Whether the mapping is writable.
+        writable: bool,
+    },
+}
+
+/// Visits every table and frame of a user address space (boot only: the
+/// kernel hands the root task capabilities to what it built for it).
+pub fn walk_user_space(root: PhysAddr, visit: &mut dyn FnMut(UserEntry)) {
+    fn visit_table(table: Table, level: u32, base: u64, visit: &mut dyn FnMut(UserEntry)) {
+        for index in 0..512u64 {
+            let entry = table.read(index as usize);
+            let vaddr = base + index * level_size(level);
+            let is_table = level < 3 && entry & 0b11 == 0b11;
+            let is_leaf =
+                (level == 3 && entry & 0b11 == 0b11) || (level == 2 && entry & 0b11 == 0b01);
+            if is_table {
+                let next = PhysAddr(entry & ADDRESS_MASK);
+                visit(UserEntry::Table {
+                    table: next,
+                    level: level as u8 + 1,
+                    vaddr,
+                });
+                visit_table(Table(next), level + 1, vaddr, visit);
+            } else if is_leaf {
+                let writable = entry & Descriptor::READ_ONLY.bits() == 0;
+                visit(UserEntry::Frame {
+                    frame: PhysAddr(entry & ADDRESS_MASK),
+                    size: level_size(level),
+                    vaddr,
+                    writable,
+                });
+            }
+        }
+    }
+    visit_table(Table(root), 1, 0, visit);
 }

@@ -13,6 +13,13 @@ pub use exception::{SPSR_EL0, UserContext, enter_user};
 pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, phys_to_virt, zero_phys};
 pub use trap::wait_for_interrupt;
 
+/// Tells user code where its IPC buffer is (TPIDRRO_EL0: readable, not
+/// writable, at EL0).
+pub fn set_ipc_buffer_pointer(address: u64) {
+    // SAFETY: a plain system-register write with no memory effects.
+    unsafe { core::arch::asm!("msr tpidrro_el0, {}", in(reg) address, options(nomem, nostack)) };
+}
+
 /// Register convention for syscalls on this architecture.
 impl UserContext {
     /// The syscall number (`x7`).

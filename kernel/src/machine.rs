@@ -1,0 +1,188 @@
+//! The core's view of this machine: objects in RAM through the physmap,
+//! user address spaces in real translation tables, interrupts at the GIC.
+
+use crate::arch::{
+    self, Permissions, UserContext,
+    gicv3::Gic,
+    mmu::{self, phys_to_virt},
+};
+use skyscope_abi::ObjectType;
+use skyscope_core::{
+    PhysAddr,
+    cap::{Asid, FrameSize, SlotRef},
+    machine::{Access, Machine, MapError},
+    object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
+    slot::{SLOT_BITS, Slot, SlotStore},
+};
+
+/// The TCB layout on this architecture.
+pub type KernelTcb = Tcb<UserContext>;
+
+const TCB_BITS: u8 = 11;
+const _: () = assert!(core::mem::size_of::<KernelTcb>() <= 1 << TCB_BITS);
+const _: () = assert!(core::mem::size_of::<Endpoint>() <= 1 << 5);
+const _: () = assert!(core::mem::size_of::<Notification>() <= 1 << 6);
+
+/// Object memory and hardware, as handed to `skyscope_core::Kernel`.
+pub struct KernelMachine {
+    /// The interrupt controller.
+    pub gic: Gic,
+    /// The kernel's own timer interrupt (never given to user space).
+    pub timer_intid: u32,
+    /// The thread whose FP/SIMD state is in the registers.
+    pub fp_owner: Option<PhysAddr>,
+    /// A thread whose destruction the syscall path needs to learn of
+    /// (the caller of an invocation, which may delete its own TCB).
+    pub watch_tcb: Option<PhysAddr>,
+    /// Set when `watch_tcb` was destroyed.
+    pub watched_tcb_destroyed: bool,
+}
+
+/// A typed pointer into the physmap.
+///
+/// The core only forms object addresses from capabilities, and a
+/// capability of a type only ever points at memory that retype (or boot)
+/// initialised as an object of that type, in RAM; so the casts below are
+/// to valid, aligned, initialised objects. The `&self`/`&mut self`
+/// receivers make the returned references exclusive for their lifetime.
+fn object<T>(pa: PhysAddr) -> *mut T {
+    debug_assert!(pa.0.is_multiple_of(core::mem::align_of::<T>() as u64));
+    phys_to_virt(pa) as *mut T
+}
+
+impl SlotStore for KernelMachine {
+    fn slot(&self, s: SlotRef) -> &Slot {
+        // SAFETY: see `object`; slot references point into live CNodes or TCBs.
+        unsafe { &*object::<Slot>(PhysAddr(s.0)) }
+    }
+
+    fn slot_mut(&mut self, s: SlotRef) -> &mut Slot {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<Slot>(PhysAddr(s.0)) }
+    }
+}
+
+impl Machine for KernelMachine {
+    type Context = UserContext;
+
+    fn tcb(&self, p: PhysAddr) -> &KernelTcb {
+        // SAFETY: see `object`.
+        unsafe { &*object::<KernelTcb>(p) }
+    }
+
+    fn tcb_mut(&mut self, p: PhysAddr) -> &mut KernelTcb {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<KernelTcb>(p) }
+    }
+
+    fn endpoint_mut(&mut self, p: PhysAddr) -> &mut Endpoint {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<Endpoint>(p) }
+    }
+
+    fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<Notification>(p) }
+    }
+
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool) {
+        if device || ty == ObjectType::Untyped {
+            return; // device memory is never touched; untyped is zeroed per object
+        }
+        arch::zero_phys(base, 1u64 << bits);
+        match ty {
+            ObjectType::CNode => {
+                for i in 0..1u64 << (bits - SLOT_BITS) {
+                    // SAFETY: the CNode's memory was just zeroed and belongs to
+                    // no other object; slot `i` lies inside it.
+                    unsafe {
+                        object::<Slot>(PhysAddr(base.0 + (i << SLOT_BITS))).write(Slot::default())
+                    };
+                }
+            }
+            // SAFETY: fresh, exclusively owned, suitably aligned memory.
+            ObjectType::Tcb => unsafe { object::<KernelTcb>(base).write(KernelTcb::default()) },
+            // SAFETY: as above.
+            ObjectType::Endpoint => unsafe { object::<Endpoint>(base).write(Endpoint::default()) },
+            // SAFETY: as above.
+            ObjectType::Notification => unsafe {
+                object::<Notification>(base).write(Notification::default())
+            },
+            _ => {} // zeroed memory is the initial state of tables and frames
+        }
+    }
+
+    fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, _bits: u8) {
+        if ty == ObjectType::Tcb {
+            if self.fp_owner == Some(base) {
+                self.fp_owner = None;
+            }
+            if self.watch_tcb == Some(base) {
+                self.watched_tcb_destroyed = true;
+            }
+        }
+    }
+
+    fn map_frame(
+        &mut self,
+        vspace: PhysAddr,
+        _asid: Asid,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let perms = Permissions {
+            write: access.write,
+            execute: access.execute,
+            device: access.device,
+        };
+        mmu::user_map_frame(vspace, vaddr, frame, size.bytes(), perms)
+    }
+
+    fn unmap_frame(
+        &mut self,
+        vspace: PhysAddr,
+        asid: Asid,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+    ) {
+        mmu::user_unmap_frame(vspace, asid, vaddr, frame, size.bytes());
+    }
+
+    fn map_table(&mut self, vspace: PhysAddr, vaddr: u64, table: PhysAddr) -> Result<u8, MapError> {
+        mmu::user_map_table(vspace, vaddr, table)
+    }
+
+    fn unmap_table(
+        &mut self,
+        vspace: PhysAddr,
+        asid: Asid,
+        vaddr: u64,
+        level: u8,
+        table: PhysAddr,
+    ) {
+        mmu::user_unmap_table(vspace, asid, vaddr, level, table);
+    }
+
+    fn irq_reserved(&self, irq: u16) -> bool {
+        // SGIs and PPIs belong to the kernel (its timer among them); user
+        // space gets shared peripheral interrupts the GIC implements.
+        u32::from(irq) < 32
+            || u32::from(irq) >= self.gic.lines()
+            || u32::from(irq) == self.timer_intid
+    }
+
+    fn set_irq_enabled(&mut self, irq: u16, enabled: bool) {
+        if enabled {
+            self.gic.enable(u32::from(irq));
+        } else {
+            self.gic.disable(u32::from(irq));
+        }
+    }
+
+    fn flush_asid(&mut self, asid: Asid) {
+        mmu::flush_asid(asid);
+    }
+}
