@@ -28,3 +28,25 @@ macro_rules! check_eq {
         );
     }};
 }
+
+/// Fails the scenario unless `result` is `Ok`.
+macro_rules! check_ok {
+    ($result:expr) => {{
+        let result = $result;
+        check!(
+            result.is_ok(),
+            "{} failed: {:?}",
+            stringify!($result),
+            result
+        );
+    }};
+}
+
+/// Prints a failure message and evaluates to the scenario failure value,
+/// for `map_err`.
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        skyscope_abi::println!("  failed at {}:{}: {}", file!(), line!(), format_args!($($arg)*));
+        $crate::Failure
+    }};
+}

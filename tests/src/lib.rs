@@ -17,6 +17,10 @@ use skyscope_abi::BootInfo;
 mod check;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod caps;
+#[cfg(target_os = "none")]
+mod support;
 
 /// Console lines of the test protocol.
 pub mod protocol {
@@ -128,6 +132,36 @@ scenarios! {
             r"^fault: thread 'root' undefined instruction at pc 0x[0-9a-f]+ \(syndrome 0x2000000\); no fault handler, thread stopped",
         ],
         timeout: 30,
+    },
+    "caps::retype_and_start_process" => caps::retype_and_start_process {
+        about: "the root task builds a second process from untyped memory and it runs",
+        reports: true,
+        console: &[r"^  child process: running in its own address space"],
+        timeout: 30,
+    },
+    "caps::revoke_removes_derived" => caps::revoke_removes_derived {
+        about: "revoke deletes derived capabilities transitively, unmaps them, respects badges",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "caps::rights_cannot_grow" => caps::rights_cannot_grow {
+        about: "copies and mints only ever lose rights; missing rights refuse operations",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "caps::bad_invocations_return_errors" => caps::bad_invocations_return_errors {
+        about: "38 malformed invocations each return their exact error code; the kernel carries on",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "caps::untyped_reuse_after_revoke" => caps::untyped_reuse_after_revoke {
+        about: "revoking an untyped makes all its memory reusable, 20 times over",
+        reports: true,
+        console: &[],
+        timeout: 60,
     },
 }
 

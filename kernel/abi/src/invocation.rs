@@ -242,12 +242,11 @@ mod user {
             words: [0; 40],
             len: reply_info.length().min(40),
         };
-        for i in 0..reply.len {
-            reply.words[i] = if i < REGISTER_MESSAGE_WORDS {
-                reply_mrs[i]
-            } else {
+        for (i, word) in reply.words.iter_mut().enumerate().take(reply.len) {
+            *word = match reply_mrs.get(i) {
+                Some(&w) => w,
                 // SAFETY: as above; the kernel wrote the reply words here.
-                unsafe { (*buffer).msg[i] }
+                None => unsafe { (*buffer).msg[i] },
             };
         }
         Ok(reply)

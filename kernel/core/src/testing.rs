@@ -260,7 +260,7 @@ impl Machine for HostMachine {
         size: FrameSize,
         _access: Access,
     ) -> Result<(), MapError> {
-        if vaddr >= VA_LIMIT || vaddr % size.bytes() != 0 {
+        if vaddr >= VA_LIMIT || !vaddr.is_multiple_of(size.bytes()) {
             return Err(MapError::BadAddress);
         }
         let leaf = if size == FrameSize::Small { 3 } else { 2 };
