@@ -96,6 +96,7 @@ scenarios! {
             r"^gic: GICv3, \d+ interrupt IDs",
             r"^timer: EL2 physical timer, INTID 26, counter [1-9]\d* Hz, tick 100 Hz",
             r"^root task: entry 0x[0-9a-f]+, image 0x[0-9a-f]+\.\.0x[0-9a-f]+",
+            r"^root task: \d+ caps; \d+ untyped \([1-9]\d* MiB RAM, \d+ device\), [1-9]\d* frames, [1-9]\d* page tables",
         ],
         timeout: 30,
     },

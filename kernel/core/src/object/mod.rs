@@ -9,6 +9,8 @@ pub mod frame;
 pub mod irq;
 pub mod notification;
 pub mod page_table;
+pub mod reply;
+pub mod sched_context;
 pub mod tcb;
 pub mod untyped;
 pub mod vspace;
