@@ -31,6 +31,8 @@ pub struct State {
     pub power: PowerControl,
     /// Counter ticks between kernel timer interrupts.
     pub tick_interval: u64,
+    /// Counter value of the next tick.
+    pub next_tick: u64,
     /// Kernel timer interrupts taken since boot.
     pub ticks: u64,
 }
@@ -103,24 +105,21 @@ impl State {
         Ok(())
     }
 
-    /// The running thread (every event from user space has one).
-    fn current(&self) -> PhysAddr {
-        self.core
-            .current
-            .expect("an event from user space without a current thread")
-    }
-
     /// Reacts to an event from the current thread.
     pub fn handle(&mut self, event: Event) -> Next {
-        match event {
+        let now = timer::now();
+        self.core.charge(now);
+        self.core.release_due(now);
+        let next = match event {
             Event::Syscall => syscall::handle(self),
             Event::Interrupt => {
                 self.interrupt();
                 Next::Resume
             }
             Event::WaitForInterrupt => {
-                let t = self.current();
-                self.core.machine.tcb_mut(t).context.skip_instruction();
+                if let Some(t) = self.core.current {
+                    self.core.machine.tcb_mut(t).context.skip_instruction();
+                }
                 if self.core.scheduler.peek().is_some() {
                     self.core.rotate_current();
                     Next::Resume
@@ -129,8 +128,9 @@ impl State {
                 }
             }
             Event::Yield => {
-                let t = self.current();
-                self.core.machine.tcb_mut(t).context.skip_instruction();
+                if let Some(t) = self.core.current {
+                    self.core.machine.tcb_mut(t).context.skip_instruction();
+                }
                 self.core.rotate_current();
                 Next::Resume
             }
@@ -138,19 +138,33 @@ impl State {
                 self.fault(fault);
                 Next::Resume
             }
-        }
+        };
+        self.program_timer(now);
+        next
+    }
+
+    /// Arms the timer for the next tick or budget event, whichever is first.
+    pub fn program_timer(&mut self, now: u64) {
+        self.core.schedule();
+        let budget = self.core.next_budget_event(now).unwrap_or(u64::MAX);
+        timer::arm_at(self.next_tick.min(budget));
     }
 
     /// Handles every pending interrupt.
     pub fn interrupt(&mut self) {
         while let Some(intid) = self.core.machine.gic.acknowledge() {
             if intid == self.core.machine.timer_intid {
-                self.ticks += 1;
-                timer::arm(self.tick_interval);
-                // Round robin among threads of the running thread's priority.
-                self.core.rotate_current();
-            } else {
-                // No handler yet (IRQ notifications come with IPC): silence it.
+                let now = timer::now();
+                if now >= self.next_tick {
+                    self.ticks += 1;
+                    self.next_tick = now + self.tick_interval;
+                    // Round robin among threads of the running thread's priority.
+                    self.core.rotate_current();
+                }
+                self.core.charge(now);
+                self.core.release_due(now);
+                self.program_timer(now);
+            } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");
                 self.core.machine.gic.disable(intid);
             }
@@ -159,13 +173,16 @@ impl State {
     }
 
     fn fault(&mut self, fault: UserFault) {
-        let t = self.current();
-        kprintln!(
-            "fault: thread {} {}; no fault handler, thread stopped",
-            self.thread_name(t),
-            fault
-        );
-        self.core.suspend(t);
+        let Some(t) = self.core.current else { return };
+        let (label, words) = fault.message();
+        if !crate::syscall::has_fault_handler(self, t) {
+            kprintln!(
+                "fault: thread {} {}; no fault handler, thread stopped",
+                self.thread_name(t),
+                fault
+            );
+        }
+        self.core.deliver_fault(t, label, words);
     }
 
     /// A name for diagnostics: `'root'` for the root task, else the TCB address.

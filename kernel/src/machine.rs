@@ -11,7 +11,10 @@ use skyscope_core::{
     PhysAddr,
     cap::{Asid, FrameSize, SlotRef},
     machine::{Access, Machine, MapError},
-    object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
+    object::{
+        endpoint::Endpoint, notification::Notification, reply::Reply, sched_context::SchedContext,
+        tcb::Tcb,
+    },
     slot::{SLOT_BITS, Slot, SlotStore},
 };
 
@@ -22,6 +25,8 @@ const TCB_BITS: u8 = 11;
 const _: () = assert!(core::mem::size_of::<KernelTcb>() <= 1 << TCB_BITS);
 const _: () = assert!(core::mem::size_of::<Endpoint>() <= 1 << 5);
 const _: () = assert!(core::mem::size_of::<Notification>() <= 1 << 6);
+const _: () = assert!(core::mem::size_of::<Reply>() <= 1 << 5);
+const _: () = assert!(core::mem::size_of::<SchedContext>() <= 1 << 8);
 
 /// Object memory and hardware, as handed to `skyscope_core::Kernel`.
 pub struct KernelMachine {
@@ -31,11 +36,8 @@ pub struct KernelMachine {
     pub timer_intid: u32,
     /// The thread whose FP/SIMD state is in the registers.
     pub fp_owner: Option<PhysAddr>,
-    /// A thread whose destruction the syscall path needs to learn of
-    /// (the caller of an invocation, which may delete its own TCB).
-    pub watch_tcb: Option<PhysAddr>,
-    /// Set when `watch_tcb` was destroyed.
-    pub watched_tcb_destroyed: bool,
+    /// Frequency of the counter budgets are measured with.
+    pub counter_frequency: u64,
 }
 
 /// A typed pointer into the physmap.
@@ -108,18 +110,19 @@ impl Machine for KernelMachine {
             ObjectType::Notification => unsafe {
                 object::<Notification>(base).write(Notification::default())
             },
+            // SAFETY: as above.
+            ObjectType::Reply => unsafe { object::<Reply>(base).write(Reply::default()) },
+            // SAFETY: as above.
+            ObjectType::SchedContext => unsafe {
+                object::<SchedContext>(base).write(SchedContext::default())
+            },
             _ => {} // zeroed memory is the initial state of tables and frames
         }
     }
 
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, _bits: u8) {
-        if ty == ObjectType::Tcb {
-            if self.fp_owner == Some(base) {
-                self.fp_owner = None;
-            }
-            if self.watch_tcb == Some(base) {
-                self.watched_tcb_destroyed = true;
-            }
+        if ty == ObjectType::Tcb && self.fp_owner == Some(base) {
+            self.fp_owner = None;
         }
     }
 
@@ -184,5 +187,31 @@ impl Machine for KernelMachine {
 
     fn flush_asid(&mut self, asid: Asid) {
         mmu::flush_asid(asid);
+    }
+
+    fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
+        arch::copy_from_phys(pa, zerocopy::IntoBytes::as_mut_bytes(out));
+    }
+
+    fn write_words(&mut self, pa: PhysAddr, words: &[u64]) {
+        arch::copy_to_phys(pa, zerocopy::IntoBytes::as_bytes(words));
+    }
+
+    fn now(&self) -> u64 {
+        arch::timer::now()
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        self.counter_frequency
+    }
+
+    fn reply_mut(&mut self, p: PhysAddr) -> &mut Reply {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<Reply>(p) }
+    }
+
+    fn sched_context_mut(&mut self, p: PhysAddr) -> &mut SchedContext {
+        // SAFETY: see `object`.
+        unsafe { &mut *object::<SchedContext>(p) }
     }
 }

@@ -116,15 +116,16 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         gic,
         timer_intid: platform.hyp_timer_intid,
         fp_owner: None,
-        watch_tcb: None,
-        watched_tcb_destroyed: false,
+        counter_frequency: frequency,
     };
     let mut core = skyscope_core::Kernel::new(machine);
-    root_task::create(&mut core, &platform, &mut free, &devices);
+    root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);
+    let next_tick = arch::timer::now() + tick_interval;
     kernel::install(kernel::State {
         core,
         power,
         tick_interval,
+        next_tick,
         ticks: 0,
     });
     trap::continue_with(kernel::Next::Resume)

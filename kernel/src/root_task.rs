@@ -77,6 +77,7 @@ pub fn create(
     platform: &Platform,
     free: &mut FreeRegions,
     kernel_devices: &[Region],
+    timeslice: u64,
 ) -> PhysAddr {
     if ROOT_TASK_ELF.is_empty() {
         panic!("no root task embedded: build the kernel with `cargo xtask build`");
@@ -267,6 +268,26 @@ pub fn create(
         );
         t.state = ThreadState::Inactive;
     }
+    // A scheduling context whose budget is its whole period: the root task
+    // is never throttled and shares the processor round robin.
+    let sc_bits = skyscope_abi::ObjectType::SchedContext
+        .object_bits(0)
+        .unwrap_or(8);
+    let sc = allocate(free, sc_bits);
+    kernel
+        .machine
+        .create_object(skyscope_abi::ObjectType::SchedContext, sc, sc_bits, false);
+    kernel.bind_boot_sched_context(sc, tcb, timeslice, timeslice);
+    let saved = cursor.next;
+    cursor.next = slots::SCHED_CONTEXT;
+    cursor.push(
+        kernel,
+        Cap::SchedContext {
+            ptr: sc,
+            rights: all,
+        },
+    );
+    cursor.next = saved;
     kernel.resume(tcb).expect("root TCB has a VSpace");
 
     // Everything left is untyped: RAM first, then device memory.

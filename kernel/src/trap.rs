@@ -89,6 +89,42 @@ pub struct UserFault {
     pub syndrome: u64,
 }
 
+impl UserFault {
+    /// The fault as a message for the thread's fault handler
+    /// (`skyscope_abi::fault`): label and words.
+    pub fn message(&self) -> (u64, [u64; skyscope_abi::fault::WORDS]) {
+        use skyscope_abi::fault as f;
+        match self.kind {
+            FaultKind::MemoryAbort {
+                address,
+                write,
+                instruction,
+                ..
+            } => {
+                let flags = if instruction { f::FLAG_INSTRUCTION } else { 0 }
+                    | if write { f::FLAG_WRITE } else { 0 };
+                (f::VM_FAULT, [self.pc, address, flags, self.syndrome])
+            }
+            FaultKind::UndefinedInstruction => (
+                f::USER_EXCEPTION,
+                [self.pc, self.syndrome, f::KIND_UNDEFINED, 0],
+            ),
+            FaultKind::Breakpoint { .. } => (
+                f::USER_EXCEPTION,
+                [self.pc, self.syndrome, f::KIND_BREAKPOINT, 0],
+            ),
+            FaultKind::StackAlignment => (
+                f::USER_EXCEPTION,
+                [self.pc, self.syndrome, f::KIND_STACK_ALIGNMENT, 0],
+            ),
+            FaultKind::Unknown => (
+                f::USER_EXCEPTION,
+                [self.pc, self.syndrome, f::KIND_OTHER, 0],
+            ),
+        }
+    }
+}
+
 impl fmt::Display for AbortKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -143,6 +143,8 @@ pub fn retype_and_start_process(info: &'static BootInfo) -> Outcome {
     let back =
         inv::tcb_read_registers(tcb, REG_X0 + 2).map_err(|e| fail!("read registers: {e}"))?;
     check_eq!(&back.words[..REG_X0 + 2], &regs[..]);
+    crate::support::give_sched_context(&mut env, ut, tcb, 10_000, 10_000)
+        .map_err(|e| fail!("SC: {e}"))?;
     check_ok!(inv::tcb_resume(tcb));
 
     // Equal priority: yielding lets the child run.
@@ -376,6 +378,7 @@ pub fn bad_invocations_return_errors(info: &'static BootInfo) -> Outcome {
     let vspace = env
         .retype(ut, ObjectType::VSpace, 0, 1)
         .map_err(|e| fail!("{e}"))?;
+    let receive_only = env.copy(ep, CapRights::READ).map_err(|e| fail!("{e}"))?;
     let empty = env.slot();
     let spare = env.slot();
     let d = ROOT_DEPTH;
@@ -580,9 +583,9 @@ pub fn bad_invocations_return_errors(info: &'static BootInfo) -> Outcome {
                 IllegalOperation,
             ),
             (
-                "endpoint invocation",
-                inv::invoke(ep, Label::TcbResume, &[], &[]).map(drop),
-                IllegalOperation,
+                "call through a receive-only endpoint",
+                inv::invoke(receive_only, Label::TcbResume, &[], &[]).map(drop),
+                InsufficientRights,
             ),
         ];
     let mut failures = 0;

@@ -111,15 +111,45 @@ impl Env {
     }
 }
 
-/// Whether root slot `cptr` is empty: invoking an empty slot is the one
-/// way to get `InvalidCapability` (any capability answers an unknown label
-/// with `IllegalOperation`).
+/// Whether root slot `cptr` is empty: copying from an empty slot is the
+/// one way to get `FailedLookup` for a valid slot address.
 pub fn is_empty(cptr: u64) -> bool {
-    inv::invoke(cptr, inv::Label::IrqHandlerAck, &[], &[]).err() == Some(Error::InvalidCapability)
+    const PROBE: u64 = (1 << ROOT_CNODE_RADIX) - 1; // kept free for this probe
+    match inv::cnode_copy(
+        ROOT,
+        PROBE,
+        ROOT_DEPTH,
+        ROOT,
+        cptr,
+        ROOT_DEPTH,
+        skyscope_abi::CapRights::ALL,
+    ) {
+        Err(Error::FailedLookup) => true,
+        Ok(()) => {
+            let _ = inv::cnode_delete(ROOT, PROBE, ROOT_DEPTH);
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Reads a word of user memory.
 pub fn read(address: u64) -> u64 {
     // SAFETY: scenarios only pass addresses of pages they mapped readable.
     unsafe { (address as *const u64).read_volatile() }
+}
+
+/// Gives thread `tcb` a scheduling context (made from `untyped` into a
+/// fresh slot) with `budget_us` of CPU per `period_us`; returns its slot.
+pub fn give_sched_context(
+    env: &mut Env,
+    untyped: u64,
+    tcb: u64,
+    budget_us: u64,
+    period_us: u64,
+) -> Result<u64, Error> {
+    let sc = env.retype(untyped, ObjectType::SchedContext, 0, 1)?;
+    inv::sched_control_configure(slots::SCHED_CONTROL, sc, budget_us, period_us)?;
+    inv::sched_context_bind(sc, tcb)?;
+    Ok(sc)
 }

@@ -45,7 +45,9 @@ pub mod slots {
     pub const BOOT_INFO_FRAME: u64 = 6;
     /// The frame holding the root task's IPC buffer.
     pub const IPC_BUFFER_FRAME: u64 = 7;
-    /// First slot after the fixed ones (8..16 are reserved for later fixed caps).
+    /// The root task's scheduling context (budget = period: never throttled).
+    pub const SCHED_CONTEXT: u64 = 8;
+    /// First slot after the fixed ones (9..16 are reserved for later fixed caps).
     pub const FIRST_VARIABLE: u64 = 16;
 }
 

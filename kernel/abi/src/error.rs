@@ -42,11 +42,13 @@ pub enum Error {
     Cancelled = 15,
     /// A bounded queue or table is full; retry later.
     QueueFull = 16,
+    /// A non-blocking operation found nothing to do (no message, no signal).
+    WouldBlock = 17,
 }
 
 impl Error {
     /// Every error code, in numeric order.
-    pub const ALL: [Error; 16] = [
+    pub const ALL: [Error; 17] = [
         Error::InvalidArgument,
         Error::InvalidCapability,
         Error::WrongType,
@@ -63,6 +65,7 @@ impl Error {
         Error::InvalidUserBuffer,
         Error::Cancelled,
         Error::QueueFull,
+        Error::WouldBlock,
     ];
 
     /// The ABI code of this error.
@@ -102,6 +105,7 @@ impl Error {
             Error::InvalidUserBuffer => "InvalidUserBuffer",
             Error::Cancelled => "Cancelled",
             Error::QueueFull => "QueueFull",
+            Error::WouldBlock => "WouldBlock",
         }
     }
 }

@@ -55,6 +55,11 @@ pub enum Label {
     TcbResume = 24,
     /// TCB: no arguments. Stops the thread, cancelling any blocking IPC.
     TcbSuspend = 25,
+    /// TCB: extra cap 0 = notification. Signals to it also wake the thread
+    /// while it waits on an endpoint.
+    TcbBindNotification = 26,
+    /// TCB: no arguments.
+    TcbUnbindNotification = 27,
 
     /// Frame: `(vaddr, rights, attributes)`, extra cap 0 = VSpace.
     FrameMap = 40,
@@ -73,11 +78,23 @@ pub enum Label {
     IrqControlGet = 60,
     /// IRQHandler: no arguments. Re-enables the line after handling.
     IrqHandlerAck = 61,
+    /// IRQHandler: extra cap 0 = notification signalled (with its badge)
+    /// when the interrupt fires; enables the line.
+    IrqHandlerSetNotification = 62,
+
+    /// SchedControl: `(budget_us, period_us)`, extra cap 0 = scheduling
+    /// context. A thread on it runs at most `budget` in every `period`
+    /// (a periodic server: the budget is refilled at each period boundary).
+    SchedControlConfigure = 70,
+    /// SchedContext: extra cap 0 = TCB to run on it.
+    SchedContextBind = 71,
+    /// SchedContext: no arguments. The bound thread stops being scheduled.
+    SchedContextUnbind = 72,
 }
 
 impl Label {
     /// Every label.
-    pub const ALL: [Label; 20] = [
+    pub const ALL: [Label; 26] = [
         Label::UntypedRetype,
         Label::CNodeCopy,
         Label::CNodeMint,
@@ -91,6 +108,8 @@ impl Label {
         Label::TcbWriteRegisters,
         Label::TcbResume,
         Label::TcbSuspend,
+        Label::TcbBindNotification,
+        Label::TcbUnbindNotification,
         Label::FrameMap,
         Label::FrameUnmap,
         Label::FrameGetAddress,
@@ -98,6 +117,10 @@ impl Label {
         Label::PageTableUnmap,
         Label::IrqControlGet,
         Label::IrqHandlerAck,
+        Label::IrqHandlerSetNotification,
+        Label::SchedControlConfigure,
+        Label::SchedContextBind,
+        Label::SchedContextUnbind,
     ];
 
     /// Decodes a message label.
@@ -481,6 +504,56 @@ mod user {
             Label::IrqControlGet,
             &[irq, index, depth],
             &[root],
+        ))
+    }
+
+    /// `TCB::BindNotification`.
+    pub fn tcb_bind_notification(tcb: u64, notification: u64) -> Result<(), Error> {
+        unit(invoke(
+            tcb,
+            Label::TcbBindNotification,
+            &[],
+            &[notification],
+        ))
+    }
+
+    /// `TCB::UnbindNotification`.
+    pub fn tcb_unbind_notification(tcb: u64) -> Result<(), Error> {
+        unit(invoke(tcb, Label::TcbUnbindNotification, &[], &[]))
+    }
+
+    /// `SchedControl::Configure`: `budget_us` of CPU time per `period_us`.
+    pub fn sched_control_configure(
+        control: u64,
+        sched_context: u64,
+        budget_us: u64,
+        period_us: u64,
+    ) -> Result<(), Error> {
+        unit(invoke(
+            control,
+            Label::SchedControlConfigure,
+            &[budget_us, period_us],
+            &[sched_context],
+        ))
+    }
+
+    /// `SchedContext::Bind`: the thread runs on this scheduling context.
+    pub fn sched_context_bind(sched_context: u64, tcb: u64) -> Result<(), Error> {
+        unit(invoke(sched_context, Label::SchedContextBind, &[], &[tcb]))
+    }
+
+    /// `SchedContext::Unbind`.
+    pub fn sched_context_unbind(sched_context: u64) -> Result<(), Error> {
+        unit(invoke(sched_context, Label::SchedContextUnbind, &[], &[]))
+    }
+
+    /// `IRQHandler::SetNotification`.
+    pub fn irq_handler_set_notification(handler: u64, notification: u64) -> Result<(), Error> {
+        unit(invoke(
+            handler,
+            Label::IrqHandlerSetNotification,
+            &[],
+            &[notification],
         ))
     }
 

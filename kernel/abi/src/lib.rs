@@ -10,7 +10,9 @@
 
 pub mod bootinfo;
 pub mod error;
+pub mod fault;
 pub mod invocation;
+pub mod ipc;
 pub mod message;
 pub mod object;
 pub mod syscall;
@@ -41,4 +43,7 @@ pub mod regs {
     pub const FIRST_MESSAGE_REGISTER: usize = 2;
     /// Register index of the reply capability address for `ReplyRecv`.
     pub const REPLY_CAP: usize = 6;
+    /// Register index of the status word (0 or an [`Error`](crate::Error)
+    /// code) on return from IPC syscalls.
+    pub const STATUS: usize = 6;
 }

@@ -12,9 +12,28 @@ use crate::Error;
 pub enum Syscall {
     /// Invoke the capability at `x0` with the message described by `x1`
     /// (words in `x2..x5` and the IPC buffer), and wait for the answer.
-    /// For kernel objects the kernel answers at once: the reply label is 0
-    /// or an [`Error`] code, the reply words come back the same way.
+    /// On a kernel object the kernel answers at once (reply label 0 or an
+    /// [`Error`] code); on an endpoint the message goes to a receiver and
+    /// the caller waits for its reply (the endpoint capability needs WRITE
+    /// and GRANT or GRANT_REPLY).
     Call = 1,
+    /// Reply through the reply object at `x6`, then receive on `x0` (as
+    /// `Recv`) in one trap: the server loop's only syscall.
+    ReplyRecv = 2,
+    /// Send the message to the endpoint at `x0`, waiting until a receiver
+    /// takes it; on a notification, signal it.
+    Send = 3,
+    /// As `Send`, but drop the message if no receiver is waiting.
+    NBSend = 4,
+    /// Receive on the endpoint at `x0` (reply object at `x6`, 0 for none),
+    /// waiting for a sender; on a notification, wait for a signal. Out:
+    /// badge (or notification word) in `x0`, message info in `x1`, words in
+    /// `x2..x5` and the IPC buffer.
+    Recv = 5,
+    /// As `Recv`, but return `WouldBlock` in `x6` if nothing is there.
+    NBRecv = 6,
+    /// Reply through the reply object at `x6` with the message in `x1..x5`.
+    Reply = 7,
     /// Give up the rest of the current time slice to threads of equal
     /// priority. Always succeeds.
     Yield = 8,
@@ -26,16 +45,26 @@ pub enum Syscall {
     DebugShutdown = 0x101,
     /// Debug: the number of kernel timer interrupts taken since boot.
     DebugTimerTicks = 0x102,
+    /// Debug: `x0 = 0` turns the IPC fastpath off, 1 on; returns how many
+    /// syscalls the fastpath has completed since boot.
+    DebugFastpath = 0x103,
 }
 
 impl Syscall {
     /// Every syscall, for decoding.
-    pub const ALL: [Syscall; 5] = [
+    pub const ALL: [Syscall; 12] = [
         Syscall::Call,
+        Syscall::ReplyRecv,
+        Syscall::Send,
+        Syscall::NBSend,
+        Syscall::Recv,
+        Syscall::NBRecv,
+        Syscall::Reply,
         Syscall::Yield,
         Syscall::DebugWrite,
         Syscall::DebugShutdown,
         Syscall::DebugTimerTicks,
+        Syscall::DebugFastpath,
     ];
 
     /// Decodes a syscall number.
@@ -74,6 +103,29 @@ pub(crate) mod imp {
             );
         }
         (r0, r1)
+    }
+
+    /// Any syscall with the full register convention: `x0..x6` in and out.
+    #[inline(always)]
+    pub fn full(number: Syscall, regs: [u64; 7]) -> [u64; 7] {
+        let [mut x0, mut x1, mut x2, mut x3, mut x4, mut x5, mut x6] = regs;
+        // SAFETY: as in `raw2`; the kernel touches only these registers and
+        // this thread's IPC buffer, which it reaches through its own mapping.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") x0,
+                inlateout("x1") x1,
+                inlateout("x2") x2,
+                inlateout("x3") x3,
+                inlateout("x4") x4,
+                inlateout("x5") x5,
+                inlateout("x6") x6,
+                in("x7") number as u64,
+                options(nostack),
+            );
+        }
+        [x0, x1, x2, x3, x4, x5, x6]
     }
 
     /// `Call`: the capability address, message info and four message
@@ -157,6 +209,13 @@ pub fn debug_shutdown(status: u64) -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Turns the IPC fastpath on or off (for tests comparing both paths) and
+/// returns how many syscalls it has completed since boot.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_fastpath(enabled: bool) -> u64 {
+    imp::raw2(Syscall::DebugFastpath, u64::from(enabled), 0).0
 }
 
 /// Number of kernel timer interrupts since boot.

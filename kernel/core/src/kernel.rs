@@ -5,7 +5,7 @@ use crate::{
     cap::{ASID_COUNT, Asid, Cap, ContainerKind, SlotRef},
     cspace,
     machine::Machine,
-    object::tcb::{self, ThreadState},
+    object::tcb,
     sched::Scheduler,
     slot::{self, SLOT_BITS, Slot},
 };
@@ -86,6 +86,10 @@ pub struct Counters {
     pub objects_created: u64,
     /// Objects destroyed (finalised).
     pub objects_destroyed: u64,
+    /// Times a thread used up its budget.
+    pub budget_depletions: u64,
+    /// Syscalls completed by the IPC fastpath.
+    pub fastpath_hits: u64,
 }
 
 /// Slots an operation holds on to across deletions, which may destroy the
@@ -109,6 +113,18 @@ pub struct Kernel<M: Machine> {
     watched_dead: [bool; WATCH_SLOTS],
     /// Object counters.
     pub counters: Counters,
+    /// The thread whose invocation is in progress (its TCB may be destroyed by it).
+    pub(crate) caller: Option<PhysAddr>,
+    /// Set when `caller`'s TCB was destroyed.
+    pub(crate) caller_destroyed: bool,
+    /// Counter value at the last budget charge.
+    pub(crate) last_charge: u64,
+    /// Scheduling contexts waiting for their next period, earliest first.
+    pub(crate) release_head: PhysAddr,
+    /// Notification (and badge) signalled by each IRQ line.
+    pub(crate) irq_notifications: [(PhysAddr, u64); MAX_IRQS],
+    /// Whether the IPC fastpath is used (tests compare both paths).
+    pub fastpath_enabled: bool,
 }
 
 impl<M: Machine> Kernel<M> {
@@ -123,6 +139,12 @@ impl<M: Machine> Kernel<M> {
             watched: [SlotRef::NONE; WATCH_SLOTS],
             watched_dead: [false; WATCH_SLOTS],
             counters: Counters::default(),
+            caller: None,
+            caller_destroyed: false,
+            last_charge: 0,
+            release_head: PhysAddr(0),
+            irq_notifications: [(PhysAddr(0), 0); MAX_IRQS],
+            fastpath_enabled: true,
         }
     }
 
@@ -157,13 +179,13 @@ impl<M: Machine> Kernel<M> {
             Cap::PageTable { .. } => self.invoke_page_table(slot, inv),
             Cap::IrqControl => self.invoke_irq_control(slot, inv),
             Cap::IrqHandler { irq } => self.invoke_irq_handler(irq, inv),
-            // Objects whose operations are IPC (endpoints, notifications,
-            // replies) or that have no invocations yet.
+            Cap::SchedControl => self.invoke_sched_control(inv),
+            Cap::SchedContext { ptr, rights } => self.invoke_sched_context(ptr, rights, inv),
+            // Endpoints, notifications and replies are used through the
+            // IPC syscalls; a VSpace is only ever a target of `Map`.
             Cap::Endpoint { .. }
             | Cap::Notification { .. }
             | Cap::Reply { .. }
-            | Cap::SchedContext { .. }
-            | Cap::SchedControl
             | Cap::VSpace { .. } => Err(Error::IllegalOperation),
         }
     }
@@ -277,7 +299,11 @@ impl<M: Machine> Kernel<M> {
                 self.machine.flush_asid(asid);
             }
             Cap::IrqHandler { irq } if last => self.release_irq(irq),
-            Cap::Tcb { ptr, .. } if last => self.suspend(ptr),
+            Cap::Tcb { ptr, .. } if last => self.retire_thread(ptr),
+            Cap::Endpoint { ptr, .. } if last => self.cancel_endpoint(ptr),
+            Cap::Notification { ptr, .. } if last => self.cancel_notification(ptr),
+            Cap::Reply { ptr, .. } if last => self.cancel_reply(ptr),
+            Cap::SchedContext { ptr, .. } if last => self.unbind_sched_context(ptr),
             _ => {}
         }
         if last && !matches!(cap, Cap::CNode { .. } | Cap::Tcb { .. }) {
@@ -394,6 +420,11 @@ impl<M: Machine> Kernel<M> {
         {
             self.current = None;
         }
+        if let Some(c) = self.caller
+            && (ptr.0..end).contains(&c.0)
+        {
+            self.caller_destroyed = true;
+        }
     }
 
     /// Deletes every capability derived from the one in `s`.
@@ -421,12 +452,13 @@ impl<M: Machine> Kernel<M> {
     /// higher-priority thread is ready. Returns it.
     pub fn schedule(&mut self) -> Option<PhysAddr> {
         if let Some(c) = self.current {
-            let t = self.machine.tcb(c);
-            if t.state != ThreadState::Runnable {
+            if !self.schedulable(c) {
                 self.current = None;
+                self.make_ready(c); // into the release queue if out of budget
             } else {
+                let priority = self.machine.tcb(c).priority;
                 match self.scheduler.highest_priority() {
-                    Some(p) if p > t.priority => {
+                    Some(p) if p > priority => {
                         self.scheduler.enqueue(&mut self.machine, c);
                         self.current = None;
                     }
@@ -444,7 +476,7 @@ impl<M: Machine> Kernel<M> {
     /// equal-priority threads take turns (yield and the timer tick).
     pub fn rotate_current(&mut self) {
         if let Some(c) = self.current
-            && self.machine.tcb(c).state == ThreadState::Runnable
+            && self.schedulable(c)
         {
             self.scheduler.enqueue(&mut self.machine, c);
             self.current = None;

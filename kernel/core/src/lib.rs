@@ -9,12 +9,15 @@
 pub mod addr;
 pub mod cap;
 pub mod cspace;
+pub mod fault;
+pub mod ipc;
 pub mod kernel;
 pub mod machine;
 pub mod memory;
 pub mod object;
 pub mod sched;
 pub mod slot;
+pub mod syscall;
 
 #[cfg(test)]
 mod testing;

@@ -21,6 +21,17 @@ pub trait ThreadContext: Copy + Default {
     /// Sets register `index` (ABI order); the architecture may sanitise
     /// the value (e.g. keep only the condition flags of the status word).
     fn set_register(&mut self, index: usize, value: u64);
+
+    /// Syscall register `i` (`skyscope_abi::regs`: 0 capability/badge,
+    /// 1 message info, 2..6 message words, 6 reply capability/status).
+    fn arg(&self, i: usize) -> u64 {
+        self.register(skyscope_abi::invocation::REG_X0 + i)
+    }
+
+    /// Sets syscall register `i`.
+    fn set_arg(&mut self, i: usize, value: u64) {
+        self.set_register(skyscope_abi::invocation::REG_X0 + i, value);
+    }
 }
 
 /// Access a mapping grants.
@@ -110,4 +121,18 @@ pub trait Machine: SlotStore {
     fn unmap_table(&mut self, vspace: PhysAddr, asid: Asid, vaddr: u64, level: u8, table: PhysAddr);
     /// Forgets every TLB entry tagged with `asid`.
     fn flush_asid(&mut self, asid: Asid);
+
+    /// Reads words of RAM at `pa` (an IPC buffer inside a frame).
+    fn read_words(&self, pa: PhysAddr, out: &mut [u64]);
+    /// Writes words of RAM at `pa` (an IPC buffer inside a frame).
+    fn write_words(&mut self, pa: PhysAddr, words: &[u64]);
+    /// The free-running counter that times budgets.
+    fn now(&self) -> u64;
+    /// Its frequency in Hz.
+    fn counter_frequency(&self) -> u64;
+    /// The reply object at `p`, mutably.
+    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply;
+    /// The scheduling context at `p`, mutably.
+    fn sched_context_mut(&mut self, p: PhysAddr)
+    -> &mut crate::object::sched_context::SchedContext;
 }

@@ -55,6 +55,12 @@ pub struct HostMachine {
     tcbs: BTreeMap<u64, Tcb<TestContext>>,
     endpoints: BTreeMap<u64, Endpoint>,
     notifications: BTreeMap<u64, Notification>,
+    replies: BTreeMap<u64, crate::object::reply::Reply>,
+    sched_contexts: BTreeMap<u64, crate::object::sched_context::SchedContext>,
+    /// Words of RAM written through `write_words` (IPC buffers).
+    pub memory: BTreeMap<u64, u64>,
+    /// The counter `now()` returns; tests advance it.
+    pub clock: u64,
     /// Live objects: base -> (type, log2 size). Untyped regions are kept
     /// apart in `untyped`, since objects live inside them.
     pub objects: BTreeMap<u64, (ObjectType, u8)>,
@@ -202,7 +208,19 @@ impl Machine for HostMachine {
             ObjectType::Notification => {
                 self.notifications.insert(base.0, Notification::default());
             }
+            ObjectType::Reply => {
+                self.replies.insert(base.0, Default::default());
+            }
+            ObjectType::SchedContext => {
+                self.sched_contexts.insert(base.0, Default::default());
+            }
             _ => {}
+        }
+        // Fresh objects and frames are zeroed.
+        let end = base.0 + (1u64 << bits);
+        let stale: Vec<u64> = self.memory.range(base.0..end).map(|(&a, _)| a).collect();
+        for a in stale {
+            self.memory.remove(&a);
         }
     }
 
@@ -234,10 +252,31 @@ impl Machine for HostMachine {
                 assert!(!t.queued, "destroyed TCB still in a ready queue");
             }
             ObjectType::Endpoint => {
-                self.endpoints.remove(&base.0);
+                let e = self.endpoints.remove(&base.0).expect("endpoint");
+                assert_eq!(e.head.0, 0, "endpoint destroyed with threads queued");
             }
             ObjectType::Notification => {
-                self.notifications.remove(&base.0);
+                let n = self.notifications.remove(&base.0).expect("notification");
+                assert_eq!(
+                    (n.head.0, n.bound_tcb.0),
+                    (0, 0),
+                    "notification destroyed with waiters or a bound TCB"
+                );
+            }
+            ObjectType::Reply => {
+                let r = self.replies.remove(&base.0).expect("reply");
+                assert_eq!(
+                    (r.caller.0, r.receiver.0),
+                    (0, 0),
+                    "reply destroyed while in use"
+                );
+            }
+            ObjectType::SchedContext => {
+                let sc = self.sched_contexts.remove(&base.0).expect("sched context");
+                assert!(
+                    sc.tcb.0 == 0 && !sc.in_release_queue,
+                    "sched context destroyed while bound"
+                );
             }
             ObjectType::VSpace => self.remove_entries_of_vspace(base.0),
             ObjectType::PageTable => {
@@ -347,6 +386,45 @@ impl Machine for HostMachine {
     }
 
     fn flush_asid(&mut self, _asid: Asid) {}
+
+    fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = self
+                .memory
+                .get(&(pa.0 + 8 * i as u64))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn write_words(&mut self, pa: PhysAddr, words: &[u64]) {
+        for (i, &w) in words.iter().enumerate() {
+            self.memory.insert(pa.0 + 8 * i as u64, w);
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply {
+        self.replies
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent reply {p:?}"))
+    }
+
+    fn sched_context_mut(
+        &mut self,
+        p: PhysAddr,
+    ) -> &mut crate::object::sched_context::SchedContext {
+        self.sched_contexts
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent sched context {p:?}"))
+    }
 }
 
 /// Where test worlds put things.
@@ -427,7 +505,34 @@ impl World {
             free_offset: 0,
         };
         kernel.install_original(SlotRef::NONE, Self::slot(layout::UNTYPED_SLOT), ut);
+        kernel.install_original(SlotRef::NONE, Self::sched_control(), Cap::SchedControl);
         World { kernel }
+    }
+
+    /// Anchor slot holding the scheduling-control capability.
+    pub fn sched_control() -> SlotRef {
+        SlotRef(layout::ANCHOR + (2 << SLOT_BITS))
+    }
+
+    /// Gives the TCB in root slot `tcb` a scheduling context (made in root
+    /// slot `sc` from the root untyped) with `budget_us` per `period_us`.
+    pub fn give_sched_context(&mut self, tcb: u64, sc: u64, budget_us: u64, period_us: u64) {
+        self.retype(layout::UNTYPED_SLOT, ObjectType::SchedContext, 0, sc, 1)
+            .expect("retype sched context");
+        self.invoke_slot(
+            Self::sched_control(),
+            Label::SchedControlConfigure,
+            &[budget_us, period_us],
+            &[Self::slot(sc)],
+        )
+        .expect("configure sched context");
+        self.invoke_slot(
+            Self::slot(sc),
+            Label::SchedContextBind,
+            &[],
+            &[Self::slot(tcb)],
+        )
+        .expect("bind");
     }
 
     /// Root-CNode slot `i`.
@@ -523,5 +628,86 @@ impl World {
             &[ty as u64, size, 0, 0, dst, count],
             &[Self::root_anchor()],
         )
+    }
+}
+
+/// A thread of a [`World`]: its TCB slot and TCB address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thread {
+    /// Root slot of its TCB capability.
+    pub slot: u64,
+    /// The TCB.
+    pub tcb: PhysAddr,
+    /// Physical address of its IPC buffer.
+    pub buffer: PhysAddr,
+}
+
+impl World {
+    /// Makes a runnable thread at `priority` whose CSpace is the root CNode
+    /// (a capability pointer is a root slot index), with an IPC buffer and
+    /// a full scheduling context. Uses root slots `slot..slot + 3` and the
+    /// shared VSpace in slot 60.
+    pub fn thread(&mut self, slot: u64, priority: u8) -> Thread {
+        if self.cap(60).is_null() {
+            self.retype(layout::UNTYPED_SLOT, ObjectType::VSpace, 0, 60, 1)
+                .expect("vspace");
+        }
+        self.retype(layout::UNTYPED_SLOT, ObjectType::Tcb, 0, slot, 1)
+            .expect("tcb");
+        self.retype(layout::UNTYPED_SLOT, ObjectType::Frame4K, 0, slot + 1, 1)
+            .expect("ipc buffer");
+        let guard = skyscope_abi::invocation::guard_word(0, 64 - layout::ROOT_RADIX);
+        self.invoke_slot(
+            Self::slot(slot),
+            Label::TcbConfigure,
+            &[0, u64::from(priority), guard, 0x1000],
+            &[Self::root_anchor(), Self::slot(60), Self::slot(slot + 1)],
+        )
+        .expect("configure");
+        self.give_sched_context(slot, slot + 2, 1000, 1000);
+        self.invoke_slot(Self::slot(slot), Label::TcbResume, &[], &[])
+            .expect("resume");
+        let Cap::Tcb { ptr, .. } = self.cap(slot) else {
+            unreachable!()
+        };
+        let Cap::Frame { base, .. } = self.cap(slot + 1) else {
+            unreachable!()
+        };
+        Thread {
+            slot,
+            tcb: ptr,
+            buffer: base,
+        }
+    }
+
+    /// Runs syscall `number` as thread `t` with registers `x0..x6`, then
+    /// lets the scheduler choose; returns `t`'s registers afterwards.
+    pub fn syscall_as(
+        &mut self,
+        t: Thread,
+        number: skyscope_abi::Syscall,
+        regs: [u64; 7],
+    ) -> [u64; 7] {
+        self.kernel.current = Some(t.tcb);
+        self.kernel
+            .scheduler
+            .remove(&mut self.kernel.machine, t.tcb);
+        for (i, &r) in regs.iter().enumerate() {
+            self.kernel.machine.tcb_mut(t.tcb).context.set_arg(i, r);
+        }
+        assert!(self.kernel.syscall(number as u64), "not a core syscall");
+        self.kernel.schedule();
+        self.regs(t)
+    }
+
+    /// Thread `t`'s registers `x0..x6`.
+    pub fn regs(&self, t: Thread) -> [u64; 7] {
+        let c = self.kernel.machine.tcb(t.tcb).context;
+        core::array::from_fn(|i| c.arg(i))
+    }
+
+    /// Thread `t`'s run state.
+    pub fn state(&self, t: Thread) -> crate::object::tcb::ThreadState {
+        self.kernel.machine.tcb(t.tcb).state
     }
 }

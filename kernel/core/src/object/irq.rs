@@ -47,7 +47,44 @@ impl<M: Machine> Kernel<M> {
                 self.machine.set_irq_enabled(irq, true);
                 Ok(Reply::empty())
             }
+            Some(Label::IrqHandlerSetNotification) => {
+                let (cap, _) = inv.extra_cap(0)?;
+                let Cap::Notification { ptr, badge, rights } = cap else {
+                    return Err(if cap.is_null() {
+                        Error::InvalidCapability
+                    } else {
+                        Error::WrongType
+                    });
+                };
+                if !rights.contains(skyscope_abi::CapRights::WRITE) {
+                    return Err(Error::InsufficientRights);
+                }
+                self.irq_notifications[usize::from(irq)] = (ptr, badge);
+                self.machine.set_irq_enabled(irq, true);
+                Ok(Reply::empty())
+            }
             _ => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// An interrupt from a line user space handles: signal its notification
+    /// and keep the line masked until the handler acknowledges it. Returns
+    /// `false` if nobody handles the line (it is then masked for good).
+    pub fn handle_irq(&mut self, irq: u16) -> bool {
+        self.machine.set_irq_enabled(irq, false);
+        match self.irq_notifications.get(usize::from(irq)) {
+            Some(&(n, badge)) if n.0 != 0 => {
+                self.signal(n, badge);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notification `n` is gone: no IRQ signals it any more.
+    pub(crate) fn forget_irq_notification(&mut self, n: crate::PhysAddr) {
+        for entry in self.irq_notifications.iter_mut().filter(|(p, _)| *p == n) {
+            *entry = (crate::PhysAddr(0), 0);
         }
     }
 
@@ -58,6 +95,8 @@ impl<M: Machine> Kernel<M> {
     /// The last handler capability for `irq` is gone.
     pub(crate) fn release_irq(&mut self, irq: u16) {
         self.irq_issued[usize::from(irq) / 64] &= !(1 << (irq % 64));
+        self.irq_notifications[usize::from(irq)] = (crate::PhysAddr(0), 0);
+        self.irq_notifications[usize::from(irq)] = (crate::PhysAddr(0), 0);
         self.machine.set_irq_enabled(irq, false);
     }
 }

@@ -14,6 +14,8 @@ pub struct Notification {
     pub tail: PhysAddr,
     /// TCB this notification is bound to (0 = none).
     pub bound_tcb: PhysAddr,
+    /// Signalled since the last wait (an unbadged signal sets no word bits).
+    pub pending: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<Notification>() <= 64);

@@ -12,6 +12,8 @@ use crate::PhysAddr;
 pub struct Reply {
     /// The thread waiting for this reply (0 = none).
     pub caller: PhysAddr,
+    /// The thread waiting to receive that named this reply object (0 = none).
+    pub receiver: PhysAddr,
 }
 
 const _: () = assert!(core::mem::size_of::<Reply>() <= 32);

@@ -32,6 +32,27 @@ pub enum ThreadState {
     Inactive,
     /// Running or ready to run.
     Runnable,
+    /// Waiting in an endpoint's queue to send (`blocked_on` = endpoint).
+    BlockedOnSend,
+    /// Waiting in an endpoint's queue to receive (`blocked_on` = endpoint).
+    BlockedOnReceive,
+    /// Waiting for the reply to a `Call` (`blocked_on` = reply object).
+    BlockedOnReply,
+    /// Waiting for a notification (`blocked_on` = notification).
+    BlockedOnNotification,
+}
+
+/// Flags describing what a blocked sender is doing.
+pub mod ipc_flags {
+    /// The send is a `Call`: the sender waits for a reply.
+    pub const CALL: u8 = 1 << 0;
+    /// The sender's endpoint capability has GRANT (capabilities may travel).
+    pub const GRANT: u8 = 1 << 1;
+    /// The sender's endpoint capability has GRANT or GRANT_REPLY (a reply
+    /// right may be created).
+    pub const GRANT_REPLY: u8 = 1 << 2;
+    /// The message is a fault message from the kernel (in `Tcb::fault`).
+    pub const FAULT: u8 = 1 << 3;
 }
 
 /// A TCB as laid out in its kernel object (2 KiB).
@@ -54,6 +75,26 @@ pub struct Tcb<C> {
     pub sched_prev: PhysAddr,
     /// User address of the IPC buffer (0 = none).
     pub ipc_buffer: u64,
+    /// The object a blocked thread waits on (endpoint, notification, reply).
+    pub blocked_on: PhysAddr,
+    /// Next thread in the endpoint or notification queue.
+    pub queue_next: PhysAddr,
+    /// Previous thread in the endpoint or notification queue.
+    pub queue_prev: PhysAddr,
+    /// Badge of the capability a blocked sender used.
+    pub ipc_badge: u64,
+    /// [`ipc_flags`] of a blocked sender.
+    pub ipc_flags: u8,
+    /// Reply object a blocked receiver named (0 = none).
+    pub recv_reply: PhysAddr,
+    /// Notification bound to this thread (0 = none).
+    pub bound_notification: PhysAddr,
+    /// Scheduling context the thread runs on (0 = none: not scheduled).
+    pub sched_context: PhysAddr,
+    /// Fault message label while a fault is being delivered.
+    pub fault_label: u64,
+    /// Fault message words.
+    pub fault: [u64; skyscope_abi::fault::WORDS],
     /// Saved user registers.
     pub context: C,
 }
@@ -139,6 +180,14 @@ impl<M: Machine> Kernel<M> {
                 need(CapRights::WRITE)?;
                 self.suspend(tcb);
                 Ok(Reply::empty())
+            }
+            Label::TcbBindNotification => {
+                need(CapRights::WRITE)?;
+                self.bind_notification(tcb, inv)
+            }
+            Label::TcbUnbindNotification => {
+                need(CapRights::WRITE)?;
+                self.unbind_notification(tcb)
             }
             _ => Err(Error::IllegalOperation),
         }
@@ -257,7 +306,8 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Makes a configured thread runnable.
+    /// Makes a configured thread runnable (it runs once it has a
+    /// scheduling context with budget).
     pub fn resume(&mut self, tcb: PhysAddr) -> Result<(), Error> {
         if self
             .machine
@@ -267,22 +317,65 @@ impl<M: Machine> Kernel<M> {
         {
             return Err(Error::IllegalOperation);
         }
-        let t = self.machine.tcb_mut(tcb);
-        if t.state == ThreadState::Inactive {
-            t.state = ThreadState::Runnable;
-            if self.current != Some(tcb) {
-                self.scheduler.enqueue(&mut self.machine, tcb);
-            }
+        if self.machine.tcb(tcb).state == ThreadState::Inactive {
+            self.machine.tcb_mut(tcb).state = ThreadState::Runnable;
+            self.make_ready(tcb);
         }
         Ok(())
     }
 
-    /// Stops a thread (it stays configured and can be resumed).
+    /// Stops a thread (it stays configured and can be resumed); a blocking
+    /// IPC it was in returns `Cancelled` when it resumes.
     pub fn suspend(&mut self, tcb: PhysAddr) {
+        self.cancel_ipc(tcb);
         self.scheduler.remove(&mut self.machine, tcb);
         self.machine.tcb_mut(tcb).state = ThreadState::Inactive;
         if self.current == Some(tcb) {
             self.current = None;
         }
+    }
+
+    /// The last capability to a thread is gone: stop it and detach it from
+    /// its notification and scheduling context.
+    pub(crate) fn retire_thread(&mut self, tcb: PhysAddr) {
+        self.suspend(tcb);
+        let n = core::mem::take(&mut self.machine.tcb_mut(tcb).bound_notification);
+        if n.0 != 0 {
+            self.machine.notification_mut(n).bound_tcb = PhysAddr(0);
+        }
+        let sc = self.machine.tcb(tcb).sched_context;
+        if sc.0 != 0 {
+            self.unbind_sched_context(sc);
+        }
+    }
+
+    fn bind_notification(&mut self, tcb: PhysAddr, inv: &Invocation<'_>) -> Result<Reply, Error> {
+        let (cap, _) = inv.extra_cap(0)?;
+        let Cap::Notification { ptr, rights, .. } = cap else {
+            return Err(if cap.is_null() {
+                Error::InvalidCapability
+            } else {
+                Error::WrongType
+            });
+        };
+        if !rights.contains(CapRights::READ) {
+            return Err(Error::InsufficientRights);
+        }
+        let n = *self.machine.notification_mut(ptr);
+        if self.machine.tcb(tcb).bound_notification.0 != 0 || n.bound_tcb.0 != 0 || n.head.0 != 0 {
+            return Err(Error::IllegalOperation);
+        }
+        self.machine.notification_mut(ptr).bound_tcb = tcb;
+        self.machine.tcb_mut(tcb).bound_notification = ptr;
+        Ok(Reply::empty())
+    }
+
+    fn unbind_notification(&mut self, tcb: PhysAddr) -> Result<Reply, Error> {
+        let n = core::mem::take(&mut self.machine.tcb_mut(tcb).bound_notification);
+        if n.0 == 0 {
+            return Err(Error::IllegalOperation);
+        }
+        self.machine.notification_mut(n).bound_tcb = PhysAddr(0);
+        Ok(Reply::empty())
     }
 }

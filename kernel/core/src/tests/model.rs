@@ -163,6 +163,7 @@ impl Model {
             lists: vec![
                 vec![World::root_anchor()],
                 vec![World::slot(layout::UNTYPED_SLOT)],
+                vec![World::sched_control()],
             ],
             objects: m.objects.clone(),
             untyped: m.untyped.clone(),
@@ -673,6 +674,7 @@ fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
                     }
                 }
             }
+            Cap::SchedControl | Cap::IrqControl | Cap::IrqHandler { .. } => {}
             cap => {
                 let (base, _) = cap.region().expect("object cap");
                 prop_assert!(

@@ -29,6 +29,7 @@ fn thread_world() -> World {
         &[World::slot(12), World::slot(11)],
     )
     .unwrap();
+    w.give_sched_context(10, 30, 1000, 1000);
     w
 }
 
@@ -133,6 +134,7 @@ fn priorities_order_the_ready_queue() {
             &[World::slot(8), World::slot(9)],
         )
         .unwrap();
+        w.give_sched_context(slot, slot + 20, 1000, 1000);
         w.invoke_slot(World::slot(slot), Label::TcbResume, &[], &[])
             .unwrap();
     }

@@ -11,6 +11,30 @@ pub fn frequency() -> u64 {
     f
 }
 
+/// Current count of the physical counter (CNTPCT_EL0).
+pub fn now() -> u64 {
+    let c: u64;
+    // SAFETY: reading the counter has no side effects; `isb` orders it.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) c, options(nomem, nostack)) };
+    c
+}
+
+/// Arms the EL2 timer to fire when the counter reaches `deadline`.
+pub fn arm_at(deadline: u64) {
+    // SAFETY: CNTHP_CVAL_EL2 (S3_4_C14_C2_2) is the absolute compare value;
+    // CNTHP_CTL_EL2 (S3_4_C14_C2_1) = ENABLE, IMASK clear.
+    unsafe {
+        core::arch::asm!(
+            "msr S3_4_C14_C2_2, {deadline}",
+            "msr S3_4_C14_C2_1, {ctl}",
+            "isb",
+            deadline = in(reg) deadline,
+            ctl = in(reg) 1u64,
+            options(nostack),
+        );
+    }
+}
+
 /// Arms the EL2 timer to fire `ticks` counter ticks from now.
 pub fn arm(ticks: u64) {
     // SAFETY: CNTHP_TVAL_EL2 (S3_4_C14_C2_0) sets the deadline relative to
