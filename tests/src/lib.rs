@@ -20,6 +20,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod caps;
 #[cfg(target_os = "none")]
+mod ipc;
+#[cfg(target_os = "none")]
 mod support;
 
 /// Console lines of the test protocol.
@@ -160,6 +162,54 @@ scenarios! {
     },
     "caps::untyped_reuse_after_revoke" => caps::untyped_reuse_after_revoke {
         about: "revoking an untyped makes all its memory reusable, 20 times over",
+        reports: true,
+        console: &[],
+        timeout: 60,
+    },
+    "ipc::call_reply_roundtrip" => ipc::call_reply_roundtrip {
+        about: "1000 calls to a server thread, each answered through its reply object",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::badges_identify_senders" => ipc::badges_identify_senders {
+        about: "three senders on minted capabilities are told apart by badge; rights gate send and receive",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::cap_transfer_requires_grant" => ipc::cap_transfer_requires_grant {
+        about: "a capability travels in a message only through an endpoint capability with GRANT",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::long_message_via_ipc_buffer" => ipc::long_message_via_ipc_buffer {
+        about: "a 120-word message crosses through the IPC buffers and comes back reversed",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::notification_signal_wait" => ipc::notification_signal_wait {
+        about: "signals OR their badges into the word; wait blocks until one arrives; poll does not",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::bound_notification_wakes_recv" => ipc::bound_notification_wakes_recv {
+        about: "a thread waiting on an endpoint wakes on its bound notification's signal",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::fault_delivered_to_handler" => ipc::fault_delivered_to_handler {
+        about: "faults arrive at the handler as messages; it fixes and restarts, or stops, the thread",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "ipc::fastpath_matches_slowpath" => ipc::fastpath_matches_slowpath {
+        about: "500 calls give identical results with the fastpath on and off, and the fastpath did run",
         reports: true,
         console: &[],
         timeout: 60,

@@ -153,3 +153,108 @@ pub fn give_sched_context(
     inv::sched_context_bind(sc, tcb)?;
     Ok(sc)
 }
+
+/// Base of the region where scenarios put thread stacks and IPC buffers in
+/// the root task's address space (64 GiB: far from the image and stack).
+const THREAD_AREA: u64 = 0x10_0000_0000;
+/// Address space reserved per thread: 64 KiB of stack (the pages below
+/// stay unmapped as guards) and an IPC buffer page.
+const THREAD_SPAN: u64 = 0x2_0000;
+const THREAD_STACK_PAGES: u64 = 4;
+
+/// A thread a scenario started in the root task's address space.
+#[derive(Clone, Copy, Debug)]
+pub struct Thread {
+    /// Root slot of its TCB capability.
+    pub tcb: u64,
+    /// Root slot of its scheduling context.
+    #[allow(dead_code)] // for scenarios that change budgets
+    pub sched_context: u64,
+}
+
+/// Maps a fresh frame at `vaddr` in the root task's VSpace, creating page
+/// tables from `untyped` as needed.
+pub fn map_fresh_page(env: &mut Env, untyped: u64, vaddr: u64) -> Result<u64, Error> {
+    let frame = env.retype(untyped, ObjectType::Frame4K, 0, 1)?;
+    for _ in 0..3 {
+        match inv::frame_map(frame, slots::VSPACE, vaddr, skyscope_abi::CapRights::ALL, 0) {
+            Err(Error::FailedLookup) => {
+                let table = env.retype(untyped, ObjectType::PageTable, 0, 1)?;
+                inv::page_table_map(table, slots::VSPACE, vaddr)?;
+            }
+            other => return other.map(|()| frame),
+        }
+    }
+    Err(Error::FailedLookup)
+}
+
+/// Starts a thread in the root task's address space and CSpace, running
+/// `entry(arg)` at `priority` on a scheduling context of `budget_us` per
+/// `period_us`, with its own stack and IPC buffer. Thread number `n`
+/// picks its place in the thread area.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    env: &mut Env,
+    untyped: u64,
+    n: u64,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    priority: u8,
+    budget_us: u64,
+    period_us: u64,
+) -> Result<Thread, Error> {
+    spawn_with_fault_handler(
+        env, untyped, n, entry, arg, priority, budget_us, period_us, 0,
+    )
+}
+
+/// As [`spawn`], with faults sent to the endpoint at `fault_ep` (0: none).
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_with_fault_handler(
+    env: &mut Env,
+    untyped: u64,
+    n: u64,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    priority: u8,
+    budget_us: u64,
+    period_us: u64,
+    fault_ep: u64,
+) -> Result<Thread, Error> {
+    use skyscope_abi::invocation::{REG_PC, REG_SP, REG_X0};
+    let base = THREAD_AREA + n * THREAD_SPAN;
+    for page in 0..THREAD_STACK_PAGES {
+        map_fresh_page(env, untyped, base + 0x1_0000 - (page + 1) * 4096)?;
+    }
+    let ipc_va = base + 0x1_0000;
+    let ipc_frame = map_fresh_page(env, untyped, ipc_va)?;
+    let tcb = env.retype(untyped, ObjectType::Tcb, 0, 1)?;
+    inv::tcb_configure(
+        tcb,
+        fault_ep,
+        priority,
+        ROOT,
+        64 - ROOT_CNODE_RADIX,
+        slots::VSPACE,
+        ipc_va,
+        ipc_frame,
+    )?;
+    let mut regs = [0u64; REG_X0 + 1];
+    regs[REG_PC] = entry as *const () as u64;
+    regs[REG_SP] = base + 0x1_0000;
+    regs[REG_X0] = arg;
+    inv::tcb_write_registers(tcb, &regs)?;
+    let sched_context = give_sched_context(env, untyped, tcb, budget_us, period_us)?;
+    inv::tcb_resume(tcb)?;
+    Ok(Thread { tcb, sched_context })
+}
+
+/// The calling thread's IPC buffer.
+pub fn ipc_buffer() -> &'static mut skyscope_abi::invocation::IpcBuffer {
+    let address: u64;
+    // SAFETY: reading TPIDRRO_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) address, options(nomem, nostack)) };
+    // SAFETY: the kernel points TPIDRRO_EL0 at this thread's IPC buffer,
+    // mapped read-write for it; only this thread uses it.
+    unsafe { &mut *(address as *mut skyscope_abi::invocation::IpcBuffer) }
+}
