@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod cap;
 pub mod cspace;
+pub mod fastpath;
 pub mod fault;
 pub mod ipc;
 pub mod kernel;

@@ -24,6 +24,9 @@ impl<M: Machine> Kernel<M> {
     /// the number is not one of the core's syscalls (the binary handles
     /// debug syscalls and reports unknown ones).
     pub fn syscall(&mut self, number: u64) -> bool {
+        if self.fastpath(number) {
+            return true;
+        }
         let Some(t) = self.current else { return true };
         let Some(syscall) = Syscall::from_number(number) else {
             return false;

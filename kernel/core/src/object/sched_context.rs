@@ -188,11 +188,15 @@ impl<M: Machine> Kernel<M> {
 
     /// Whether `tcb` may be picked to run now.
     pub fn schedulable(&mut self, tcb: PhysAddr) -> bool {
-        let t = self.machine.tcb(tcb);
-        if t.state != ThreadState::Runnable || t.sched_context.0 == 0 {
+        self.machine.tcb(tcb).state == ThreadState::Runnable && self.has_budget(tcb)
+    }
+
+    /// Whether `tcb` has a configured scheduling context with budget left.
+    pub fn has_budget(&mut self, tcb: PhysAddr) -> bool {
+        let sc = self.machine.tcb(tcb).sched_context;
+        if sc.0 == 0 {
             return false;
         }
-        let sc = t.sched_context;
         let now = self.machine.now();
         let s = self.machine.sched_context_mut(sc);
         if s.budget == 0 {

@@ -1,6 +1,7 @@
 //! Host tests of the capability engine and the object model.
 
 mod caps;
+mod fastpath;
 mod ipc;
 mod model;
 mod objects;
