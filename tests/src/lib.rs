@@ -22,6 +22,8 @@ mod caps;
 #[cfg(target_os = "none")]
 mod ipc;
 #[cfg(target_os = "none")]
+mod sched;
+#[cfg(target_os = "none")]
 mod support;
 
 /// Console lines of the test protocol.
@@ -207,6 +209,24 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 30,
+    },
+    "sched::priority_preemption" => sched::priority_preemption {
+        about: "resuming a higher-priority thread preempts the thread that resumed it",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "sched::round_robin_same_priority" => sched::round_robin_same_priority {
+        about: "threads of equal priority share the processor in turns",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "sched::budget_enforced" => sched::budget_enforced {
+        about: "a spinning thread with a 2 ms / 10 ms budget gets about 20% over 60 periods; a lower one gets the rest",
+        reports: true,
+        console: &[],
+        timeout: 60,
     },
     "ipc::fastpath_matches_slowpath" => ipc::fastpath_matches_slowpath {
         about: "500 calls give identical results with the fastpath on and off, and the fastpath did run",

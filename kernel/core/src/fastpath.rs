@@ -55,20 +55,32 @@ impl<M: Machine> Kernel<M> {
     /// Whether switching straight to `t` is what the scheduler would do.
     fn runs_next(&mut self, t: PhysAddr) -> bool {
         let priority = self.machine.tcb(t).priority;
-        self.scheduler.highest_priority().is_none_or(|p| p < priority) && self.has_budget(t)
+        self.scheduler
+            .highest_priority()
+            .is_none_or(|p| p < priority)
+            && self.has_budget(t)
     }
 
     fn fastpath_call(&mut self) -> bool {
-        let Some(caller) = self.current else { return false };
+        let Some(caller) = self.current else {
+            return false;
+        };
         let context = self.machine.tcb(caller).context;
         let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
-        let Some(Cap::Endpoint { ptr: ep, badge, rights }) = self.fast_lookup(caller, context.arg(0)) else {
+        let Some(Cap::Endpoint {
+            ptr: ep,
+            badge,
+            rights,
+        }) = self.fast_lookup(caller, context.arg(0))
+        else {
             return false;
         };
-        if !rights.contains(CapRights::WRITE) || !rights.intersects(CapRights::GRANT | CapRights::GRANT_REPLY) {
+        if !rights.contains(CapRights::WRITE)
+            || !rights.intersects(CapRights::GRANT | CapRights::GRANT_REPLY)
+        {
             return false;
         }
         let endpoint = *self.machine.endpoint_mut(ep);
@@ -77,7 +89,8 @@ impl<M: Machine> Kernel<M> {
         }
         let receiver = endpoint.head;
         let reply = self.machine.tcb(receiver).recv_reply;
-        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 || !self.runs_next(receiver) {
+        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 || !self.runs_next(receiver)
+        {
             return false;
         }
 
@@ -96,9 +109,15 @@ impl<M: Machine> Kernel<M> {
         r.queue_next = NONE;
         r.queue_prev = NONE;
         r.context.set_arg(0, badge);
-        r.context.set_arg(regs::MESSAGE_INFO, MessageInfo::new(info.label(), info.length(), 0).raw());
+        r.context.set_arg(
+            regs::MESSAGE_INFO,
+            MessageInfo::new(info.label(), info.length(), 0).raw(),
+        );
         for i in 0..REGISTER_MESSAGE_WORDS {
-            r.context.set_arg(regs::FIRST_MESSAGE_REGISTER + i, context.arg(regs::FIRST_MESSAGE_REGISTER + i));
+            r.context.set_arg(
+                regs::FIRST_MESSAGE_REGISTER + i,
+                context.arg(regs::FIRST_MESSAGE_REGISTER + i),
+            );
         }
         r.context.set_arg(regs::STATUS, 0);
         r.state = ThreadState::Runnable;
@@ -122,16 +141,23 @@ impl<M: Machine> Kernel<M> {
     }
 
     fn fastpath_reply_recv(&mut self) -> bool {
-        let Some(server) = self.current else { return false };
+        let Some(server) = self.current else {
+            return false;
+        };
         let context = self.machine.tcb(server).context;
         let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
-        let Some(Cap::Reply { ptr: reply, .. }) = self.fast_lookup(server, context.arg(regs::REPLY_CAP)) else {
+        let Some(Cap::Reply { ptr: reply, .. }) =
+            self.fast_lookup(server, context.arg(regs::REPLY_CAP))
+        else {
             return false;
         };
-        let Some(Cap::Endpoint { ptr: ep, rights, .. }) = self.fast_lookup(server, context.arg(0)) else {
+        let Some(Cap::Endpoint {
+            ptr: ep, rights, ..
+        }) = self.fast_lookup(server, context.arg(0))
+        else {
             return false;
         };
         let rep = *self.machine.reply_mut(reply);
@@ -156,9 +182,15 @@ impl<M: Machine> Kernel<M> {
         // Reply.
         let c = self.machine.tcb_mut(caller);
         c.context.set_arg(0, 0);
-        c.context.set_arg(regs::MESSAGE_INFO, MessageInfo::new(info.label(), info.length(), 0).raw());
+        c.context.set_arg(
+            regs::MESSAGE_INFO,
+            MessageInfo::new(info.label(), info.length(), 0).raw(),
+        );
         for i in 0..REGISTER_MESSAGE_WORDS {
-            c.context.set_arg(regs::FIRST_MESSAGE_REGISTER + i, context.arg(regs::FIRST_MESSAGE_REGISTER + i));
+            c.context.set_arg(
+                regs::FIRST_MESSAGE_REGISTER + i,
+                context.arg(regs::FIRST_MESSAGE_REGISTER + i),
+            );
         }
         c.context.set_arg(regs::STATUS, 0);
         c.state = ThreadState::Runnable;

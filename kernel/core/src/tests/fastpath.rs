@@ -25,16 +25,27 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0..4usize, 0..6u8, 0..50u64, 0..7usize, any::<u64>())
-        .prop_map(|(thread, kind, label, length, word)| Op { thread, kind, label, length, word })
+    (0..4usize, 0..6u8, 0..50u64, 0..7usize, any::<u64>()).prop_map(
+        |(thread, kind, label, length, word)| Op {
+            thread,
+            kind,
+            label,
+            length,
+            word,
+        },
+    )
 }
 
 fn world(priorities: &[u8; 4], fastpath: bool) -> (World, Vec<Thread>) {
     let mut w = World::new();
-    w.retype(layout::UNTYPED_SLOT, ObjectType::Endpoint, 0, EP, 1).unwrap();
-    w.retype(layout::UNTYPED_SLOT, ObjectType::Reply, 0, 3, 4).unwrap();
+    w.retype(layout::UNTYPED_SLOT, ObjectType::Endpoint, 0, EP, 1)
+        .unwrap();
+    w.retype(layout::UNTYPED_SLOT, ObjectType::Reply, 0, 3, 4)
+        .unwrap();
     w.mint(EP, BADGED, CapRights::ALL, 5).unwrap();
-    let threads = (0..4).map(|i| w.thread(10 + 10 * i as u64, priorities[i])).collect();
+    let threads = (0..4)
+        .map(|i| w.thread(10 + 10 * i as u64, priorities[i]))
+        .collect();
     w.kernel.fastpath_enabled = fastpath;
     (w, threads)
 }
@@ -45,11 +56,23 @@ fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
     let reply = 3 + i as u64;
     let ep = if op.word % 3 == 0 { BADGED } else { EP };
     let (number, regs) = match op.kind {
-        0 | 1 => (Syscall::Call, [ep, info, words[0], words[1], words[2], words[3], 0]),
-        2 => (Syscall::ReplyRecv, [EP, info, words[0], words[1], words[2], words[3], reply]),
+        0 | 1 => (
+            Syscall::Call,
+            [ep, info, words[0], words[1], words[2], words[3], 0],
+        ),
+        2 => (
+            Syscall::ReplyRecv,
+            [EP, info, words[0], words[1], words[2], words[3], reply],
+        ),
         3 => (Syscall::Recv, [EP, 0, 0, 0, 0, 0, reply]),
-        4 => (Syscall::Send, [ep, info, words[0], words[1], words[2], words[3], 0]),
-        _ => (Syscall::Reply, [0, info, words[0], words[1], words[2], words[3], reply]),
+        4 => (
+            Syscall::Send,
+            [ep, info, words[0], words[1], words[2], words[3], 0],
+        ),
+        _ => (
+            Syscall::Reply,
+            [0, info, words[0], words[1], words[2], words[3], reply],
+        ),
     };
     w.syscall_as(t, number, regs);
 }
@@ -60,7 +83,13 @@ fn snapshot(w: &World, threads: &[Thread]) -> Vec<u64> {
         s.push(w.state(t) as u64);
         s.extend(w.regs(t));
         let tcb = w.kernel.machine.tcb(t.tcb);
-        s.extend([tcb.blocked_on.0, tcb.recv_reply.0, tcb.queue_next.0, tcb.queue_prev.0, u64::from(tcb.ipc_flags)]);
+        s.extend([
+            tcb.blocked_on.0,
+            tcb.recv_reply.0,
+            tcb.queue_next.0,
+            tcb.queue_prev.0,
+            u64::from(tcb.ipc_flags),
+        ]);
     }
     s.push(w.kernel.current.map_or(0, |c| c.0));
     s

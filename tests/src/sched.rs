@@ -1,0 +1,176 @@
+//! Scheduling scenarios: preemption by priority, round robin, budgets.
+
+use crate::{
+    Outcome,
+    support::{Env, ROOT, ROOT_DEPTH, spawn},
+};
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use skyscope_abi::{
+    BootInfo, ObjectType,
+    bootinfo::slots,
+    invocation as inv, ipc, println,
+    syscall::{counter_now, yield_now},
+};
+
+static LOG: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static NEXT: AtomicU64 = AtomicU64::new(0);
+static HIGH_TCB: AtomicU64 = AtomicU64::new(0);
+static DONE: AtomicU64 = AtomicU64::new(0);
+static COUNTERS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static STOP: AtomicU64 = AtomicU64::new(0);
+
+fn log(event: u64) {
+    let i = NEXT.fetch_add(1, SeqCst) as usize;
+    if i < LOG.len() {
+        LOG[i].store(event, SeqCst);
+    }
+}
+
+fn park() -> ! {
+    loop {
+        skyscope_abi::syscall::wait_for_interrupt();
+    }
+}
+
+extern "C" fn high(_: u64) -> ! {
+    log(2);
+    let _ = ipc::signal(DONE.load(SeqCst));
+    park()
+}
+
+extern "C" fn low(_: u64) -> ! {
+    log(1);
+    // Resuming a higher-priority thread preempts us before this returns.
+    let _ = inv::tcb_resume(HIGH_TCB.load(SeqCst));
+    log(3);
+    park()
+}
+
+pub fn priority_preemption(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let done = env
+        .retype(ut, ObjectType::Notification, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    DONE.store(done, SeqCst);
+    let h = spawn(&mut env, ut, 0, high, 0, 200, 10_000, 10_000).map_err(|e| fail!("{e}"))?;
+    check_ok!(inv::tcb_suspend(h.tcb)); // created, not yet running
+    HIGH_TCB.store(h.tcb, SeqCst);
+    spawn(&mut env, ut, 1, low, 0, 100, 10_000, 10_000).map_err(|e| fail!("{e}"))?;
+    // Wait (blocked) until the high thread signals; the low one runs meanwhile.
+    check_ok!(ipc::wait(done).map(drop));
+    let order: [u64; 2] = [LOG[0].load(SeqCst), LOG[1].load(SeqCst)];
+    check_eq!(order, [1, 2]);
+    // The low thread must not have run again before we looked.
+    check_eq!(NEXT.load(SeqCst), 2);
+    println!("  the priority-200 thread preempted the priority-100 thread that resumed it");
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
+extern "C" fn spinner(i: u64) -> ! {
+    while STOP.load(SeqCst) == 0 {
+        COUNTERS[i as usize].fetch_add(1, SeqCst);
+    }
+    park()
+}
+
+pub fn round_robin_same_priority(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    // Two spinners and the root task share priority 100.
+    check_ok!(inv::tcb_set_priority(slots::TCB, 100));
+    for i in 0..2 {
+        spawn(&mut env, ut, i, spinner, i, 100, 10_000, 10_000).map_err(|e| fail!("{e}"))?;
+    }
+    let end = counter_now() + info.timer_frequency / 2;
+    let mut my_turns = 0u64;
+    while counter_now() < end {
+        my_turns += 1;
+        yield_now();
+    }
+    STOP.store(1, SeqCst);
+    let (a, b) = (COUNTERS[0].load(SeqCst), COUNTERS[1].load(SeqCst));
+    check_ok!(inv::tcb_set_priority(slots::TCB, 255));
+    println!(
+        "  over 500 ms: spinner A {a}, spinner B {b} iterations; the root task got {my_turns} turns"
+    );
+    check!(a > 0 && b > 0, "a spinner never ran");
+    let (lo, hi) = (a.min(b), a.max(b));
+    check!(hi <= 3 * lo, "unfair shares: {a} vs {b}");
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
+static RAN: AtomicU64 = AtomicU64::new(0);
+static WALL: AtomicU64 = AtomicU64::new(0);
+
+/// Spins for `wall` counter ticks, adding up the time it was actually
+/// running (gaps longer than `gap` are time the processor was elsewhere).
+extern "C" fn budgeted(wall_and_gap: u64) -> ! {
+    let (wall, gap) = (wall_and_gap >> 32, wall_and_gap & 0xffff_ffff);
+    let start = counter_now();
+    let (mut last, mut ran) = (start, 0);
+    loop {
+        let now = counter_now();
+        if now - last < gap {
+            ran += now - last;
+        }
+        last = now;
+        if now - start >= wall {
+            break;
+        }
+    }
+    RAN.store(ran, SeqCst);
+    WALL.store(last - start, SeqCst);
+    let _ = ipc::signal(DONE.load(SeqCst));
+    park()
+}
+
+pub fn budget_enforced(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let done = env
+        .retype(ut, ObjectType::Notification, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    DONE.store(done, SeqCst);
+    STOP.store(0, SeqCst);
+    // 60 periods of 10 ms; gaps over 1 ms count as not running.
+    let f = info.timer_frequency;
+    let wall = f * 600 / 1000;
+    let gap = f / 1000;
+    // The low-priority spinner takes whatever the budgeted thread leaves.
+    spawn(&mut env, ut, 0, spinner, 0, 50, 10_000, 10_000).map_err(|e| fail!("{e}"))?;
+    spawn(
+        &mut env,
+        ut,
+        1,
+        budgeted,
+        (wall << 32) | gap,
+        200,
+        2_000,
+        10_000,
+    )
+    .map_err(|e| fail!("{e}"))?;
+    check_ok!(ipc::wait(done).map(drop));
+    STOP.store(1, SeqCst);
+    let (ran, total) = (RAN.load(SeqCst), WALL.load(SeqCst));
+    let share = ran * 1000 / total.max(1);
+    println!(
+        "  budget 2 ms / 10 ms: the high-priority spinner ran {}.{}% of {} ms; the low-priority one counted {}",
+        share / 10,
+        share % 10,
+        total * 1000 / f,
+        COUNTERS[0].load(SeqCst)
+    );
+    check!(
+        (150..=250).contains(&share),
+        "share {share} per mille is not about 20%"
+    );
+    check!(
+        COUNTERS[0].load(SeqCst) > 0,
+        "the lower-priority thread got no time"
+    );
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
