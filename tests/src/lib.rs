@@ -13,6 +13,8 @@
 use skyscope_abi::BootInfo;
 
 #[cfg(target_os = "none")]
+pub mod bench;
+#[cfg(target_os = "none")]
 #[macro_use]
 mod check;
 #[cfg(target_os = "none")]
@@ -227,6 +229,15 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 60,
+    },
+    "sched::bench_runs" => sched::bench_runs {
+        about: "the IPC benchmark runs every case and reports non-zero figures",
+        reports: true,
+        console: &[
+            r#"^BENCH-RESULT \{"space":"same","words":0,"metric":"call","min":\d+,"median":[1-9]\d*"#,
+            r#"^BENCH-RESULT \{"space":"cross","words":10,"metric":"roundtrip","min":\d+,"median":[1-9]\d*"#,
+        ],
+        timeout: 120,
     },
     "ipc::fastpath_matches_slowpath" => ipc::fastpath_matches_slowpath {
         about: "500 calls give identical results with the fastpath on and off, and the fastpath did run",

@@ -174,3 +174,10 @@ pub fn budget_enforced(info: &'static BootInfo) -> Outcome {
     check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
     Ok(())
 }
+
+pub fn bench_runs(info: &'static BootInfo) -> Outcome {
+    let round_trip = crate::bench::run_ipc(info, 500).map_err(|e| fail!("benchmark: {e}"))?;
+    println!("  benchmark ran: same-space 0-word round trip median {round_trip} counter ticks");
+    check!(round_trip > 0, "a round trip cannot take no time");
+    Ok(())
+}

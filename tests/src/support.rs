@@ -258,3 +258,106 @@ pub fn ipc_buffer() -> &'static mut skyscope_abi::invocation::IpcBuffer {
     // mapped read-write for it; only this thread uses it.
     unsafe { &mut *(address as *mut skyscope_abi::invocation::IpcBuffer) }
 }
+
+/// Maps `frame` at `vaddr` in `vspace`, creating page tables from
+/// `untyped` as needed.
+pub fn map_into(
+    env: &mut Env,
+    untyped: u64,
+    vspace: u64,
+    frame: u64,
+    vaddr: u64,
+    rights: skyscope_abi::CapRights,
+    attributes: u64,
+) -> Result<(), Error> {
+    for _ in 0..3 {
+        match inv::frame_map(frame, vspace, vaddr, rights, attributes) {
+            Err(Error::FailedLookup) => {
+                let table = env.retype(untyped, ObjectType::PageTable, 0, 1)?;
+                inv::page_table_map(table, vspace, vaddr)?;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::FailedLookup)
+}
+
+/// Starts `entry(arg)` in a new address space that holds the root task's
+/// image (read-only, executable: the code may use no globals), a stack,
+/// an IPC buffer and the `shared` frames (copies are mapped at the given
+/// addresses). Its CSpace is the root task's. Returns its TCB slot.
+pub fn spawn_process(
+    env: &mut Env,
+    untyped: u64,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    priority: u8,
+    shared: &[(u64, u64)],
+) -> Result<u64, Error> {
+    use skyscope_abi::{
+        CapRights,
+        invocation::{MAP_EXECUTE, REG_PC, REG_SP, REG_X0},
+    };
+    const STACK_TOP: u64 = 0x7f_fff0_0000;
+    const IPC_BUFFER: u64 = 0x7f_ffe0_1000;
+    let vspace = env.retype(untyped, ObjectType::VSpace, 0, 1)?;
+    let info = env.info;
+    let pages = (info.image_end - info.image_start) / 4096;
+    for i in 0..pages {
+        let copy = env.copy(info.image_frames.start + i, CapRights::READ)?;
+        map_into(
+            env,
+            untyped,
+            vspace,
+            copy,
+            info.image_start + i * 4096,
+            CapRights::READ,
+            MAP_EXECUTE,
+        )?;
+    }
+    for i in 1..=THREAD_STACK_PAGES {
+        let frame = env.retype(untyped, ObjectType::Frame4K, 0, 1)?;
+        map_into(
+            env,
+            untyped,
+            vspace,
+            frame,
+            STACK_TOP - i * 4096,
+            CapRights::ALL,
+            0,
+        )?;
+    }
+    let ipc_frame = env.retype(untyped, ObjectType::Frame4K, 0, 1)?;
+    map_into(
+        env,
+        untyped,
+        vspace,
+        ipc_frame,
+        IPC_BUFFER,
+        CapRights::ALL,
+        0,
+    )?;
+    for &(frame, vaddr) in shared {
+        let copy = env.copy(frame, CapRights::ALL)?;
+        map_into(env, untyped, vspace, copy, vaddr, CapRights::ALL, 0)?;
+    }
+    let tcb = env.retype(untyped, ObjectType::Tcb, 0, 1)?;
+    inv::tcb_configure(
+        tcb,
+        0,
+        priority,
+        ROOT,
+        64 - ROOT_CNODE_RADIX,
+        vspace,
+        IPC_BUFFER,
+        ipc_frame,
+    )?;
+    let mut regs = [0u64; REG_X0 + 1];
+    regs[REG_PC] = entry as *const () as u64;
+    regs[REG_SP] = STACK_TOP;
+    regs[REG_X0] = arg;
+    inv::tcb_write_registers(tcb, &regs)?;
+    give_sched_context(env, untyped, tcb, 10_000, 10_000)?;
+    inv::tcb_resume(tcb)?;
+    Ok(tcb)
+}

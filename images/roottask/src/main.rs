@@ -16,6 +16,20 @@ fn main(boot_info: &'static BootInfo) -> ! {
     if let Some(name) = boot_info.bootarg("test") {
         skyscope_tests::run(name, boot_info);
     }
+    if boot_info.bootarg("bench") == Some("ipc") {
+        let n = boot_info
+            .bootarg("iterations")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let status = match skyscope_tests::bench::run_ipc(boot_info, n) {
+            Ok(_) => 0,
+            Err(e) => {
+                println!("BENCH-ERROR {e}");
+                1
+            }
+        };
+        skyscope_abi::syscall::debug_shutdown(status);
+    }
     println!(
         "{BANNER} (image {:#x}..{:#x}, {} MiB RAM, bootargs \"{}\")",
         boot_info.image_start,
