@@ -5,13 +5,7 @@ use crate::cell::KernelCell;
 use crate::machine::KernelMachine;
 use crate::trap::{Event, UserFault};
 use crate::{kprintln, syscall};
-use skyscope_core::{
-    Kernel, PhysAddr,
-    cap::Cap,
-    machine::Machine,
-    object::tcb::{self, ThreadState},
-    slot::SlotStore,
-};
+use skyscope_core::{Kernel, PhysAddr, cap::Cap, machine::Machine, object::tcb, slot::SlotStore};
 
 /// What to do after handling an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +27,12 @@ pub struct State {
     pub tick_interval: u64,
     /// Counter value of the next tick.
     pub next_tick: u64,
+    /// Deadline the timer is armed for.
+    pub armed_at: u64,
+    /// The address space in TTBR0 (top-level table, ASID).
+    pub active_space: (PhysAddr, u16),
+    /// Whether EL0 may use the FP/SIMD unit without trapping.
+    pub fp_enabled: bool,
     /// Kernel timer interrupts taken since boot.
     pub ticks: u64,
 }
@@ -66,6 +66,7 @@ pub fn enter_current_thread() {
         while let Some(t) = s.core.schedule() {
             match s.switch_to(t) {
                 Ok(()) => {
+                    s.program_timer();
                     let context = &mut s.core.machine.tcb_mut(t).context;
                     arch::enter_user(context);
                 }
@@ -75,11 +76,32 @@ pub fn enter_current_thread() {
                 }
             }
         }
+        s.program_timer();
     });
 }
 
+/// The IPC fastpath, tried before anything else on `Call` and `ReplyRecv`:
+/// on success it enters the thread to run next and does not return. It
+/// returns `false` (having changed nothing) if the fast path does not
+/// apply, and `true` if the syscall was done but the next thread could not
+/// be entered directly (the caller then takes the general exit path).
+pub fn try_fastpath(number: u64) -> bool {
+    with_state(|s| {
+        if !s.core.fastpath(number) {
+            return false;
+        }
+        if let Some(t) = s.core.current
+            && s.switch_to(t).is_ok()
+        {
+            arch::enter_user(&mut s.core.machine.tcb_mut(t).context);
+        }
+        true
+    })
+}
+
 impl State {
-    /// Makes `t`'s address space, IPC buffer pointer and FP state current.
+    /// Makes `t`'s address space and IPC buffer pointer current, and lets
+    /// it use the FP/SIMD unit directly only if its state is loaded there.
     fn switch_to(&mut self, t: PhysAddr) -> Result<(), &'static str> {
         let vspace = self
             .core
@@ -89,20 +111,51 @@ impl State {
         let Cap::VSpace { ptr, asid, .. } = vspace else {
             return Err("no VSpace");
         };
-        if self.core.machine.tcb(t).state != ThreadState::Runnable {
-            return Err("not runnable");
+        if self.active_space != (ptr, asid) {
+            arch::mmu::activate_user_space(ptr, asid);
+            self.active_space = (ptr, asid);
         }
-        arch::mmu::activate_user_space(ptr, asid);
         arch::set_ipc_buffer_pointer(self.core.machine.tcb(t).ipc_buffer);
+        let owns_fp = self.core.machine.fp_owner == Some(t);
+        if owns_fp != self.fp_enabled {
+            arch::set_fp_trap(!owns_fp);
+            self.fp_enabled = owns_fp;
+        }
+        Ok(())
+    }
+
+    /// The current thread touched the FP/SIMD unit while another thread's
+    /// state was loaded: switch the unit's contents over (lazily, so
+    /// threads that never use FP never pay for it).
+    fn take_fp(&mut self) {
+        let Some(t) = self.core.current else { return };
         let m = &mut self.core.machine;
         if m.fp_owner != Some(t) {
+            arch::set_fp_trap(false); // the kernel itself may now move FP registers
             if let Some(owner) = m.fp_owner {
                 m.tcb_mut(owner).context.fp.save();
             }
             m.tcb(t).context.fp.restore();
             m.fp_owner = Some(t);
         }
-        Ok(())
+        arch::set_fp_trap(false);
+        self.fp_enabled = true;
+    }
+
+    /// Arms the timer for the next tick or budget event, whichever is first
+    /// (the hardware is only touched when the deadline changes).
+    pub fn program_timer(&mut self) {
+        let now = if self.core.release_pending() || self.core.current_constrained() {
+            timer::now()
+        } else {
+            0
+        };
+        let budget = self.core.next_budget_event(now).unwrap_or(u64::MAX);
+        let deadline = self.next_tick.min(budget);
+        if deadline != self.armed_at {
+            timer::arm_at(deadline);
+            self.armed_at = deadline;
+        }
     }
 
     /// Reacts to an event from the current thread.
@@ -110,7 +163,7 @@ impl State {
         let now = timer::now();
         self.core.charge(now);
         self.core.release_due(now);
-        let next = match event {
+        match event {
             Event::Syscall => syscall::handle(self),
             Event::Interrupt => {
                 self.interrupt();
@@ -138,16 +191,11 @@ impl State {
                 self.fault(fault);
                 Next::Resume
             }
-        };
-        self.program_timer(now);
-        next
-    }
-
-    /// Arms the timer for the next tick or budget event, whichever is first.
-    pub fn program_timer(&mut self, now: u64) {
-        self.core.schedule();
-        let budget = self.core.next_budget_event(now).unwrap_or(u64::MAX);
-        timer::arm_at(self.next_tick.min(budget));
+            Event::FpAccess => {
+                self.take_fp();
+                Next::Resume
+            }
+        }
     }
 
     /// Handles every pending interrupt.
@@ -163,7 +211,10 @@ impl State {
                 }
                 self.core.charge(now);
                 self.core.release_due(now);
-                self.program_timer(now);
+                // The timer line stays asserted until the compare value
+                // moves past the counter: re-arm before the end of interrupt.
+                self.armed_at = 0;
+                self.program_timer();
             } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");
                 self.core.machine.gic.disable(intid);

@@ -126,6 +126,9 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         power,
         tick_interval,
         next_tick,
+        armed_at: 0,
+        active_space: (PhysAddr(0), 0),
+        fp_enabled: false,
         ticks: 0,
     });
     trap::continue_with(kernel::Next::Resume)

@@ -20,6 +20,8 @@ pub enum Event {
     WaitForInterrupt,
     /// The thread executed a hint that amounts to a yield (`wfe`).
     Yield,
+    /// The thread used the FP/SIMD unit while another thread's state was in it.
+    FpAccess,
     /// The thread faulted.
     Fault(UserFault),
 }

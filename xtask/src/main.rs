@@ -5,6 +5,7 @@
 //! are installed through rustup and a missing or too old QEMU through apt
 //! (or the exact command to run is printed).
 
+mod bench;
 mod build;
 mod qemu;
 mod setup;
@@ -35,6 +36,8 @@ enum Command {
     Test(TestArgs),
     /// Check for (and install if needed) QEMU and the Rust targets.
     Setup,
+    /// Run a benchmark (`ipc`): JSON in target/bench/, a table on the terminal.
+    Bench(BenchArgs),
 }
 
 /// Options of `cargo xtask run`.
@@ -52,6 +55,17 @@ pub struct RunArgs {
     /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`).
     #[arg(long, value_name = "ARGS", default_value = "")]
     append: String,
+}
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Which benchmark: `ipc`.
+    #[arg(value_parser = ["ipc"])]
+    which: String,
+    /// Samples per metric (after warm-up).
+    #[arg(long, default_value_t = 10_000)]
+    iterations: usize,
 }
 
 /// Options of `cargo xtask test`.
@@ -75,6 +89,7 @@ fn main() -> ExitCode {
             }),
         Command::Run(args) => qemu::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Setup => setup::ensure_rust_targets()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {

@@ -52,21 +52,32 @@ impl<M: Machine> Kernel<M> {
         Some(self.machine.slot(slot).cap)
     }
 
-    /// Whether switching straight to `t` is what the scheduler would do.
-    fn runs_next(&mut self, t: PhysAddr) -> bool {
+    /// Whether switching straight to `t` is what the scheduler would do,
+    /// and needs no budget accounting: both the running thread and `t` run
+    /// on unthrottled scheduling contexts (budget = period), so no timer
+    /// deadline changes and no time needs charging.
+    fn runs_next(&mut self, current: PhysAddr, t: PhysAddr) -> bool {
         let priority = self.machine.tcb(t).priority;
-        self.scheduler
-            .highest_priority()
-            .is_none_or(|p| p < priority)
-            && self.has_budget(t)
+        !self.scheduler.any_ready_at_or_above(priority)
+            && self.unthrottled(t)
+            && self.unthrottled(current)
+    }
+
+    fn unthrottled(&mut self, t: PhysAddr) -> bool {
+        let sc = self.machine.tcb(t).sched_context;
+        if sc.0 == 0 {
+            return false;
+        }
+        let s = self.machine.sched_context_mut(sc);
+        s.budget != 0 && !s.constrained()
     }
 
     fn fastpath_call(&mut self) -> bool {
         let Some(caller) = self.current else {
             return false;
         };
-        let context = self.machine.tcb(caller).context;
-        let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
+        let args = self.machine.tcb(caller).context.syscall_args();
+        let info = MessageInfo::from_raw(args[regs::MESSAGE_INFO]);
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
@@ -74,7 +85,7 @@ impl<M: Machine> Kernel<M> {
             ptr: ep,
             badge,
             rights,
-        }) = self.fast_lookup(caller, context.arg(0))
+        }) = self.fast_lookup(caller, args[0])
         else {
             return false;
         };
@@ -89,7 +100,9 @@ impl<M: Machine> Kernel<M> {
         }
         let receiver = endpoint.head;
         let reply = self.machine.tcb(receiver).recv_reply;
-        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 || !self.runs_next(receiver)
+        if reply.0 == 0
+            || self.machine.reply_mut(reply).caller.0 != 0
+            || !self.runs_next(caller, receiver)
         {
             return false;
         }
@@ -108,18 +121,9 @@ impl<M: Machine> Kernel<M> {
         let r = self.machine.tcb_mut(receiver);
         r.queue_next = NONE;
         r.queue_prev = NONE;
-        r.context.set_arg(0, badge);
-        r.context.set_arg(
-            regs::MESSAGE_INFO,
-            MessageInfo::new(info.label(), info.length(), 0).raw(),
-        );
-        for i in 0..REGISTER_MESSAGE_WORDS {
-            r.context.set_arg(
-                regs::FIRST_MESSAGE_REGISTER + i,
-                context.arg(regs::FIRST_MESSAGE_REGISTER + i),
-            );
-        }
-        r.context.set_arg(regs::STATUS, 0);
+        let info_out = MessageInfo::new(info.label(), info.length(), 0).raw();
+        r.context
+            .set_syscall_results([badge, info_out, args[2], args[3], args[4], args[5], 0]);
         r.state = ThreadState::Runnable;
         r.blocked_on = NONE;
         r.recv_reply = NONE;
@@ -144,19 +148,18 @@ impl<M: Machine> Kernel<M> {
         let Some(server) = self.current else {
             return false;
         };
-        let context = self.machine.tcb(server).context;
-        let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
+        let args = self.machine.tcb(server).context.syscall_args();
+        let info = MessageInfo::from_raw(args[regs::MESSAGE_INFO]);
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
-        let Some(Cap::Reply { ptr: reply, .. }) =
-            self.fast_lookup(server, context.arg(regs::REPLY_CAP))
+        let Some(Cap::Reply { ptr: reply, .. }) = self.fast_lookup(server, args[regs::REPLY_CAP])
         else {
             return false;
         };
         let Some(Cap::Endpoint {
             ptr: ep, rights, ..
-        }) = self.fast_lookup(server, context.arg(0))
+        }) = self.fast_lookup(server, args[0])
         else {
             return false;
         };
@@ -175,24 +178,15 @@ impl<M: Machine> Kernel<M> {
         if bound.0 != 0 && self.machine.notification_mut(bound).pending {
             return false;
         }
-        if !self.runs_next(caller) {
+        if !self.runs_next(server, caller) {
             return false;
         }
 
         // Reply.
         let c = self.machine.tcb_mut(caller);
-        c.context.set_arg(0, 0);
-        c.context.set_arg(
-            regs::MESSAGE_INFO,
-            MessageInfo::new(info.label(), info.length(), 0).raw(),
-        );
-        for i in 0..REGISTER_MESSAGE_WORDS {
-            c.context.set_arg(
-                regs::FIRST_MESSAGE_REGISTER + i,
-                context.arg(regs::FIRST_MESSAGE_REGISTER + i),
-            );
-        }
-        c.context.set_arg(regs::STATUS, 0);
+        let info_out = MessageInfo::new(info.label(), info.length(), 0).raw();
+        c.context
+            .set_syscall_results([0, info_out, args[2], args[3], args[4], args[5], 0]);
         c.state = ThreadState::Runnable;
         c.blocked_on = NONE;
         c.ipc_flags = 0;

@@ -32,6 +32,18 @@ pub trait ThreadContext: Copy + Default {
     fn set_arg(&mut self, i: usize, value: u64) {
         self.set_register(skyscope_abi::invocation::REG_X0 + i, value);
     }
+
+    /// Syscall registers 0..7 at once.
+    fn syscall_args(&self) -> [u64; 7] {
+        core::array::from_fn(|i| self.arg(i))
+    }
+
+    /// Sets syscall registers 0..7 at once.
+    fn set_syscall_results(&mut self, values: [u64; 7]) {
+        for (i, v) in values.into_iter().enumerate() {
+            self.set_arg(i, v);
+        }
+    }
 }
 
 /// Access a mapping grants.

@@ -89,6 +89,13 @@ impl Scheduler {
             .map(|w| (w * 64 + 63 - self.bitmap[w].leading_zeros() as usize) as u8)
     }
 
+    /// Whether a thread of priority `priority` or higher is ready.
+    pub fn any_ready_at_or_above(&self, priority: u8) -> bool {
+        let p = usize::from(priority);
+        let first = self.bitmap[p / 64] >> (p % 64) != 0;
+        first || self.bitmap[p / 64 + 1..].iter().any(|&w| w != 0)
+    }
+
     /// The first thread of the highest non-empty queue, without removing it.
     pub fn peek(&self) -> Option<PhysAddr> {
         self.highest_priority().map(|p| self.heads[usize::from(p)])

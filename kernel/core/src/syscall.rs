@@ -31,8 +31,8 @@ impl<M: Machine> Kernel<M> {
         let Some(syscall) = Syscall::from_number(number) else {
             return false;
         };
-        let context = self.machine.tcb(t).context;
-        let (cptr, reply_cptr) = (context.arg(0), context.arg(regs::REPLY_CAP));
+        let args = self.machine.tcb(t).context.syscall_args();
+        let (cptr, reply_cptr) = (args[0], args[regs::REPLY_CAP]);
         match syscall {
             Syscall::Call => self.call(t, cptr, true),
             Syscall::Send => self.call(t, cptr, false),
@@ -181,13 +181,13 @@ impl<M: Machine> Kernel<M> {
     /// An invocation of the kernel object in `slot`, decoded from the
     /// caller's registers and IPC buffer; the reply goes back the same way.
     fn invoke_from_registers(&mut self, t: PhysAddr, slot: SlotRef) {
-        let context = self.machine.tcb(t).context;
-        let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
+        let context = self.machine.tcb(t).context.syscall_args();
+        let info = MessageInfo::from_raw(context[regs::MESSAGE_INFO]);
         let buffer = self.ipc_buffer_address(t);
         let mut args = [0u64; MAX_MESSAGE_WORDS];
         let mut length = info.length();
         for (i, a) in args.iter_mut().take(REGISTER_MESSAGE_WORDS).enumerate() {
-            *a = context.arg(regs::FIRST_MESSAGE_REGISTER + i);
+            *a = context[regs::FIRST_MESSAGE_REGISTER + i];
         }
         if length > REGISTER_MESSAGE_WORDS {
             match buffer {

@@ -191,11 +191,27 @@ impl<M: Machine> Kernel<M> {
         self.machine.tcb(tcb).state == ThreadState::Runnable && self.has_budget(tcb)
     }
 
+    /// Whether the running thread's budget is a real limit.
+    pub fn current_constrained(&mut self) -> bool {
+        let Some(t) = self.current else { return false };
+        let sc = self.machine.tcb(t).sched_context;
+        sc.0 != 0 && self.machine.sched_context_mut(sc).constrained()
+    }
+
+    /// Whether a scheduling context waits for its refill.
+    pub fn release_pending(&self) -> bool {
+        self.release_head.0 != 0
+    }
+
     /// Whether `tcb` has a configured scheduling context with budget left.
     pub fn has_budget(&mut self, tcb: PhysAddr) -> bool {
         let sc = self.machine.tcb(tcb).sched_context;
         if sc.0 == 0 {
             return false;
+        }
+        let s = self.machine.sched_context_mut(sc);
+        if s.budget != 0 && !s.constrained() {
+            return true; // never throttled: no need to read the clock
         }
         let now = self.machine.now();
         let s = self.machine.sched_context_mut(sc);

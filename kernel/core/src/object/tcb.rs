@@ -146,7 +146,7 @@ impl<M: Machine> Kernel<M> {
                 if Some(tcb) == self.current {
                     return Err(Error::IllegalOperation);
                 }
-                let context = self.machine.tcb(tcb).context;
+                let context = &self.machine.tcb(tcb).context;
                 let mut reply = Reply::empty();
                 for i in 0..count {
                     reply.push(context.register(i));

@@ -54,7 +54,11 @@ fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
     let info = MessageInfo::new(op.label, op.length, 0).raw();
     let words = [op.word, op.word.rotate_left(7), !op.word, op.word >> 3];
     let reply = 3 + i as u64;
-    let ep = if op.word % 3 == 0 { BADGED } else { EP };
+    let ep = if op.word.is_multiple_of(3) {
+        BADGED
+    } else {
+        EP
+    };
     let (number, regs) = match op.kind {
         0 | 1 => (
             Syscall::Call,

@@ -95,6 +95,24 @@ impl FpState {
 const _: () = assert!(core::mem::offset_of!(FpState, fpsr) == 512);
 
 impl skyscope_core::machine::ThreadContext for UserContext {
+    fn arg(&self, i: usize) -> u64 {
+        self.x[i]
+    }
+
+    fn set_arg(&mut self, i: usize, value: u64) {
+        self.x[i] = value;
+    }
+
+    fn syscall_args(&self) -> [u64; 7] {
+        let mut a = [0; 7];
+        a.copy_from_slice(&self.x[..7]);
+        a
+    }
+
+    fn set_syscall_results(&mut self, values: [u64; 7]) {
+        self.x[..7].copy_from_slice(&values);
+    }
+
     fn register(&self, index: usize) -> u64 {
         use skyscope_abi::invocation::{REG_FLAGS, REG_PC, REG_SP, REG_TPIDR, REG_X0};
         match index {

@@ -20,6 +20,15 @@ pub fn set_ipc_buffer_pointer(address: u64) {
     unsafe { core::arch::asm!("msr tpidrro_el0, {}", in(reg) address, options(nomem, nostack)) };
 }
 
+/// Traps (or stops trapping) EL0 use of the FP/SIMD unit: CPTR_EL2 with
+/// E2H=1 has the CPACR layout (Arm ARM D23.2.36), FPEN = 0b01 traps EL0
+/// only, 0b11 traps nothing.
+pub fn set_fp_trap(trap: bool) {
+    let value: u64 = if trap { 0b01 << 20 } else { 0b11 << 20 };
+    // SAFETY: only the FP/SIMD trap changes; the kernel does not use FP.
+    unsafe { core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) value, options(nomem, nostack)) };
+}
+
 /// Register convention for syscalls on this architecture.
 impl UserContext {
     /// The syscall number (`x7`).

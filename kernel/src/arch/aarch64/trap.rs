@@ -5,11 +5,13 @@
 
 use super::exception::{EntryKind, UserContext};
 use crate::trap::{AbortKind, Event, FaultKind, UserFault};
+use skyscope_abi::Syscall;
 
 /// ESR_EL2.EC values this kernel distinguishes.
 mod ec {
     pub const UNKNOWN: u64 = 0x00;
     pub const WFX: u64 = 0x01;
+    pub const FP_ACCESS: u64 = 0x07;
     pub const ILLEGAL_STATE: u64 = 0x0e;
     pub const SVC64: u64 = 0x15;
     pub const SYSREG: u64 = 0x18;
@@ -60,6 +62,7 @@ pub fn decode_sync(esr: u64, far: u64, pc: u64) -> Event {
     };
     match class {
         ec::SVC64 => Event::Syscall,
+        ec::FP_ACCESS => Event::FpAccess,
         ec::WFX if iss & 0b11 == 0 => Event::WaitForInterrupt,
         ec::WFX => Event::Yield, // WFE/WFET: nothing to wait for but a yield
         ec::DATA_ABORT_LOWER | ec::INSTRUCTION_ABORT_LOWER => {
@@ -92,6 +95,18 @@ pub fn decode_sync(esr: u64, far: u64, pc: u64) -> Event {
 
 /// Entry from EL0 (called by the vector code on the kernel stack).
 pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext) -> ! {
+    if kind == EntryKind::Sync as u64 {
+        let esr = read_esr();
+        // SAFETY: `context` is the current thread's register area the vector
+        // code just filled; only x7 (the syscall number) is read here.
+        let number = unsafe { (*context).x[skyscope_abi::regs::SYSCALL_NUMBER] };
+        if esr >> 26 == ec::SVC64
+            && (number == Syscall::Call as u64 || number == Syscall::ReplyRecv as u64)
+            && crate::kernel::try_fastpath(number)
+        {
+            crate::trap::continue_with(crate::kernel::Next::Resume);
+        }
+    }
     let event = match kind {
         k if k == EntryKind::Sync as u64 => {
             // SAFETY: `context` is the current thread's register area the
