@@ -45,9 +45,33 @@ impl<M: Machine> Kernel<M> {
         done
     }
 
-    /// Looks up `cptr` in `t`'s CSpace.
+    /// Looks up `cptr` in `t`'s CSpace. A one-level CSpace whose root
+    /// consumes all 64 bits (the usual layout) takes one step; anything
+    /// else takes the general walk.
+    #[inline(always)]
     fn fast_lookup(&self, t: PhysAddr, cptr: u64) -> Option<Cap> {
         let root = self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
+        if let Cap::CNode {
+            ptr,
+            radix,
+            guard_bits,
+            guard,
+            ..
+        } = root
+            && u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS
+        {
+            if cptr >> radix != guard {
+                return None;
+            }
+            let index = cptr & ((1u64 << radix) - 1);
+            return Some(
+                self.machine
+                    .slot(crate::cap::SlotRef(
+                        ptr.0 + (index << crate::slot::SLOT_BITS),
+                    ))
+                    .cap,
+            );
+        }
         let slot = cspace::lookup_cap_slot(&self.machine, &root, cptr).ok()?;
         Some(self.machine.slot(slot).cap)
     }
@@ -56,6 +80,7 @@ impl<M: Machine> Kernel<M> {
     /// and needs no budget accounting: both the running thread and `t` run
     /// on unthrottled scheduling contexts (budget = period), so no timer
     /// deadline changes and no time needs charging.
+    #[inline(always)]
     fn runs_next(&mut self, current: PhysAddr, t: PhysAddr) -> bool {
         let priority = self.machine.tcb(t).priority;
         !self.scheduler.any_ready_at_or_above(priority)
@@ -63,6 +88,7 @@ impl<M: Machine> Kernel<M> {
             && self.unthrottled(current)
     }
 
+    #[inline(always)]
     fn unthrottled(&mut self, t: PhysAddr) -> bool {
         let sc = self.machine.tcb(t).sched_context;
         if sc.0 == 0 {

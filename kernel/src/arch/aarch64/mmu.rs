@@ -154,8 +154,13 @@ impl Permissions {
 }
 
 /// Converts a physical address to its physmap virtual address.
+///
+/// Physical addresses the kernel uses lie below 2^39 (the physmap's reach),
+/// so this is a single OR.
+#[inline(always)]
 pub const fn phys_to_virt(pa: PhysAddr) -> u64 {
-    pa.0 + KERNEL_VIRT_OFFSET
+    debug_assert!(pa.0 < 1 << VA_BITS);
+    pa.0 | KERNEL_VIRT_OFFSET
 }
 
 /// Copies `bytes` into RAM at `pa` through the physmap.
