@@ -197,6 +197,16 @@ impl Machine for KernelMachine {
         arch::copy_to_phys(pa, zerocopy::IntoBytes::as_bytes(words));
     }
 
+    fn copy_words(&mut self, from: PhysAddr, to: PhysAddr, count: usize) {
+        // SAFETY: both ranges lie inside IPC-buffer frames of RAM (the core
+        // checked each buffer fits its frame), which the physmap maps. Two
+        // threads may share a buffer frame, so the ranges may overlap:
+        // `copy` allows that.
+        unsafe {
+            core::ptr::copy(object::<u64>(from), object::<u64>(to), count);
+        }
+    }
+
     fn now(&self) -> u64 {
         arch::timer::now()
     }

@@ -169,9 +169,9 @@ impl<M: Machine> Kernel<M> {
     ) {
         let s = self.machine.tcb(sender);
         let fault = s.ipc_flags & ipc_flags::FAULT != 0;
-        let mut words = [0u64; MAX_MESSAGE_WORDS];
+        let mut words = [0u64; REGISTER_MESSAGE_WORDS];
         let (label, mut length, caps) = if fault {
-            words[..FAULT_WORDS].copy_from_slice(&s.fault);
+            words.copy_from_slice(&s.fault);
             (s.fault_label, FAULT_WORDS, 0)
         } else {
             let info = MessageInfo::from_raw(s.context.arg(regs::MESSAGE_INFO));
@@ -196,9 +196,7 @@ impl<M: Machine> Kernel<M> {
                         rb.0 + (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64,
                     );
                     self.machine
-                        .read_words(from, &mut words[REGISTER_MESSAGE_WORDS..length]);
-                    self.machine
-                        .write_words(to, &words[REGISTER_MESSAGE_WORDS..length]);
+                        .copy_words(from, to, length - REGISTER_MESSAGE_WORDS);
                 }
                 _ => length = REGISTER_MESSAGE_WORDS,
             }

@@ -138,6 +138,18 @@ pub trait Machine: SlotStore {
     fn read_words(&self, pa: PhysAddr, out: &mut [u64]);
     /// Writes words of RAM at `pa` (an IPC buffer inside a frame).
     fn write_words(&mut self, pa: PhysAddr, words: &[u64]);
+    /// Copies `count` words of RAM from `from` to `to` (IPC buffer to IPC
+    /// buffer; the two never overlap).
+    fn copy_words(&mut self, from: PhysAddr, to: PhysAddr, count: usize) {
+        let mut chunk = [0u64; 16];
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(chunk.len());
+            self.read_words(PhysAddr(from.0 + 8 * done as u64), &mut chunk[..n]);
+            self.write_words(PhysAddr(to.0 + 8 * done as u64), &chunk[..n]);
+            done += n;
+        }
+    }
     /// The free-running counter that times budgets.
     fn now(&self) -> u64;
     /// Its frequency in Hz.
