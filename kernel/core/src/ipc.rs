@@ -20,7 +20,7 @@ use skyscope_abi::{
     Error, MessageInfo,
     fault::WORDS as FAULT_WORDS,
     invocation::{IPC_BUFFER_CAPS_OFFSET, IPC_BUFFER_MSG_OFFSET, IpcBuffer},
-    message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS},
+    message::{MAX_EXTRA_CAPS, REGISTER_MESSAGE_WORDS},
     regs,
 };
 
