@@ -67,6 +67,11 @@ pub fn enter_current_thread() {
             match s.switch_to(t) {
                 Ok(()) => {
                     s.program_timer();
+                    if cfg!(feature = "dev")
+                        && let Err(violation) = s.core.check_scheduler()
+                    {
+                        panic!("scheduler invariant violated: {violation}");
+                    }
                     let context = &mut s.core.machine.tcb_mut(t).context;
                     arch::enter_user(context);
                 }

@@ -38,6 +38,18 @@ pub struct KernelMachine {
     pub fp_owner: Option<PhysAddr>,
     /// Frequency of the counter budgets are measured with.
     pub counter_frequency: u64,
+    /// RAM banks (device frames lie outside them).
+    pub ram: skyscope_core::memory::FreeRegions,
+}
+
+impl KernelMachine {
+    /// Whether `[base, base + 2^bits)` is RAM (and so in the physmap).
+    fn is_ram(&self, base: PhysAddr, bits: u8) -> bool {
+        let end = base.0 + (1u64 << bits);
+        self.ram
+            .iter()
+            .any(|r| r.start.0 <= base.0 && end <= r.end.0)
+    }
 }
 
 /// A typed pointer into the physmap.
@@ -120,7 +132,12 @@ impl Machine for KernelMachine {
         }
     }
 
-    fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, _bits: u8) {
+    fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
+        // Hardened: scrub the memory of anything destroyed (frames included;
+        // device frames are not RAM and are never touched).
+        if cfg!(feature = "hardened") && ty != ObjectType::Untyped && self.is_ram(base, bits) {
+            arch::zero_phys(base, 1u64 << bits);
+        }
         if ty == ObjectType::Tcb && self.fp_owner == Some(base) {
             self.fp_owner = None;
         }

@@ -117,6 +117,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         timer_intid: platform.hyp_timer_intid,
         fp_owner: None,
         counter_frequency: frequency,
+        ram: platform.ram.clone(),
     };
     let mut core = skyscope_core::Kernel::new(machine);
     root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);

@@ -24,6 +24,7 @@ pub fn handle(s: &mut State) -> Next {
             s.core.fastpath_enabled = a0 != 0;
             Ok(s.core.counters.fastpath_hits)
         }
+        Some(Syscall::DebugCheckInvariants) => Ok(u64::from(!check_invariants(s))),
         Some(Syscall::DebugShutdown) => {
             kprintln!(
                 "kernel: shutdown requested by thread {} with status {}",
@@ -48,6 +49,27 @@ pub fn handle(s: &mut State) -> Next {
     let value = result.unwrap_or_else(|e| e.code());
     s.core.machine.tcb_mut(t).context.set_result(0, value);
     Next::Resume
+}
+
+/// Checks the kernel invariants over everything reachable from the root
+/// task's CSpace (and the scheduler's queues); prints the first violation.
+pub fn check_invariants(s: &mut State) -> bool {
+    use skyscope_core::slot::SlotStore;
+    let Some(root) = crate::kernel::ROOT_TCB.get() else {
+        return false;
+    };
+    let cspace = s
+        .core
+        .machine
+        .slot(tcb::slot_ref(root, tcb::slots::CSPACE))
+        .cap;
+    match s.core.check_invariants(&[cspace]) {
+        Ok(_) => true,
+        Err(violation) => {
+            kprintln!("kernel: invariant violated: {violation}");
+            false
+        }
+    }
 }
 
 /// Whether thread `t` has a fault endpoint.

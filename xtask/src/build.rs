@@ -31,6 +31,33 @@ pub fn target_dir() -> PathBuf {
 /// Builds the root task and the kernel (release profile: optimised, with
 /// debug info and overflow checks) and returns the kernel's path.
 pub fn build_images() -> Result<Images, String> {
+    build_images_with(Profile::Standard)
+}
+
+/// A hardening profile of the kernel (cargo features of skyscope-kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Debug checks on every return to user space.
+    Dev,
+    /// The default.
+    Standard,
+    /// Scrubs memory of destroyed objects.
+    Hardened,
+}
+
+impl Profile {
+    /// The cargo feature.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Standard => "standard",
+            Profile::Hardened => "hardened",
+        }
+    }
+}
+
+/// Builds the images with the kernel in `profile`.
+pub fn build_images_with(profile: Profile) -> Result<Images, String> {
     println!("==> building the root task ({USER_TARGET}, release)");
     run_command(cargo().args([
         "build",
@@ -44,7 +71,10 @@ pub fn build_images() -> Result<Images, String> {
         .join(USER_TARGET)
         .join("release/skyscope-roottask");
 
-    println!("==> building the kernel ({KERNEL_TARGET}, release)");
+    println!(
+        "==> building the kernel ({KERNEL_TARGET}, release, {} profile)",
+        profile.feature()
+    );
     run_command(
         cargo()
             .args([
@@ -55,6 +85,7 @@ pub fn build_images() -> Result<Images, String> {
                 "--target",
                 KERNEL_TARGET,
             ])
+            .args(["--no-default-features", "--features", profile.feature()])
             .env("SKYSCOPE_ROOT_TASK_ELF", &root_task),
     )?;
     Ok(Images {

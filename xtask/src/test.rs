@@ -11,6 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The item that runs every scenario on the hardened kernel.
+const HARDENED: &str = "profile::hardened";
+
 /// How long a scenario judged by console patterns must keep the kernel up
 /// after the last pattern matched.
 const GRACE: Duration = Duration::from_millis(1500);
@@ -293,9 +296,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         for s in &scenarios {
             println!("{}  -- {}", s.name, s.about);
         }
+        if HARDENED.contains(filter) {
+            println!("{HARDENED}  -- every scenario with the hardened kernel");
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if checks.is_empty() && scenarios.is_empty() {
+    if checks.is_empty() && scenarios.is_empty() && !HARDENED.contains(filter) {
         return Err(format!(
             "no test matches '{filter}' (see cargo xtask test --list)"
         ));
@@ -327,7 +333,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         report(check.name, verdict, start.elapsed());
     }
     if !scenarios.is_empty() {
-        let prepared = setup::ensure_qemu().and_then(|q| build::build_images().map(|i| (q, i)));
+        // The suite runs the `dev` profile (invariant checks on every return
+        // to user space); `profile::hardened` runs every scenario again.
+        let prepared = setup::ensure_qemu()
+            .and_then(|q| build::build_images_with(build::Profile::Dev).map(|i| (q, i)));
         match prepared {
             Ok((qemu, images)) => {
                 println!(
@@ -351,6 +360,31 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
                 }
             }
         }
+    }
+    if HARDENED.contains(filter) {
+        println!("==> {HARDENED}: every scenario again with the hardened kernel");
+        let start = Instant::now();
+        let verdict = match setup::ensure_qemu()
+            .and_then(|q| build::build_images_with(build::Profile::Hardened).map(|i| (q, i)))
+        {
+            Ok((qemu, images)) => {
+                let failures: Vec<_> = CATALOG
+                    .iter()
+                    .filter(|s| matches!(run_scenario(&qemu, &images.kernel, s), Verdict::Fail(_)))
+                    .map(|s| s.name)
+                    .collect();
+                if failures.is_empty() {
+                    Verdict::Pass(format!("{} scenarios", CATALOG.len()))
+                } else {
+                    Verdict::Fail(format!(
+                        "failed with the hardened kernel: {}",
+                        failures.join(", ")
+                    ))
+                }
+            }
+            Err(e) => Verdict::Fail(e),
+        };
+        report(HARDENED, verdict, start.elapsed());
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {

@@ -48,11 +48,15 @@ pub enum Syscall {
     /// Debug: `x0 = 0` turns the IPC fastpath off, 1 on; returns how many
     /// syscalls the fastpath has completed since boot.
     DebugFastpath = 0x103,
+    /// Debug: check the kernel's structural invariants over everything
+    /// reachable from the root task's CSpace; returns 0, or 1 after
+    /// printing the first violation.
+    DebugCheckInvariants = 0x104,
 }
 
 impl Syscall {
     /// Every syscall, for decoding.
-    pub const ALL: [Syscall; 12] = [
+    pub const ALL: [Syscall; 13] = [
         Syscall::Call,
         Syscall::ReplyRecv,
         Syscall::Send,
@@ -65,6 +69,7 @@ impl Syscall {
         Syscall::DebugShutdown,
         Syscall::DebugTimerTicks,
         Syscall::DebugFastpath,
+        Syscall::DebugCheckInvariants,
     ];
 
     /// Decodes a syscall number.
@@ -216,6 +221,36 @@ pub fn debug_shutdown(status: u64) -> ! {
 #[cfg(target_arch = "aarch64")]
 pub fn debug_fastpath(enabled: bool) -> u64 {
     imp::raw2(Syscall::DebugFastpath, u64::from(enabled), 0).0
+}
+
+/// Asks the kernel to check its invariants; `true` if they hold.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_check_invariants() -> bool {
+    imp::raw2(Syscall::DebugCheckInvariants, 0, 0).0 == 0
+}
+
+/// Issues any syscall number with registers `x0..x6`; returns them after.
+/// For the syscall fuzzer.
+#[cfg(target_arch = "aarch64")]
+pub fn raw_syscall7(number: u64, regs: [u64; 7]) -> [u64; 7] {
+    let [mut x0, mut x1, mut x2, mut x3, mut x4, mut x5, mut x6] = regs;
+    // SAFETY: as in `imp::raw2`: whatever the number and arguments, the
+    // kernel only touches these registers and memory this thread may access.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inlateout("x0") x0,
+            inlateout("x1") x1,
+            inlateout("x2") x2,
+            inlateout("x3") x3,
+            inlateout("x4") x4,
+            inlateout("x5") x5,
+            inlateout("x6") x6,
+            in("x7") number,
+            options(nostack),
+        );
+    }
+    [x0, x1, x2, x3, x4, x5, x6]
 }
 
 /// Number of kernel timer interrupts since boot.

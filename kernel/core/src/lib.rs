@@ -11,6 +11,7 @@ pub mod cap;
 pub mod cspace;
 pub mod fastpath;
 pub mod fault;
+pub mod invariants;
 pub mod ipc;
 pub mod kernel;
 pub mod machine;

@@ -97,6 +97,11 @@ impl Scheduler {
         first || self.bitmap[p / 64 + 1..].iter().any(|&w| w != 0)
     }
 
+    /// Head and tail of the queue of priority `p`.
+    pub fn queue(&self, p: u8) -> (PhysAddr, PhysAddr) {
+        (self.heads[usize::from(p)], self.tails[usize::from(p)])
+    }
+
     /// The first thread of the highest non-empty queue, without removing it.
     pub fn peek(&self) -> Option<PhysAddr> {
         self.highest_priority().map(|p| self.heads[usize::from(p)])

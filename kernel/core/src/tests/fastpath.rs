@@ -119,6 +119,11 @@ proptest! {
             prop_assert_eq!(snapshot(&fast, &threads), snapshot(&slow, &threads), "after {:?}", op);
             let Cap::Endpoint { ptr, .. } = fast.cap(EP) else { unreachable!() };
             prop_assert_eq!(*fast.kernel.machine.endpoint_mut(ptr), *slow.kernel.machine.endpoint_mut(ptr));
+            for w in [&mut fast, &mut slow] {
+                if let Err(e) = w.kernel.check_invariants(&[World::root_cap()]) {
+                    prop_assert!(false, "invariants after {:?}: {}", op, e);
+                }
+            }
         }
         prop_assert_eq!(slow.kernel.counters.fastpath_hits, 0);
     }

@@ -710,6 +710,9 @@ proptest! {
             let expected = model.apply(op);
             prop_assert_eq!(real, expected, "op {} {:?}", i, op);
             check(&world, &model)?;
+            if let Err(e) = world.kernel.check_invariants(&[World::root_cap()]) {
+                prop_assert!(false, "invariant check after op {}: {}", i, e);
+            }
         }
     }
 }

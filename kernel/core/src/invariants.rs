@@ -1,0 +1,302 @@
+//! A check of the kernel's structural invariants, for tests and fuzzing.
+//!
+//! Walks the capability spaces reachable from given root CNodes (bounded:
+//! it allocates nothing) and verifies that derivation links are mutual,
+//! that everything made from an untyped lies below its watermark, that
+//! endpoint and notification queues are well formed and hold exactly the
+//! threads blocked on them, that every thread's state matches where it is
+//! queued, and that the ready and release queues are consistent.
+
+use crate::{
+    PhysAddr,
+    cap::{Cap, SlotRef},
+    kernel::Kernel,
+    machine::Machine,
+    object::{
+        endpoint::EndpointState,
+        tcb::{self, ThreadState},
+    },
+    sched::PRIORITIES,
+    slot::{self, SLOT_BITS},
+};
+
+/// Most CNodes one check visits (and remembers, to handle cycles).
+const MAX_CNODES: usize = 512;
+/// Most queue entries followed before a queue is declared cyclic.
+const MAX_QUEUE: usize = 1 << 16;
+
+/// What a passing check looked at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Non-empty slots visited.
+    pub slots: u64,
+    /// CNodes visited.
+    pub cnodes: u64,
+    /// Threads checked.
+    pub threads: u64,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// Checks the invariants over everything reachable from the CNodes
+    /// `roots`; returns what it checked, or the first violation found.
+    pub fn check_invariants(&mut self, roots: &[Cap]) -> Result<Checked, &'static str> {
+        self.check_scheduler()?;
+        let mut seen = [PhysAddr(0); MAX_CNODES];
+        let mut seen_count = 0;
+        let mut stack = [(PhysAddr(0), 0u8); MAX_CNODES];
+        let mut depth = 0;
+        let mut checked = Checked::default();
+        for root in roots {
+            if let Cap::CNode { ptr, radix, .. } = *root
+                && !seen[..seen_count].contains(&ptr)
+                && seen_count < MAX_CNODES
+            {
+                seen[seen_count] = ptr;
+                seen_count += 1;
+                stack[depth] = (ptr, radix);
+                depth += 1;
+            }
+        }
+        while depth > 0 {
+            depth -= 1;
+            let (cnode, radix) = stack[depth];
+            checked.cnodes += 1;
+            for i in 0..1u64 << radix {
+                let s = SlotRef(cnode.0 + (i << SLOT_BITS));
+                let cap = self.machine.slot(s).cap;
+                if cap.is_null() {
+                    continue;
+                }
+                checked.slots += 1;
+                self.check_slot(s)?;
+                let mut containers = [None, None];
+                match cap {
+                    Cap::CNode { ptr, radix, .. } => containers[0] = Some((ptr, radix)),
+                    Cap::Tcb { ptr, .. } => {
+                        checked.threads += 1;
+                        self.check_thread(ptr)?;
+                        // A thread's CSpace may hold capabilities nothing else reaches.
+                        if let Cap::CNode { ptr, radix, .. } = self
+                            .machine
+                            .slot(tcb::slot_ref(ptr, tcb::slots::CSPACE))
+                            .cap
+                        {
+                            containers[1] = Some((ptr, radix));
+                        }
+                    }
+                    Cap::Endpoint { ptr, .. } => self.check_endpoint(ptr)?,
+                    Cap::Notification { ptr, .. } => self.check_notification(ptr)?,
+                    _ => {}
+                }
+                for (ptr, radix) in containers.into_iter().flatten() {
+                    if !seen[..seen_count].contains(&ptr) && seen_count < MAX_CNODES {
+                        seen[seen_count] = ptr;
+                        seen_count += 1;
+                        stack[depth] = (ptr, radix);
+                        depth += 1;
+                    }
+                }
+            }
+        }
+        Ok(checked)
+    }
+
+    fn check_slot(&self, s: SlotRef) -> Result<(), &'static str> {
+        let here = *self.machine.slot(s);
+        if !here.next.is_none() {
+            let next = self.machine.slot(here.next);
+            if next.prev != s || next.cap.is_null() {
+                return Err("derivation list: next slot does not link back");
+            }
+        }
+        if !here.prev.is_none() {
+            let prev = self.machine.slot(here.prev);
+            if prev.next != s || prev.cap.is_null() {
+                return Err("derivation list: previous slot does not link forward");
+            }
+        }
+        if let Cap::Untyped {
+            base,
+            size_bits,
+            free_offset,
+            ..
+        } = here.cap
+        {
+            if free_offset > 1u64 << size_bits {
+                return Err("untyped watermark beyond its region");
+            }
+            let (start, end) = (base.0, base.0 + free_offset);
+            let mut at = here.next;
+            let mut steps = 0;
+            while !at.is_none() && steps < MAX_QUEUE {
+                let child = *self.machine.slot(at);
+                if !slot::is_parent_of(&here, &child) {
+                    break;
+                }
+                if let Some((b, bits)) = child.cap.region()
+                    && (b.0 < start || b.0 + (1u64 << bits) > end)
+                {
+                    return Err("object made from an untyped lies above its watermark");
+                }
+                at = child.next;
+                steps += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_thread(&mut self, t: PhysAddr) -> Result<(), &'static str> {
+        let tcb = self.machine.tcb(t);
+        let (state, on, queued) = (tcb.state, tcb.blocked_on, tcb.queued);
+        if queued && (state != ThreadState::Runnable || self.current == Some(t)) {
+            return Err("a queued thread is not runnable, or is the running thread");
+        }
+        match state {
+            ThreadState::Inactive | ThreadState::Runnable => {
+                if on.0 != 0 {
+                    return Err("a thread that waits for nothing names an object it waits on");
+                }
+            }
+            ThreadState::BlockedOnSend | ThreadState::BlockedOnReceive => {
+                let head = self.machine.endpoint_mut(on).head;
+                if !self.queue_contains(head, t) {
+                    return Err("a thread blocked on an endpoint is not in its queue");
+                }
+            }
+            ThreadState::BlockedOnNotification => {
+                let head = self.machine.notification_mut(on).head;
+                if !self.queue_contains(head, t) {
+                    return Err("a thread waiting on a notification is not in its queue");
+                }
+            }
+            ThreadState::BlockedOnReply => {
+                if on.0 != 0 && self.machine.reply_mut(on).caller != t {
+                    return Err("a thread waiting for a reply is not its reply object's caller");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_contains(&self, head: PhysAddr, t: PhysAddr) -> bool {
+        let (mut at, mut steps) = (head, 0);
+        while at.0 != 0 && steps < MAX_QUEUE {
+            if at == t {
+                return true;
+            }
+            at = self.machine.tcb(at).queue_next;
+            steps += 1;
+        }
+        false
+    }
+
+    fn check_queue(
+        &self,
+        head: PhysAddr,
+        tail: PhysAddr,
+        want: ThreadState,
+    ) -> Result<(), &'static str> {
+        let (mut at, mut prev, mut steps) = (head, PhysAddr(0), 0);
+        while at.0 != 0 {
+            let t = self.machine.tcb(at);
+            if t.queue_prev != prev {
+                return Err("wait queue: previous link broken");
+            }
+            if t.state != want {
+                return Err("wait queue: a member is not in the matching blocked state");
+            }
+            prev = at;
+            at = t.queue_next;
+            steps += 1;
+            if steps > MAX_QUEUE {
+                return Err("wait queue: cycle");
+            }
+        }
+        if prev != tail {
+            return Err("wait queue: tail is not the last member");
+        }
+        Ok(())
+    }
+
+    fn check_endpoint(&mut self, ep: PhysAddr) -> Result<(), &'static str> {
+        let e = *self.machine.endpoint_mut(ep);
+        let want = match e.state {
+            EndpointState::Idle => {
+                return if e.head.0 == 0 && e.tail.0 == 0 {
+                    Ok(())
+                } else {
+                    Err("idle endpoint with a queue")
+                };
+            }
+            EndpointState::Sending => ThreadState::BlockedOnSend,
+            EndpointState::Receiving => ThreadState::BlockedOnReceive,
+        };
+        if e.head.0 == 0 {
+            return Err("busy endpoint with an empty queue");
+        }
+        self.check_queue(e.head, e.tail, want)
+    }
+
+    fn check_notification(&mut self, n: PhysAddr) -> Result<(), &'static str> {
+        let obj = *self.machine.notification_mut(n);
+        if obj.bound_tcb.0 != 0 && self.machine.tcb(obj.bound_tcb).bound_notification != n {
+            return Err("notification bound to a thread that is not bound to it");
+        }
+        self.check_queue(obj.head, obj.tail, ThreadState::BlockedOnNotification)
+    }
+
+    /// The ready and release queues, and the running thread.
+    pub fn check_scheduler(&mut self) -> Result<(), &'static str> {
+        if let Some(c) = self.current
+            && self.machine.tcb(c).queued
+        {
+            return Err("the running thread is also queued");
+        }
+        for p in 0..PRIORITIES {
+            let (head, tail) = self.scheduler.queue(p as u8);
+            let (mut at, mut prev, mut steps) = (head, PhysAddr(0), 0);
+            while at.0 != 0 {
+                let t = self.machine.tcb(at);
+                if !t.queued || usize::from(t.priority) != p || t.sched_prev != prev {
+                    return Err(
+                        "ready queue: member not marked queued, wrong priority, or broken link",
+                    );
+                }
+                if t.state != ThreadState::Runnable {
+                    return Err("ready queue: member not runnable");
+                }
+                prev = at;
+                at = t.sched_next;
+                steps += 1;
+                if steps > MAX_QUEUE {
+                    return Err("ready queue: cycle");
+                }
+            }
+            if prev != tail {
+                return Err("ready queue: tail is not the last member");
+            }
+            if self
+                .scheduler
+                .highest_priority()
+                .is_some_and(|h| usize::from(h) < p)
+                && head.0 != 0
+            {
+                return Err("ready bitmap misses a non-empty queue");
+            }
+        }
+        let (mut at, mut last, mut steps) = (self.release_head, 0u64, 0);
+        while at.0 != 0 {
+            let sc = *self.machine.sched_context_mut(at);
+            if !sc.in_release_queue || sc.replenish_at < last {
+                return Err("release queue unsorted or member not marked");
+            }
+            last = sc.replenish_at;
+            at = sc.release_next;
+            steps += 1;
+            if steps > MAX_QUEUE {
+                return Err("release queue: cycle");
+            }
+        }
+        Ok(())
+    }
+}
