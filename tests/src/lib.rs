@@ -22,6 +22,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod caps;
 #[cfg(target_os = "none")]
+mod fuzz;
+#[cfg(target_os = "none")]
 mod ipc;
 #[cfg(target_os = "none")]
 mod sched;
@@ -238,6 +240,12 @@ scenarios! {
             r#"^BENCH-RESULT \{"space":"cross","words":10,"metric":"roundtrip","min":\d+,"median":[1-9]\d*"#,
         ],
         timeout: 120,
+    },
+    "fuzz::syscalls" => fuzz::syscalls {
+        about: "100,000 random syscalls against live objects beside legitimate traffic; invariants hold, the watchdog runs",
+        reports: true,
+        console: &[r"^  fuzz: seed \d+"],
+        timeout: 300,
     },
     "ipc::fastpath_matches_slowpath" => ipc::fastpath_matches_slowpath {
         about: "500 calls give identical results with the fastpath on and off, and the fastpath did run",

@@ -38,6 +38,8 @@ enum Command {
     Setup,
     /// Run a benchmark (`ipc`): JSON in target/bench/, a table on the terminal.
     Bench(BenchArgs),
+    /// The long form of a fuzzer (`syscalls`: the in-kernel syscall fuzzer).
+    Fuzz(FuzzArgs),
 }
 
 /// Options of `cargo xtask run`.
@@ -68,6 +70,20 @@ pub struct BenchArgs {
     iterations: usize,
 }
 
+/// Options of `cargo xtask fuzz`.
+#[derive(clap::Args)]
+pub struct FuzzArgs {
+    /// Which fuzzer: `syscalls`.
+    #[arg(value_parser = ["syscalls"])]
+    which: String,
+    /// Number of random invocations.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Seed (default: from the clock; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -76,6 +92,40 @@ pub struct TestArgs {
     /// List the tests instead of running them.
     #[arg(long)]
     list: bool,
+}
+
+/// `cargo xtask fuzz syscalls`: one long boot of the `fuzz::syscalls` scenario.
+fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
+    debug_assert_eq!(args.which, "syscalls");
+    setup::ensure_rust_targets()?;
+    let qemu = setup::ensure_qemu()?;
+    let images = build::build_images_with(build::Profile::Dev)?;
+    let scenario =
+        skyscope_tests::find("fuzz::syscalls").ok_or("fuzz::syscalls is not in the catalog")?;
+    let mut extra = format!("fuzz_count={}", args.count);
+    if let Some(seed) = args.seed {
+        extra.push_str(&format!(" fuzz_seed={seed}"));
+    }
+    // About 15 s per 100,000 invocations here; allow four times that.
+    let timeout = 120 + args.count / 100_000 * 60;
+    println!(
+        "==> fuzzing {} invocations (timeout {timeout} s)",
+        args.count
+    );
+    let verdict = test::run_scenario_with(&qemu, &images.kernel, scenario, &extra, timeout);
+    let log = build::target_dir().join("xtask-logs/fuzz__syscalls.log");
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        for line in text.lines().filter(|l| l.starts_with("  fuzz:")) {
+            println!("{line}");
+        }
+    }
+    match verdict {
+        test::Verdict::Pass(_) => {
+            println!("fuzz::syscalls passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        test::Verdict::Fail(why) => Err(format!("fuzz::syscalls failed: {why}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -90,6 +140,7 @@ fn main() -> ExitCode {
         Command::Run(args) => qemu::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz_syscalls(&args),
         Command::Setup => setup::ensure_rust_targets()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {

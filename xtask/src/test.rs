@@ -28,8 +28,11 @@ const X86_64_CRATES: [&str; 6] = [
     "skyscope-vmm",
 ];
 
-enum Verdict {
+/// A test item's result.
+pub enum Verdict {
+    /// Passed, with an optional note.
     Pass(String),
+    /// Failed, with the reason and the console tail.
     Fail(String),
 }
 
@@ -52,6 +55,20 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-kernel",
                 "--exclude",
                 "skyscope-roottask",
+            ],
+            env: vec![],
+        },
+        CargoCheck {
+            name: "host::exhaustive_caps",
+            args: vec![
+                "test",
+                "--release",
+                "-p",
+                "skyscope-core",
+                "exhaustive",
+                "--",
+                "--ignored",
+                "--nocapture",
             ],
             env: vec![],
         },
@@ -174,10 +191,15 @@ fn run_cargo_check(check: &CargoCheck) -> Verdict {
             .filter_map(|l| l.strip_prefix("test result: ok. "))
             .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
             .sum();
-        Verdict::Pass(if tests > 0 {
-            format!("{tests} tests")
-        } else {
-            String::new()
+        // Tests may print one summary line worth showing (e.g. states explored).
+        let summary = text
+            .lines()
+            .find(|l| l.starts_with("exhaustive:"))
+            .map(str::to_string);
+        Verdict::Pass(match (tests, summary) {
+            (_, Some(line)) => line,
+            (0, None) => String::new(),
+            (n, None) => format!("{n} tests"),
         })
     } else {
         Verdict::Fail(format!(
@@ -200,17 +222,32 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// Boots one scenario and judges it from the console and the exit status.
 fn run_scenario(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario) -> Verdict {
+    run_scenario_with(qemu, kernel, scenario, "", u64::from(scenario.timeout_secs))
+}
+
+/// As [`run_scenario`], with extra kernel command-line words and a timeout.
+pub fn run_scenario_with(
+    qemu: &setup::Qemu,
+    kernel: &Path,
+    scenario: &Scenario,
+    extra_bootargs: &str,
+    timeout_secs: u64,
+) -> Verdict {
     let patterns: Vec<Regex> = match scenario.console.iter().map(|p| Regex::new(p)).collect() {
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("bad console pattern in the catalog: {e}")),
     };
-    let command = qemu::machine_command(qemu, kernel, &format!("test={}", scenario.name));
+    let command = qemu::machine_command(
+        qemu,
+        kernel,
+        &format!("test={} {extra_bootargs}", scenario.name),
+    );
     let mut session = match qemu::Session::start(command, false) {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(e),
     };
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(u64::from(scenario.timeout_secs));
+    let deadline = started + Duration::from_secs(timeout_secs);
     let verdict_prefix = format!("{} {}: ", protocol::PREFIX, scenario.name);
     let mut transcript = String::new();
     let mut matched = 0;
@@ -257,8 +294,8 @@ fn run_scenario(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario) -> Verdi
             None => {
                 break Err(match matched < patterns.len() {
                     true => format!(
-                        "timed out after {} s waiting for /{}/",
-                        scenario.timeout_secs, scenario.console[matched]
+                        "timed out after {timeout_secs} s waiting for /{}/",
+                        scenario.console[matched]
                     ),
                     false => format!(
                         "timed out after {} s without a verdict",

@@ -98,6 +98,7 @@ const WATCH_SLOTS: usize = 5;
 
 /// The kernel: object memory and hardware behind `M`, plus the few global
 /// tables that are not objects.
+#[derive(Clone)]
 pub struct Kernel<M: Machine> {
     /// Memory and hardware.
     pub machine: M,

@@ -10,6 +10,7 @@ use crate::{PhysAddr, machine::Machine};
 pub const PRIORITIES: usize = 256;
 
 /// Ready queues of runnable threads (not including the running one).
+#[derive(Clone)]
 pub struct Scheduler {
     heads: [PhysAddr; PRIORITIES],
     tails: [PhysAddr; PRIORITIES],

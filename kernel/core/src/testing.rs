@@ -49,7 +49,7 @@ enum Entry {
 /// Accessing a slot or object that does not exist (never created, or
 /// destroyed) panics, as does destroying an object twice or destroying a
 /// container that still holds capabilities.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct HostMachine {
     slots: BTreeMap<u64, Slot>,
     tcbs: BTreeMap<u64, Tcb<TestContext>>,
@@ -446,6 +446,7 @@ pub mod layout {
 /// A kernel with a root CNode and a root untyped, driven as a thread would
 /// drive it (but without a thread: capability addresses are resolved
 /// against the root CNode).
+#[derive(Clone)]
 pub struct World {
     /// The kernel under test.
     pub kernel: Kernel<HostMachine>,

@@ -33,7 +33,7 @@ use std::{
 /// A slot named relative to the root CNode: directly, or through a CNode in
 /// a root slot (two-level address, depth 8: radix-2 CNodes resolve fully).
 #[derive(Clone, Copy, Debug)]
-enum Addr {
+pub(super) enum Addr {
     Top(u64),
     Nested(u64, u64),
 }
@@ -48,7 +48,7 @@ impl Addr {
 }
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Retype {
         ut: Addr,
         ty: ObjectType,
@@ -121,7 +121,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// The reference model.
-struct Model {
+#[derive(Clone)]
+pub(super) struct Model {
     slots: BTreeMap<SlotRef, Slot>,
     lists: Vec<Vec<SlotRef>>,
     objects: BTreeMap<u64, (ObjectType, u8)>,
@@ -151,7 +152,7 @@ fn container_slots(cap: &Cap) -> Vec<SlotRef> {
 }
 
 impl Model {
-    fn new(world: &World) -> Model {
+    pub(super) fn new(world: &World) -> Model {
         let m = &world.kernel.machine;
         let slots = m
             .slot_addresses()
@@ -453,7 +454,7 @@ impl Model {
         }
     }
 
-    fn apply(&mut self, op: &Op) -> Result<(), Error> {
+    pub(super) fn apply(&mut self, op: &Op) -> Result<(), Error> {
         match *op {
             Op::Retype {
                 ut,
@@ -493,7 +494,7 @@ impl Model {
 }
 
 /// Runs `op` on the kernel, as a thread's invocation would.
-fn run(world: &mut World, op: &Op) -> Result<(), Error> {
+pub(super) fn run(world: &mut World, op: &Op) -> Result<(), Error> {
     let root = World::root_cap();
     let resolve = |w: &World, a: Addr| {
         let (index, depth) = a.index_depth();
@@ -562,7 +563,7 @@ fn run(world: &mut World, op: &Op) -> Result<(), Error> {
 }
 
 /// Compares kernel and model, and checks the invariants.
-fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
+pub(super) fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
     let m = &world.kernel.machine;
     // Same slots with the same contents (links are compared via lists).
     let real: BTreeMap<SlotRef, Slot> = m
