@@ -287,6 +287,7 @@ pub fn create(
             rights: all,
         },
     );
+    cursor.push(kernel, Cap::AuditLog { rights: all });
     cursor.next = saved;
     kernel.resume(tcb).expect("root TCB has a VSpace");
 

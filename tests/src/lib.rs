@@ -18,6 +18,8 @@ pub mod bench;
 #[macro_use]
 mod check;
 #[cfg(target_os = "none")]
+mod audit;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod caps;
@@ -240,6 +242,24 @@ scenarios! {
             r#"^BENCH-RESULT \{"space":"cross","words":10,"metric":"roundtrip","min":\d+,"median":[1-9]\d*"#,
         ],
         timeout: 120,
+    },
+    "audit::denied_invocation_recorded" => audit::denied_invocation_recorded {
+        about: "a refused invocation and a finalised object appear in the audit stream",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "audit::reader_needs_cap" => audit::reader_needs_cap {
+        about: "only the audit-log capability with READ drains the stream",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "audit::overflow_counted" => audit::overflow_counted {
+        about: "a full ring counts lost events and never blocks the kernel",
+        reports: true,
+        console: &[],
+        timeout: 30,
     },
     "fuzz::syscalls" => fuzz::syscalls {
         about: "100,000 random syscalls against live objects beside legitimate traffic; invariants hold, the watchdog runs",

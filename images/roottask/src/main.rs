@@ -7,7 +7,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use skyscope_abi::{BootInfo, println};
+use skyscope_abi::{BootInfo, bootinfo::slots, println};
 
 /// The line `cargo xtask run --expect` waits for by default.
 pub const BANNER: &str = "Skyscope root task: up";
@@ -37,9 +37,34 @@ fn main(boot_info: &'static BootInfo) -> ! {
         boot_info.ram_bytes >> 20,
         boot_info.bootargs()
     );
-    println!("Nothing else to run yet; idling. (QEMU: Ctrl-A X quits.)");
+    println!(
+        "Nothing else to run yet; printing the kernel's audit stream. (QEMU: Ctrl-A X quits.)"
+    );
     loop {
         skyscope_abi::syscall::wait_for_interrupt();
+        drain_audit_log();
+    }
+}
+
+/// Prints what the kernel's audit stream holds (the root task's debug
+/// service for it).
+fn drain_audit_log() {
+    const KINDS: [&str; 5] = ["?", "denied", "finalised", "fault", "lifecycle"];
+    let mut records = [[0u64; 6]; 6];
+    while let Ok((lost, n)) = skyscope_abi::invocation::audit_read(slots::AUDIT_LOG, &mut records) {
+        for r in &records[..n] {
+            let kind = KINDS.get(r[1] as usize).copied().unwrap_or("?");
+            println!(
+                "audit #{}: {kind} thread {:#x} object {:#x} detail {:#x} reason {}",
+                r[0], r[2], r[3], r[4], r[5]
+            );
+        }
+        if n == 0 {
+            if lost > 0 {
+                println!("audit: {lost} events lost so far");
+            }
+            break;
+        }
     }
 }
 

@@ -47,7 +47,9 @@ pub mod slots {
     pub const IPC_BUFFER_FRAME: u64 = 7;
     /// The root task's scheduling context (budget = period: never throttled).
     pub const SCHED_CONTEXT: u64 = 8;
-    /// First slot after the fixed ones (9..16 are reserved for later fixed caps).
+    /// Reading the kernel's audit stream.
+    pub const AUDIT_LOG: u64 = 9;
+    /// First slot after the fixed ones (10..16 are reserved for later fixed caps).
     pub const FIRST_VARIABLE: u64 = 16;
 }
 

@@ -90,11 +90,16 @@ pub enum Label {
     SchedContextBind = 71,
     /// SchedContext: no arguments. The bound thread stops being scheduled.
     SchedContextUnbind = 72,
+
+    /// AuditLog: `(max)`. Removes up to `max` records (at most 6 fit one
+    /// reply) and replies `[lost, count, records…]`, each record being
+    /// `[sequence, kind, thread, object, detail, reason]`.
+    AuditRead = 80,
 }
 
 impl Label {
     /// Every label.
-    pub const ALL: [Label; 26] = [
+    pub const ALL: [Label; 27] = [
         Label::UntypedRetype,
         Label::CNodeCopy,
         Label::CNodeMint,
@@ -121,6 +126,7 @@ impl Label {
         Label::SchedControlConfigure,
         Label::SchedContextBind,
         Label::SchedContextUnbind,
+        Label::AuditRead,
     ];
 
     /// Decodes a message label.
@@ -555,6 +561,16 @@ mod user {
             &[],
             &[notification],
         ))
+    }
+
+    /// `AuditLog::Read`: `(lost, records)` with up to 6 records.
+    pub fn audit_read(log: u64, out: &mut [[u64; 6]; 6]) -> Result<(u64, usize), Error> {
+        let r = invoke(log, Label::AuditRead, &[6], &[])?;
+        let count = (r.words[1] as usize).min(6);
+        for (i, record) in out.iter_mut().enumerate().take(count) {
+            record.copy_from_slice(&r.words[2 + 6 * i..8 + 6 * i]);
+        }
+        Ok((r.words[0], count))
     }
 
     /// `IRQHandler::Ack`.

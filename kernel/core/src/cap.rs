@@ -189,6 +189,11 @@ pub enum Cap {
     },
     /// The right to create IRQ handler capabilities (no object).
     IrqControl,
+    /// The right to read the kernel's audit stream (no object).
+    AuditLog {
+        /// Rights (`READ` to drain the stream).
+        rights: CapRights,
+    },
     /// The right to handle one interrupt line.
     IrqHandler {
         /// The interrupt number.
@@ -269,7 +274,8 @@ impl Cap {
             | Cap::Reply { rights, .. }
             | Cap::SchedContext { rights, .. }
             | Cap::Frame { rights, .. }
-            | Cap::VSpace { rights, .. } => rights,
+            | Cap::VSpace { rights, .. }
+            | Cap::AuditLog { rights } => rights,
             Cap::Null | Cap::Zombie { .. } => CapRights::empty(),
             _ => CapRights::ALL,
         }
@@ -285,7 +291,8 @@ impl Cap {
             | Cap::Reply { rights, .. }
             | Cap::SchedContext { rights, .. }
             | Cap::Frame { rights, .. }
-            | Cap::VSpace { rights, .. } => *rights &= mask,
+            | Cap::VSpace { rights, .. }
+            | Cap::AuditLog { rights } => *rights &= mask,
             _ => {}
         }
         self
@@ -302,7 +309,9 @@ impl Cap {
     /// Whether both refer to the same object (or the same control right).
     pub fn same_object(&self, other: &Cap) -> bool {
         match (self, other) {
-            (Cap::SchedControl, Cap::SchedControl) | (Cap::IrqControl, Cap::IrqControl) => true,
+            (Cap::SchedControl, Cap::SchedControl)
+            | (Cap::IrqControl, Cap::IrqControl)
+            | (Cap::AuditLog { .. }, Cap::AuditLog { .. }) => true,
             (Cap::IrqHandler { irq: a }, Cap::IrqHandler { irq: b }) => a == b,
             (
                 Cap::Untyped {

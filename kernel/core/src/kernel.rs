@@ -126,6 +126,8 @@ pub struct Kernel<M: Machine> {
     pub(crate) irq_notifications: [(PhysAddr, u64); MAX_IRQS],
     /// Whether the IPC fastpath is used (tests compare both paths).
     pub fastpath_enabled: bool,
+    /// The audit stream.
+    pub audit: crate::audit::AuditLog,
 }
 
 impl<M: Machine> Kernel<M> {
@@ -146,6 +148,7 @@ impl<M: Machine> Kernel<M> {
             release_head: PhysAddr(0),
             irq_notifications: [(PhysAddr(0), 0); MAX_IRQS],
             fastpath_enabled: true,
+            audit: crate::audit::AuditLog::new(),
         }
     }
 
@@ -181,6 +184,7 @@ impl<M: Machine> Kernel<M> {
             Cap::IrqControl => self.invoke_irq_control(slot, inv),
             Cap::IrqHandler { irq } => self.invoke_irq_handler(irq, inv),
             Cap::SchedControl => self.invoke_sched_control(inv),
+            Cap::AuditLog { rights } => self.invoke_audit_log(rights, inv),
             Cap::SchedContext { ptr, rights } => self.invoke_sched_context(ptr, rights, inv),
             // Endpoints, notifications and replies are used through the
             // IPC syscalls; a VSpace is only ever a target of `Map`.
@@ -306,6 +310,16 @@ impl<M: Machine> Kernel<M> {
             Cap::Reply { ptr, .. } if last => self.cancel_reply(ptr),
             Cap::SchedContext { ptr, .. } if last => self.unbind_sched_context(ptr),
             _ => {}
+        }
+        if last && let (Some(ty), Some((base, _))) = (cap.object_type(), cap.region()) {
+            let thread = self.current.unwrap_or(PhysAddr(0));
+            self.audit.record(
+                crate::audit::AuditKind::Finalised,
+                thread,
+                base.0,
+                ty as u64,
+                0,
+            );
         }
         if last && !matches!(cap, Cap::CNode { .. } | Cap::Tcb { .. }) {
             self.destroy_object_of(cap);

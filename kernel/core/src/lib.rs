@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod audit;
 pub mod cap;
 pub mod cspace;
 pub mod fastpath;

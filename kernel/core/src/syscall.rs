@@ -61,6 +61,10 @@ impl<M: Machine> Kernel<M> {
 
     /// A syscall-level failure: status and message label carry the error.
     fn fail(&mut self, t: PhysAddr, e: Error) {
+        let args = self.machine.tcb(t).context.syscall_args();
+        let label = MessageInfo::from_raw(args[regs::MESSAGE_INFO]).label();
+        self.audit
+            .record(crate::audit::AuditKind::Denied, t, args[0], label, e.code());
         let context = &mut self.machine.tcb_mut(t).context;
         context.set_arg(0, 0);
         context.set_arg(regs::MESSAGE_INFO, MessageInfo::new(e.code(), 0, 0).raw());
@@ -227,6 +231,15 @@ impl<M: Machine> Kernel<M> {
         self.caller = None;
         if core::mem::take(&mut self.caller_destroyed) {
             return; // the caller deleted its own thread
+        }
+        if let Err(e) = result {
+            self.audit.record(
+                crate::audit::AuditKind::Denied,
+                t,
+                context[0],
+                info.label(),
+                e.code(),
+            );
         }
         let (label, words) = match &result {
             Ok(reply) => (0, reply.words()),

@@ -318,6 +318,8 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::IllegalOperation);
         }
         if self.machine.tcb(tcb).state == ThreadState::Inactive {
+            self.audit
+                .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 1, 0);
             self.machine.tcb_mut(tcb).state = ThreadState::Runnable;
             self.make_ready(tcb);
         }
@@ -327,6 +329,10 @@ impl<M: Machine> Kernel<M> {
     /// Stops a thread (it stays configured and can be resumed); a blocking
     /// IPC it was in returns `Cancelled` when it resumes.
     pub fn suspend(&mut self, tcb: PhysAddr) {
+        if self.machine.tcb(tcb).state != ThreadState::Inactive {
+            self.audit
+                .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 2, 0);
+        }
         self.cancel_ipc(tcb);
         self.scheduler.remove(&mut self.machine, tcb);
         self.machine.tcb_mut(tcb).state = ThreadState::Inactive;
@@ -339,6 +345,8 @@ impl<M: Machine> Kernel<M> {
     /// its notification and scheduling context.
     pub(crate) fn retire_thread(&mut self, tcb: PhysAddr) {
         self.suspend(tcb);
+        self.audit
+            .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 3, 0);
         let n = core::mem::take(&mut self.machine.tcb_mut(tcb).bound_notification);
         if n.0 != 0 {
             self.machine.notification_mut(n).bound_tcb = PhysAddr(0);

@@ -675,7 +675,8 @@ pub(super) fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
                     }
                 }
             }
-            Cap::SchedControl | Cap::IrqControl | Cap::IrqHandler { .. } => {}
+            Cap::SchedControl | Cap::IrqControl | Cap::IrqHandler { .. } | Cap::AuditLog { .. } => {
+            }
             cap => {
                 let (base, _) = cap.region().expect("object cap");
                 prop_assert!(
