@@ -124,7 +124,9 @@ fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
             println!("fuzz::syscalls passed");
             Ok(ExitCode::SUCCESS)
         }
-        test::Verdict::Fail(why) => Err(format!("fuzz::syscalls failed: {why}")),
+        test::Verdict::Fail(why) | test::Verdict::Skip(why) => {
+            Err(format!("fuzz::syscalls failed: {why}"))
+        }
     }
 }
 

@@ -11,6 +11,136 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Items that need the nightly toolchain (Miri, libFuzzer).
+const NIGHTLY_ITEMS: [(&str, fn() -> Verdict); 2] =
+    [("host::miri", miri), ("fuzz::host_targets", host_fuzz)];
+
+/// Makes sure a nightly toolchain with `components` is installed; the
+/// reason if it cannot be.
+fn ensure_nightly(components: &[&str]) -> Result<(), String> {
+    let installed = std::process::Command::new("rustup")
+        .args(["+nightly", "component", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if components
+        .iter()
+        .all(|c| installed.lines().any(|l| l.starts_with(c)))
+    {
+        return Ok(());
+    }
+    println!("    installing the nightly toolchain with {components:?} through rustup");
+    let status = std::process::Command::new("rustup")
+        .args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+        ])
+        .arg(components.join(","))
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("rustup could not install the nightly toolchain (offline?)".into())
+    }
+}
+
+/// Miri over the host-testable kernel crates, property tests at reduced size.
+fn miri() -> Verdict {
+    if let Err(why) = ensure_nightly(&["miri", "rust-src"]) {
+        return Verdict::Skip(why);
+    }
+    let check = CargoCheck {
+        name: "host::miri",
+        args: vec![
+            "+nightly",
+            "miri",
+            "test",
+            "-p",
+            "skyscope-core",
+            "-p",
+            "skyscope-abi",
+        ],
+        env: vec![
+            ("MIRIFLAGS", "-Zmiri-disable-isolation"),
+            ("PROPTEST_CASES", "2"),
+        ],
+    };
+    run_cargo_check(&check)
+}
+
+/// Each host libFuzzer target for a few seconds (the long runs are in README).
+fn host_fuzz() -> Verdict {
+    if let Err(why) = ensure_nightly(&["rust-src"]) {
+        return Verdict::Skip(why);
+    }
+    let has_cargo_fuzz = build::cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        println!("    installing cargo-fuzz from crates.io");
+        let installed = build::cargo()
+            .args(["install", "cargo-fuzz", "--locked"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            return Verdict::Skip(
+                "cargo-fuzz is not installed and `cargo install cargo-fuzz` failed".into(),
+            );
+        }
+    }
+    let mut runs = Vec::new();
+    for target in FUZZ_TARGETS {
+        let mut command = std::process::Command::new("cargo");
+        command
+            .current_dir(setup::workspace_root().join("kernel/core"))
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                "-O",
+                target,
+                "--",
+                "-max_total_time=5",
+            ]);
+        match command.output() {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stderr);
+                let done = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Done "))
+                    .unwrap_or("?")
+                    .to_string();
+                runs.push(format!("{target}: {done}"));
+            }
+            Ok(o) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let log = log_path(&format!("fuzz__{target}"));
+                let _ = fs::write(&log, &text);
+                return Verdict::Fail(format!(
+                    "fuzz target {target} failed; log: {}\n{}",
+                    log.display(),
+                    tail(&text, 30)
+                ));
+            }
+            Err(e) => return Verdict::Fail(format!("cannot run cargo fuzz: {e}")),
+        }
+    }
+    Verdict::Pass(runs.join("; "))
+}
+
+/// The host libFuzzer targets in kernel/core/fuzz.
+const FUZZ_TARGETS: [&str; 4] = ["elf", "message", "cspace", "invocation"];
+
 /// The item that runs every scenario on the hardened kernel.
 const HARDENED: &str = "profile::hardened";
 
@@ -34,6 +164,9 @@ pub enum Verdict {
     Pass(String),
     /// Failed, with the reason and the console tail.
     Fail(String),
+    /// Could not run on this machine (a tool is missing and cannot be
+    /// installed), with the reason.
+    Skip(String),
 }
 
 /// A check run through cargo: name, what it runs.
@@ -336,16 +469,29 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         if HARDENED.contains(filter) {
             println!("{HARDENED}  -- every scenario with the hardened kernel");
         }
+        for (name, _) in NIGHTLY_ITEMS.iter().filter(|(n, _)| n.contains(filter)) {
+            println!("{name}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if checks.is_empty() && scenarios.is_empty() && !HARDENED.contains(filter) {
+    let nightly_items = NIGHTLY_ITEMS
+        .iter()
+        .filter(|(n, _)| n.contains(filter))
+        .count();
+    if checks.is_empty() && scenarios.is_empty() && !HARDENED.contains(filter) && nightly_items == 0
+    {
         return Err(format!(
             "no test matches '{filter}' (see cargo xtask test --list)"
         ));
     }
     setup::ensure_rust_targets()?;
     let (mut passed, mut failed) = (0usize, 0usize);
+    let mut skipped = 0usize;
     let mut report = |name: &str, verdict: Verdict, took: Duration| match verdict {
+        Verdict::Skip(why) => {
+            skipped += 1;
+            println!("test {name} ... skipped: {why}");
+        }
         Verdict::Pass(note) => {
             passed += 1;
             let note = if note.is_empty() {
@@ -368,6 +514,14 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         let start = Instant::now();
         let verdict = run_cargo_check(check);
         report(check.name, verdict, start.elapsed());
+    }
+    for (name, run) in NIGHTLY_ITEMS {
+        if name.contains(filter) {
+            println!("==> {name}");
+            let start = Instant::now();
+            let verdict = run();
+            report(name, verdict, start.elapsed());
+        }
     }
     if !scenarios.is_empty() {
         // The suite runs the `dev` profile (invariant checks on every return
@@ -423,7 +577,11 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         };
         report(HARDENED, verdict, start.elapsed());
     }
-    println!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -10,6 +10,7 @@ pub mod addr;
 pub mod audit;
 pub mod cap;
 pub mod cspace;
+pub mod elf;
 pub mod fastpath;
 pub mod fault;
 pub mod invariants;
@@ -22,8 +23,8 @@ pub mod sched;
 pub mod slot;
 pub mod syscall;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "host-model"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -100,12 +100,12 @@ fn snapshot(w: &World, threads: &[Thread]) -> Vec<u64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 256 }, ..ProptestConfig::default() })]
 
     #[test]
     fn fastpath_and_slowpath_agree(
         priorities in prop::array::uniform4(50u8..53),
-        ops in prop::collection::vec(op(), 1..120),
+        ops in prop::collection::vec(op(), 1..if cfg!(miri) { 10 } else { 120 }),
     ) {
         let (mut fast, threads) = world(&priorities, true);
         let (mut slow, _) = world(&priorities, false);

@@ -700,11 +700,11 @@ pub(super) fn check(world: &World, model: &Model) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 128 }, ..ProptestConfig::default() })]
 
     /// 128 cases of up to 200 operations: about 12,800 operations a run.
     #[test]
-    fn kernel_matches_model(ops in prop::collection::vec(op(), 1..=200)) {
+    fn kernel_matches_model(ops in prop::collection::vec(op(), 1..=if cfg!(miri) { 12 } else { 200 })) {
         let mut world = World::new();
         let mut model = Model::new(&world);
         for (i, op) in ops.iter().enumerate() {
