@@ -11,8 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A test item that needs the nightly toolchain: its name and how to run it.
+type NightlyItem = (&'static str, fn() -> Verdict);
+
 /// Items that need the nightly toolchain (Miri, libFuzzer).
-const NIGHTLY_ITEMS: [(&str, fn() -> Verdict); 2] =
+const NIGHTLY_ITEMS: [NightlyItem; 2] =
     [("host::miri", miri), ("fuzz::host_targets", host_fuzz)];
 
 /// Makes sure a nightly toolchain with `components` is installed; the
