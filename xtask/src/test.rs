@@ -15,8 +15,7 @@ use std::{
 type NightlyItem = (&'static str, fn() -> Verdict);
 
 /// Items that need the nightly toolchain (Miri, libFuzzer).
-const NIGHTLY_ITEMS: [NightlyItem; 2] =
-    [("host::miri", miri), ("fuzz::host_targets", host_fuzz)];
+const NIGHTLY_ITEMS: [NightlyItem; 2] = [("host::miri", miri), ("fuzz::host_targets", host_fuzz)];
 
 /// Makes sure a nightly toolchain with `components` is installed; the
 /// reason if it cannot be.
