@@ -55,6 +55,10 @@ pub fn handle(s: &mut State) -> Next {
 /// task's CSpace (and the scheduler's queues); prints the first violation.
 pub fn check_invariants(s: &mut State) -> bool {
     use skyscope_core::slot::SlotStore;
+    if !arch::pan_enabled() {
+        kprintln!("kernel: invariant violated: PSTATE.PAN is clear inside the kernel");
+        return false;
+    }
     let Some(root) = crate::kernel::ROOT_TCB.get() else {
         return false;
     };

@@ -29,6 +29,15 @@ pub fn set_fp_trap(trap: bool) {
     unsafe { core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) value, options(nomem, nostack)) };
 }
 
+/// Whether PSTATE.PAN is set (the kernel cannot touch user memory by
+/// accident): SCTLR_EL2.SPAN = 0 sets it on every exception entry.
+pub fn pan_enabled() -> bool {
+    let pan: u64;
+    // SAFETY: reading PSTATE.PAN (S3_0_C4_C2_3) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, S3_0_C4_C2_3", out(reg) pan, options(nomem, nostack)) };
+    pan & (1 << 22) != 0
+}
+
 /// Register convention for syscalls on this architecture.
 impl UserContext {
     /// The syscall number (`x7`).
