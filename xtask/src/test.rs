@@ -96,6 +96,9 @@ fn host_fuzz() -> Verdict {
             );
         }
     }
+    if let Err(why) = seed_devicetree_corpus() {
+        return Verdict::Fail(why);
+    }
     let mut runs = Vec::new();
     for target in FUZZ_TARGETS {
         let mut command = std::process::Command::new("cargo");
@@ -140,8 +143,51 @@ fn host_fuzz() -> Verdict {
     Verdict::Pass(runs.join("; "))
 }
 
+/// Seeds the device-tree target with the tree of the machine every boot
+/// uses (QEMU's `dumpdtb`), so a short run mutates a real tree instead of
+/// spending its seconds rediscovering the header magic.
+fn seed_devicetree_corpus() -> Result<(), String> {
+    let corpus = setup::workspace_root().join("kernel/core/fuzz/corpus/devicetree");
+    let seed = corpus.join("qemu-virt.dtb");
+    if seed.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(&corpus).map_err(|e| format!("cannot create {}: {e}", corpus.display()))?;
+    let qemu = setup::ensure_qemu()?;
+    let command = qemu::machine_command(&qemu, Path::new("/dev/null"), "");
+    let machine = command
+        .get_args()
+        .position(|a| a == "-machine")
+        .map(|i| i + 1)
+        .ok_or("machine_command has no -machine")?;
+    let mut args: Vec<std::ffi::OsString> = command.get_args().map(Into::into).collect();
+    let mut with_dump = args[machine].clone();
+    with_dump.push(format!(",dumpdtb={}", seed.display()));
+    args[machine] = with_dump;
+    let status = std::process::Command::new(&qemu.path)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", qemu.path))?;
+    let mut blob = fs::read(&seed).unwrap_or_default();
+    if !status.success() || blob.len() < 40 {
+        return Err(format!("{} could not dump the virt device tree", qemu.path));
+    }
+    // QEMU leaves 1 MiB of free space at the end of the blob; cut it off
+    // (blocks end at the later of struct and strings) so inputs stay small.
+    let word =
+        |i: usize| u32::from_be_bytes([blob[i], blob[i + 1], blob[i + 2], blob[i + 3]]) as usize;
+    let used = (word(8) + word(36))
+        .max(word(12) + word(32))
+        .min(blob.len());
+    blob.truncate(used);
+    blob[4..8].copy_from_slice(&(used as u32).to_be_bytes());
+    fs::write(&seed, &blob).map_err(|e| format!("cannot write {}: {e}", seed.display()))
+}
+
 /// The host libFuzzer targets in kernel/core/fuzz.
-const FUZZ_TARGETS: [&str; 4] = ["elf", "message", "cspace", "invocation"];
+const FUZZ_TARGETS: [&str; 5] = ["elf", "message", "cspace", "invocation", "devicetree"];
 
 /// The item that runs every scenario on the hardened kernel.
 const HARDENED: &str = "profile::hardened";
@@ -304,7 +350,15 @@ fn log_path(name: &str) -> PathBuf {
 }
 
 fn run_cargo_check(check: &CargoCheck) -> Verdict {
-    let mut command = build::cargo();
+    // A `+toolchain` argument needs rustup's `cargo` proxy, not the
+    // toolchain binary `CARGO` points at.
+    let mut command = if check.args.first().is_some_and(|a| a.starts_with('+')) {
+        let mut c = std::process::Command::new("cargo");
+        c.current_dir(setup::workspace_root());
+        c
+    } else {
+        build::cargo()
+    };
     command
         .args(&check.args)
         .envs(check.env.iter().copied())

@@ -10,6 +10,7 @@ pub mod addr;
 pub mod audit;
 pub mod cap;
 pub mod cspace;
+pub mod devicetree;
 pub mod elf;
 pub mod fastpath;
 pub mod fault;

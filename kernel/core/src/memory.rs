@@ -86,7 +86,8 @@ impl FreeRegions {
 
     /// Total free bytes.
     pub fn total(&self) -> u64 {
-        self.iter().map(|r| r.size()).sum()
+        self.iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.size()))
     }
 
     /// Marks `region` free, merging with neighbours it overlaps or touches.

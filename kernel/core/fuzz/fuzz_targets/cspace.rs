@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     let count = usize::from(data[0] % 6) + 1;
     for i in 0..count as u64 {
         let radix = u64::from(data[(i as usize + 1) % data.len()] % 4) + 1;
-        if world.retype(layout::UNTYPED_SLOT, ObjectType::CNode, radix, 10 + i, 1).is_err() {
+        if world
+            .retype(layout::UNTYPED_SLOT, ObjectType::CNode, radix, 10 + i, 1)
+            .is_err()
+        {
             return;
         }
         let g = data[(i as usize + 2) % data.len()];
@@ -29,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for (i, pair) in data.chunks(2).skip(1).take(8).enumerate() {
         // Copy guarded CNode capabilities into slot 0 of other CNodes.
-        let (from, into) = (u64::from(pair[0]) % count as u64, u64::from(pair.get(1).copied().unwrap_or(0)) % count as u64);
+        let (from, into) = (
+            u64::from(pair[0]) % count as u64,
+            u64::from(pair.get(1).copied().unwrap_or(0)) % count as u64,
+        );
         let _ = world.cnode(Label::CNodeCopy, &[(10 + into) << 4, 10, 20 + from, 6, 0xf]);
         let _ = i;
     }
@@ -39,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let cptr = u64::from_le_bytes(chunk[..8].try_into().unwrap());
         let depth = u32::from(chunk[8] % 70);
-        let root = world.kernel.machine.slot(World::slot(20 + u64::from(chunk[8]) % count as u64)).cap;
+        let root = world
+            .kernel
+            .machine
+            .slot(World::slot(20 + u64::from(chunk[8]) % count as u64))
+            .cap;
         for result in [
             cspace::lookup_slot(&world.kernel.machine, &root, cptr, depth),
             cspace::lookup_cap_slot(&world.kernel.machine, &root, cptr),

@@ -24,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(b <= c || d <= a, "overlapping segments accepted");
             }
         }
-        assert!(segments.iter().any(|s| s.execute && (s.vaddr..s.vaddr + s.mem_size).contains(&exe.entry)));
+        assert!(
+            segments
+                .iter()
+                .any(|s| s.execute && (s.vaddr..s.vaddr + s.mem_size).contains(&exe.entry))
+        );
     }
 });

@@ -43,10 +43,14 @@ fuzz_target!(|data: &[u8]| {
         (ObjectType::PageTable, 0, 15),
         (ObjectType::Untyped, 12, 16),
     ] {
-        world.retype(layout::UNTYPED_SLOT, ty, size, slot, 1).expect("setup");
+        world
+            .retype(layout::UNTYPED_SLOT, ty, size, slot, 1)
+            .expect("setup");
     }
     let mut bytes = data;
-    while let (Some(slot), Some(label), Some(count)) = (word(&mut bytes), word(&mut bytes), word(&mut bytes)) {
+    while let (Some(slot), Some(label), Some(count)) =
+        (word(&mut bytes), word(&mut bytes), word(&mut bytes))
+    {
         let args: Vec<u64> = (0..count % 8).map_while(|_| word(&mut bytes)).collect();
         let extra: Vec<_> = (0..(count >> 3) % 4)
             .map_while(|_| word(&mut bytes))
@@ -55,8 +59,19 @@ fuzz_target!(|data: &[u8]| {
                 (world.kernel.machine.slot(s).cap, s)
             })
             .collect();
-        let target = if slot & 64 != 0 { World::root_anchor() } else { World::slot(slot % 64) };
-        let _ = world.kernel.invoke(target, &Invocation { label, args: &args, extra_caps: &extra });
+        let target = if slot & 64 != 0 {
+            World::root_anchor()
+        } else {
+            World::slot(slot % 64)
+        };
+        let _ = world.kernel.invoke(
+            target,
+            &Invocation {
+                label,
+                args: &args,
+                extra_caps: &extra,
+            },
+        );
         if let Err(e) = world.kernel.check_invariants(&[World::root_cap()]) {
             panic!("invariant violated: {e}");
         }

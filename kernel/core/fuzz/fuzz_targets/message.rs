@@ -3,7 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skyscope_abi::{BootInfo, MessageInfo, message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS}};
+use skyscope_abi::{
+    BootInfo, MessageInfo,
+    message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS},
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() >= 8 {

@@ -2,12 +2,14 @@
 //!
 //! The kernel needs: RAM banks, reservations, the console UART, the GICv3
 //! distributor and redistributor ranges, the EL2 timer interrupt, the PSCI
-//! conduit and the command line. A device tree missing any of the
-//! essential ones stops the boot with a message naming what is missing.
+//! conduit and the command line. The tree is parsed by
+//! `skyscope_core::devicetree` (which cannot panic, and is fuzzed on the
+//! host); a tree missing any of the essentials stops the boot with a
+//! message naming what is missing.
 
 use super::mmu::phys_to_virt;
 use skyscope_core::{
-    PhysAddr,
+    PhysAddr, devicetree,
     memory::{FreeRegions, Region},
 };
 
@@ -87,117 +89,54 @@ fn region(start: u64, size: u64) -> Region {
     })
 }
 
+/// Largest device tree accepted (QEMU's is 1 MiB with padding).
+const MAX_DTB_SIZE: u64 = 2 << 20;
+
 /// Parses the device tree, or returns a description of what is missing.
 pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
     let dtb_pa = find_dtb(loader_x0).ok_or("no device tree found (x0 or start of RAM)")?;
-    let ptr = phys_to_virt(PhysAddr(dtb_pa)) as *const u8;
-    // SAFETY: a valid FDT header was found at `dtb_pa`, which the boot map
-    // covers; `from_ptr` reads `totalsize` bytes, all within RAM. The tree
-    // is never written, and lives as long as the kernel (it is reserved).
-    let fdt = unsafe { fdt::Fdt::from_ptr(ptr) }.map_err(|_| "device tree header is invalid")?;
-
-    let mut ram = FreeRegions::new();
-    let memory = fdt
-        .find_node("/memory")
-        .ok_or("device tree has no /memory node")?;
-    for bank in memory.reg().ok_or("/memory has no reg property")? {
-        let size = bank.size.unwrap_or(0) as u64;
-        ram.add(region(bank.starting_address as u64, size))
-            .map_err(|_| "too many RAM banks")?;
-    }
-    if ram.total() == 0 {
+    let size = u64::from(read_be32(dtb_pa + 4)).min(MAX_DTB_SIZE);
+    // SAFETY: a device-tree header was found at `dtb_pa` in the first
+    // gigabyte of RAM, which the boot map covers; `size` is capped so the
+    // slice stays in RAM; nothing writes the tree (it is reserved).
+    let blob = unsafe {
+        core::slice::from_raw_parts(phys_to_virt(PhysAddr(dtb_pa)) as *const u8, size as usize)
+    };
+    let dt = devicetree::parse(blob).map_err(|e| match e {
+        devicetree::DtError::BadHeader => "device tree header is invalid",
+        devicetree::DtError::BadStructure => "device tree structure is malformed",
+        devicetree::DtError::TooManyRegions => "device tree lists too many memory regions",
+    })?;
+    if dt.ram.total() == 0 {
         return Err("device tree describes no RAM");
     }
-
-    let mut reserved = FreeRegions::new();
-    for r in fdt.memory_reservations() {
-        reserved
-            .add(region(r.address() as u64, r.size() as u64))
-            .map_err(|_| "too many reservations")?;
-    }
-    if let Some(node) = fdt.find_node("/reserved-memory") {
-        for child in node.children() {
-            for r in child.reg().into_iter().flatten() {
-                let size = r.size.unwrap_or(0) as u64;
-                reserved
-                    .add(region(r.starting_address as u64, size))
-                    .map_err(|_| "too many reservations")?;
-            }
-        }
-    }
-
-    let first_reg = |compatible: &[&str]| -> Option<Region> {
-        let node = fdt.find_compatible(compatible)?;
-        let r = node.reg()?.next()?;
-        Some(region(
-            r.starting_address as u64,
-            r.size.unwrap_or(0x1000) as u64,
-        ))
-    };
-    let uart = fdt
-        .chosen()
-        .stdout()
-        .filter(|n| {
-            n.compatible()
-                .is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
-        })
-        .and_then(|n| n.reg()?.next())
-        .map(|r| region(r.starting_address as u64, r.size.unwrap_or(0x1000) as u64))
-        .or_else(|| first_reg(&["arm,pl011"]))
-        .ok_or("no PL011 UART in the device tree")?;
-
-    let gic = fdt
-        .find_compatible(&["arm,gic-v3"])
-        .ok_or("no GICv3 in the device tree")?;
-    let mut gic_regs = gic.reg().ok_or("GICv3 node has no reg")?;
-    let mut next_gic = || {
-        gic_regs
-            .next()
-            .map(|r| region(r.starting_address as u64, r.size.unwrap_or(0) as u64))
-            .ok_or("GICv3 node lacks distributor or redistributor range")
-    };
-    let gicd = next_gic()?;
-    let gicr = next_gic()?;
-
+    let uart = dt.uart.ok_or("no PL011 UART in the device tree")?;
+    let gicd = dt.gicd.ok_or("no GICv3 distributor in the device tree")?;
+    let gicr = dt
+        .gicr
+        .ok_or("no GICv3 redistributor range in the device tree")?;
     // `interrupts` of the architected timer: four 3-cell GIC specifiers
     // (secure phys, non-secure phys, virtual, hyp phys); each is (type,
     // number, flags) with type 1 = PPI, INTID = number + 16.
-    let timer = fdt
-        .find_compatible(&["arm,armv8-timer"])
-        .ok_or("no armv8-timer node")?;
-    let irqs = timer
-        .property("interrupts")
-        .ok_or("timer node has no interrupts")?
-        .value;
-    let cell = |i: usize| -> Option<u32> {
-        let b = irqs.get(i * 4..i * 4 + 4)?;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let (kind, number) = (cell(9), cell(10));
-    let hyp_timer_intid = match (kind, number) {
-        (Some(1), Some(n)) if n < 16 => n + 16,
+    let hyp_timer_intid = match (
+        dt.timer_cell_count >= 12,
+        dt.timer_cells[9],
+        dt.timer_cells[10],
+    ) {
+        (true, 1, n) if n < 16 => n + 16,
         _ => return Err("timer node does not describe the EL2 (hyp) timer PPI"),
     };
-
-    let psci = fdt
-        .find_node("/psci")
-        .and_then(|n| n.property("method"))
-        .and_then(|p| p.as_str())
-        .and_then(|m| match m {
-            "smc" => Some(PsciConduit::Smc),
-            "hvc" => Some(PsciConduit::Hvc),
-            _ => None,
-        });
-
+    let psci = dt.psci.map(|m| match m {
+        devicetree::PsciMethod::Smc => PsciConduit::Smc,
+        devicetree::PsciMethod::Hvc => PsciConduit::Hvc,
+    });
     let mut bootargs = [0u8; 512];
-    let args = fdt.chosen().bootargs().unwrap_or("");
-    let n = args.len().min(bootargs.len());
-    bootargs[..n].copy_from_slice(&args.as_bytes()[..n]);
-
+    let n = dt.bootargs.len().min(bootargs.len());
+    bootargs[..n].copy_from_slice(&dt.bootargs.as_bytes()[..n]);
     Ok(Platform {
-        dtb: region(dtb_pa, fdt.total_size() as u64),
-        ram,
-        reserved,
+        dtb: region(dtb_pa, dt.total_size),
+        ram: dt.ram,
+        reserved: dt.reserved,
         uart,
         gicd,
         gicr,
