@@ -5,7 +5,10 @@ use crate::cell::KernelCell;
 use crate::machine::KernelMachine;
 use crate::trap::{Event, UserFault};
 use crate::{kprintln, syscall};
-use skyscope_core::{Kernel, PhysAddr, cap::Cap, machine::Machine, object::tcb, slot::SlotStore};
+use skyscope_core::{
+    Kernel, PhysAddr,
+    machine::{Machine, ThreadContext},
+};
 
 /// What to do after handling an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct State {
     pub fp_enabled: bool,
     /// Kernel timer interrupts taken since boot.
     pub ticks: u64,
+    /// What running guests needs of this CPU.
+    pub guest: arch::vcpu::GuestSupport,
 }
 
 static STATE: KernelCell<Option<State>> = KernelCell::new(None);
@@ -65,15 +70,14 @@ pub fn enter_current_thread() {
     with_state(|s| {
         while let Some(t) = s.core.schedule() {
             match s.switch_to(t) {
-                Ok(()) => {
+                Ok(guest) => {
                     s.program_timer();
                     if cfg!(feature = "dev")
                         && let Err(violation) = s.core.check_scheduler()
                     {
                         panic!("scheduler invariant violated: {violation}");
                     }
-                    let context = &mut s.core.machine.tcb_mut(t).context;
-                    arch::enter_user(context);
+                    s.enter(t, guest);
                 }
                 Err(why) => {
                     kprintln!("kernel: thread {t} cannot run ({why}); suspended");
@@ -96,9 +100,9 @@ pub fn try_fastpath(number: u64) -> bool {
             return false;
         }
         if let Some(t) = s.core.current
-            && s.switch_to(t).is_ok()
+            && let Ok(guest) = s.switch_to(t)
         {
-            arch::enter_user(&mut s.core.machine.tcb_mut(t).context);
+            s.enter(t, guest);
         }
         true
     })
@@ -107,33 +111,71 @@ pub fn try_fastpath(number: u64) -> bool {
 impl State {
     /// Makes `t`'s address space and IPC buffer pointer current, and lets
     /// it use the FP/SIMD unit directly only if its state is loaded there.
-    fn switch_to(&mut self, t: PhysAddr) -> Result<(), &'static str> {
-        let vspace = self
+    /// A thread running as a Vcpu gets its GuestSpace, its EL1 state and
+    /// (eagerly: a guest's FP use cannot be trapped without trapping the
+    /// kernel's own save and restore) its FP/SIMD state. Returns whether
+    /// `t` is a guest.
+    fn switch_to(&mut self, t: PhysAddr) -> Result<bool, &'static str> {
+        use skyscope_core::machine::SpaceKind;
+        let space = self
             .core
-            .machine
-            .slot(tcb::slot_ref(t, tcb::slots::VSPACE))
-            .cap;
-        let Cap::VSpace { ptr, asid, .. } = vspace else {
-            return Err("no VSpace");
-        };
-        if self.active_space != (ptr, asid) {
-            arch::mmu::activate_user_space(ptr, asid);
-            self.active_space = (ptr, asid);
+            .thread_space(t)
+            .map_err(|_| "no address space that fits it")?;
+        if let Some(v) = self.core.machine.in_guest.take() {
+            arch::vcpu::save_tpidrro(&mut self.core.machine.vcpu_object(v).registers);
         }
-        arch::set_ipc_buffer_pointer(self.core.machine.tcb(t).ipc_buffer);
-        let owns_fp = self.core.machine.fp_owner == Some(t);
-        if owns_fp != self.fp_enabled {
-            arch::set_fp_trap(!owns_fp);
-            self.fp_enabled = owns_fp;
+        match space.kind {
+            SpaceKind::User => {
+                if self.active_space != (space.root, space.id) {
+                    arch::mmu::activate_user_space(space.root, space.id);
+                    self.active_space = (space.root, space.id);
+                }
+                arch::set_ipc_buffer_pointer(self.core.machine.tcb(t).ipc_buffer);
+                let owns_fp = self.core.machine.fp_owner == Some(t);
+                if owns_fp != self.fp_enabled {
+                    arch::set_fp_trap(!owns_fp);
+                    self.fp_enabled = owns_fp;
+                }
+                Ok(false)
+            }
+            SpaceKind::Guest => {
+                if space.id > self.guest.max_vmid {
+                    return Err("its GuestSpace's VMID is beyond what this CPU tags");
+                }
+                let v = self.core.machine.tcb(t).vcpu;
+                self.core.machine.load_vcpu(v);
+                let tpidrro = self.core.machine.vcpu_object(v).registers
+                    [skyscope_abi::vcpu::aarch64::TPIDRRO_EL0 as usize];
+                arch::vcpu::activate_guest_space(space.root, space.id, tpidrro);
+                self.core.machine.in_guest = Some(v);
+                self.load_fp(t);
+                Ok(true)
+            }
         }
-        Ok(())
+    }
+
+    /// Enters thread `t` (already switched to), as a guest or natively.
+    fn enter(&mut self, t: PhysAddr, guest: bool) -> ! {
+        let support = self.guest;
+        let context = &mut self.core.machine.tcb_mut(t).context;
+        if guest {
+            arch::vcpu::enter_guest(context, &support)
+        } else {
+            arch::enter_user(context)
+        }
     }
 
     /// The current thread touched the FP/SIMD unit while another thread's
     /// state was loaded: switch the unit's contents over (lazily, so
     /// threads that never use FP never pay for it).
     fn take_fp(&mut self) {
-        let Some(t) = self.core.current else { return };
+        if let Some(t) = self.core.current {
+            self.load_fp(t);
+        }
+    }
+
+    /// Puts `t`'s FP/SIMD state in the unit and stops trapping its use.
+    fn load_fp(&mut self, t: PhysAddr) {
         let m = &mut self.core.machine;
         if m.fp_owner != Some(t) {
             arch::set_fp_trap(false); // the kernel itself may now move FP registers
@@ -198,6 +240,20 @@ impl State {
             }
             Event::FpAccess => {
                 self.take_fp();
+                Next::Resume
+            }
+            Event::GuestExit(exit) => {
+                if let Some(t) = self.core.current {
+                    if !crate::syscall::has_fault_handler(self, t) {
+                        kprintln!(
+                            "vcpu: thread {} {}; no VMM (fault handler), thread stopped",
+                            self.thread_name(t),
+                            exit
+                        );
+                    }
+                    let (label, words) = exit.message();
+                    self.core.deliver_fault(t, label, words);
+                }
                 Next::Resume
             }
         }

@@ -5,12 +5,13 @@ use crate::arch::{
     self, Permissions, UserContext,
     gicv3::Gic,
     mmu::{self, phys_to_virt},
+    vcpu::{self, VcpuObject},
 };
 use skyscope_abi::ObjectType;
 use skyscope_core::{
     PhysAddr,
-    cap::{Asid, FrameSize, SlotRef},
-    machine::{Access, Machine, MapError},
+    cap::{FrameSize, SlotRef},
+    machine::{Access, AddressSpace, Machine, MapError},
     object::{
         endpoint::Endpoint, notification::Notification, reply::Reply, sched_context::SchedContext,
         tcb::Tcb,
@@ -27,6 +28,7 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() <= 1 << 5);
 const _: () = assert!(core::mem::size_of::<Notification>() <= 1 << 6);
 const _: () = assert!(core::mem::size_of::<Reply>() <= 1 << 5);
 const _: () = assert!(core::mem::size_of::<SchedContext>() <= 1 << 8);
+const _: () = assert!(core::mem::size_of::<VcpuObject>() <= 1 << skyscope_abi::object::VCPU_BITS);
 
 /// Object memory and hardware, as handed to `skyscope_core::Kernel`.
 pub struct KernelMachine {
@@ -40,9 +42,39 @@ pub struct KernelMachine {
     pub counter_frequency: u64,
     /// RAM banks (device frames lie outside them).
     pub ram: skyscope_core::memory::FreeRegions,
+    /// The Vcpu whose EL1 state is in the CPU's registers.
+    pub loaded_vcpu: Option<PhysAddr>,
+    /// The Vcpu that ran last, if the last thread entered was a guest
+    /// (its TPIDRRO_EL0 is still in the CPU).
+    pub in_guest: Option<PhysAddr>,
 }
 
 impl KernelMachine {
+    /// The Vcpu object at `p`.
+    pub fn vcpu_object(&mut self, p: PhysAddr) -> &mut VcpuObject {
+        // SAFETY: see `object`; Vcpu capabilities point at Vcpu objects.
+        unsafe { &mut *object::<VcpuObject>(p) }
+    }
+
+    /// Makes the CPU's EL1 registers hold `v`'s state, saving whichever
+    /// Vcpu's state they held.
+    pub fn load_vcpu(&mut self, v: PhysAddr) {
+        if self.loaded_vcpu == Some(v) {
+            return;
+        }
+        self.unload_vcpu();
+        vcpu::load(&self.vcpu_object(v).registers);
+        self.loaded_vcpu = Some(v);
+    }
+
+    /// Saves the loaded Vcpu's EL1 state into its object (the registers
+    /// are then free for another Vcpu, or for the VMM to inspect).
+    pub fn unload_vcpu(&mut self) {
+        if let Some(old) = self.loaded_vcpu.take() {
+            vcpu::save(&mut self.vcpu_object(old).registers);
+        }
+    }
+
     /// Whether `[base, base + 2^bits)` is RAM (and so in the physmap).
     fn is_ram(&self, base: PhysAddr, bits: u8) -> bool {
         let end = base.0 + (1u64 << bits);
@@ -128,6 +160,8 @@ impl Machine for KernelMachine {
             ObjectType::SchedContext => unsafe {
                 object::<SchedContext>(base).write(SchedContext::default())
             },
+            // SAFETY: as above.
+            ObjectType::Vcpu => unsafe { object::<VcpuObject>(base).write(VcpuObject::new()) },
             _ => {} // zeroed memory is the initial state of tables and frames
         }
     }
@@ -141,12 +175,20 @@ impl Machine for KernelMachine {
         if ty == ObjectType::Tcb && self.fp_owner == Some(base) {
             self.fp_owner = None;
         }
+        if ty == ObjectType::Vcpu {
+            // Its state goes with it.
+            if self.loaded_vcpu == Some(base) {
+                self.loaded_vcpu = None;
+            }
+            if self.in_guest == Some(base) {
+                self.in_guest = None;
+            }
+        }
     }
 
     fn map_frame(
         &mut self,
-        vspace: PhysAddr,
-        _asid: Asid,
+        space: AddressSpace,
         vaddr: u64,
         frame: PhysAddr,
         size: FrameSize,
@@ -157,33 +199,24 @@ impl Machine for KernelMachine {
             execute: access.execute,
             device: access.device,
         };
-        mmu::user_map_frame(vspace, vaddr, frame, size.bytes(), perms)
+        mmu::map_frame(space, vaddr, frame, size.bytes(), perms)
     }
 
-    fn unmap_frame(
+    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize) {
+        mmu::unmap_frame(space, vaddr, frame, size.bytes());
+    }
+
+    fn map_table(
         &mut self,
-        vspace: PhysAddr,
-        asid: Asid,
+        space: AddressSpace,
         vaddr: u64,
-        frame: PhysAddr,
-        size: FrameSize,
-    ) {
-        mmu::user_unmap_frame(vspace, asid, vaddr, frame, size.bytes());
-    }
-
-    fn map_table(&mut self, vspace: PhysAddr, vaddr: u64, table: PhysAddr) -> Result<u8, MapError> {
-        mmu::user_map_table(vspace, vaddr, table)
-    }
-
-    fn unmap_table(
-        &mut self,
-        vspace: PhysAddr,
-        asid: Asid,
-        vaddr: u64,
-        level: u8,
         table: PhysAddr,
-    ) {
-        mmu::user_unmap_table(vspace, asid, vaddr, level, table);
+    ) -> Result<u8, MapError> {
+        mmu::map_table(space, vaddr, table)
+    }
+
+    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
+        mmu::unmap_table(space, vaddr, level, table);
     }
 
     fn irq_reserved(&self, irq: u16) -> bool {
@@ -202,8 +235,8 @@ impl Machine for KernelMachine {
         }
     }
 
-    fn flush_asid(&mut self, asid: Asid) {
-        mmu::flush_asid(asid);
+    fn flush_space(&mut self, space: AddressSpace) {
+        mmu::flush_space(space);
     }
 
     fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
@@ -240,5 +273,40 @@ impl Machine for KernelMachine {
     fn sched_context_mut(&mut self, p: PhysAddr) -> &mut SchedContext {
         // SAFETY: see `object`.
         unsafe { &mut *object::<SchedContext>(p) }
+    }
+
+    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut skyscope_core::object::vcpu::Vcpu {
+        &mut self.vcpu_object(p).head
+    }
+
+    fn vcpu_register(
+        &mut self,
+        p: PhysAddr,
+        bound: Option<PhysAddr>,
+        index: u64,
+        value: Option<u64>,
+    ) -> Result<u64, skyscope_abi::Error> {
+        use skyscope_abi::vcpu::aarch64 as reg;
+        if index >= reg::COUNT {
+            return Err(skyscope_abi::Error::InvalidArgument);
+        }
+        if index == reg::PSTATE {
+            // PSTATE is the bound thread's saved SPSR.
+            let t = bound.ok_or(skyscope_abi::Error::IllegalOperation)?;
+            let context = &mut self.tcb_mut(t).context;
+            if let Some(v) = value {
+                context.spsr = vcpu::sanitize_pstate(v);
+            }
+            return Ok(context.spsr);
+        }
+        // The VMM sees (and changes) the state the guest will run with.
+        if self.loaded_vcpu == Some(p) {
+            self.unload_vcpu();
+        }
+        let register = &mut self.vcpu_object(p).registers[index as usize];
+        if let Some(v) = value {
+            *register = v;
+        }
+        Ok(*register)
     }
 }

@@ -112,12 +112,19 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         TICK_HZ
     );
 
+    let guest = arch::vcpu::init();
+    kprintln!(
+        "vcpu: stage 2 with 39-bit guest-physical spaces, VMIDs up to {}",
+        guest.max_vmid
+    );
     let machine = machine::KernelMachine {
         gic,
         timer_intid: platform.hyp_timer_intid,
         fp_owner: None,
         counter_frequency: frequency,
         ram: platform.ram.clone(),
+        loaded_vcpu: None,
+        in_guest: None,
     };
     let mut core = skyscope_core::Kernel::new(machine);
     root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);
@@ -131,6 +138,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         active_space: (PhysAddr(0), 0),
         fp_enabled: false,
         ticks: 0,
+        guest,
     });
     trap::continue_with(kernel::Next::Resume)
 }

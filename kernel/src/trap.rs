@@ -24,6 +24,61 @@ pub enum Event {
     FpAccess,
     /// The thread faulted.
     Fault(UserFault),
+    /// A thread running as a Vcpu left the guest for its VMM.
+    GuestExit(GuestExit),
+}
+
+/// Why a guest exited, in architecture-neutral terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExitKind {
+    /// A hypercall.
+    Hypercall,
+    /// A trapped secure-monitor call.
+    MonitorCall,
+    /// An access to guest-physical memory the GuestSpace does not map.
+    Memory,
+    /// A trapped system-register access.
+    SystemRegister,
+    /// Anything else.
+    Other,
+}
+
+/// A guest exit, for the Vcpu thread's VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestExit {
+    /// Why.
+    pub kind: GuestExitKind,
+    /// The trapping instruction.
+    pub pc: u64,
+    /// The raw architectural syndrome (ESR_EL2 on aarch64).
+    pub syndrome: u64,
+    /// Guest-physical address (memory exits) or call immediate.
+    pub address: u64,
+}
+
+impl GuestExit {
+    /// The exit as a [`skyscope_abi::fault::GUEST_EXIT`] message.
+    pub fn message(&self) -> (u64, [u64; skyscope_abi::fault::WORDS]) {
+        use skyscope_abi::fault as f;
+        let kind = match self.kind {
+            GuestExitKind::Hypercall => f::EXIT_HYPERCALL,
+            GuestExitKind::MonitorCall => f::EXIT_MONITOR_CALL,
+            GuestExitKind::Memory => f::EXIT_MEMORY,
+            GuestExitKind::SystemRegister => f::EXIT_SYSTEM_REGISTER,
+            GuestExitKind::Other => f::EXIT_OTHER,
+        };
+        (f::GUEST_EXIT, [self.pc, self.syndrome, self.address, kind])
+    }
+}
+
+impl fmt::Display for GuestExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "guest exit ({:?}) at pc {:#x}, address {:#x} (syndrome {:#x})",
+            self.kind, self.pc, self.address, self.syndrome
+        )
+    }
 }
 
 /// What went wrong in a user fault.

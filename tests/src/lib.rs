@@ -31,6 +31,8 @@ mod ipc;
 mod sched;
 #[cfg(target_os = "none")]
 mod support;
+#[cfg(target_os = "none")]
+mod vm;
 
 /// Console lines of the test protocol.
 pub mod protocol {
@@ -257,6 +259,18 @@ scenarios! {
     },
     "audit::overflow_counted" => audit::overflow_counted {
         about: "a full ring counts lost events and never blocks the kernel",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "vm::guest_hello" => vm::guest_hello {
+        about: "a bare-metal guest at EL1 prints through an emulated PL011, makes hypercalls, powers off via PSCI",
+        reports: true,
+        console: &[r"^  guest printed through the emulated PL011: hello from the guest at EL1$"],
+        timeout: 30,
+    },
+    "vm::guest_contained" => vm::guest_contained {
+        about: "a guest's smc, PMCR write and host-RAM probe become exits; its spinning is held to its budget",
         reports: true,
         console: &[],
         timeout: 30,

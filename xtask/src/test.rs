@@ -197,13 +197,14 @@ const HARDENED: &str = "profile::hardened";
 const GRACE: Duration = Duration::from_millis(1500);
 
 /// Crates that build for bare-metal x86_64 today (checked with clippy).
-const X86_64_CRATES: [&str; 6] = [
+const X86_64_CRATES: [&str; 7] = [
     "skyscope-abi",
     "skyscope-core",
     "skyscope-el2",
     "skyscope-vmx",
     "skyscope-iommu",
     "skyscope-vmm",
+    "skyscope-guest-minimal",
 ];
 
 /// A test item's result.
@@ -303,6 +304,10 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "skyscope-roottask",
                     "-p",
                     "skyscope-tests",
+                    "-p",
+                    "skyscope-vmm",
+                    "-p",
+                    "skyscope-guest-minimal",
                     "--target",
                     build::USER_TARGET,
                 ]
@@ -323,6 +328,10 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-abi",
                 "-p",
                 "skyscope-core",
+                "-p",
+                "skyscope-vmm",
+                "-p",
+                "skyscope-guest-minimal",
             ],
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },

@@ -61,15 +61,16 @@ pub enum Label {
     /// TCB: no arguments.
     TcbUnbindNotification = 27,
 
-    /// Frame: `(vaddr, rights, attributes)`, extra cap 0 = VSpace.
+    /// Frame: `(address, rights, attributes)`, extra cap 0 = VSpace (maps
+    /// at a virtual address) or GuestSpace (at a guest-physical address).
     FrameMap = 40,
     /// Frame: no arguments. Removes this capability's mapping.
     FrameUnmap = 41,
     /// Frame: no arguments. Replies with the physical address.
     FrameGetAddress = 42,
 
-    /// PageTable: `(vaddr)`, extra cap 0 = VSpace. Installs the table at the
-    /// first level of `vaddr`'s walk that has no table yet.
+    /// PageTable: `(address)`, extra cap 0 = VSpace or GuestSpace. Installs
+    /// the table at the first level of the address's walk that has no table.
     PageTableMap = 50,
     /// PageTable: no arguments.
     PageTableUnmap = 51,
@@ -95,11 +96,21 @@ pub enum Label {
     /// reply) and replies `[lost, count, records…]`, each record being
     /// `[sequence, kind, thread, object, detail, reason]`.
     AuditRead = 80,
+
+    /// Vcpu: extra cap 0 = TCB. The thread runs as this virtual CPU (its
+    /// VSpace slot must then hold a GuestSpace); a Vcpu and a TCB bind to
+    /// one partner at a time.
+    VcpuSetTcb = 90,
+    /// Vcpu: `(register)`. Replies with the register's value (indices in
+    /// [`crate::vcpu`], per architecture).
+    VcpuReadRegister = 91,
+    /// Vcpu: `(register, value)`.
+    VcpuWriteRegister = 92,
 }
 
 impl Label {
     /// Every label.
-    pub const ALL: [Label; 27] = [
+    pub const ALL: [Label; 30] = [
         Label::UntypedRetype,
         Label::CNodeCopy,
         Label::CNodeMint,
@@ -127,6 +138,9 @@ impl Label {
         Label::SchedContextBind,
         Label::SchedContextUnbind,
         Label::AuditRead,
+        Label::VcpuSetTcb,
+        Label::VcpuReadRegister,
+        Label::VcpuWriteRegister,
     ];
 
     /// Decodes a message label.
@@ -576,6 +590,26 @@ mod user {
     /// `IRQHandler::Ack`.
     pub fn irq_handler_ack(handler: u64) -> Result<(), Error> {
         unit(invoke(handler, Label::IrqHandlerAck, &[], &[]))
+    }
+
+    /// `Vcpu::SetTcb`: `tcb` runs as this virtual CPU.
+    pub fn vcpu_set_tcb(vcpu: u64, tcb: u64) -> Result<(), Error> {
+        unit(invoke(vcpu, Label::VcpuSetTcb, &[], &[tcb]))
+    }
+
+    /// `Vcpu::ReadRegister`.
+    pub fn vcpu_read_register(vcpu: u64, register: u64) -> Result<u64, Error> {
+        invoke(vcpu, Label::VcpuReadRegister, &[register], &[]).map(|r| r.words[0])
+    }
+
+    /// `Vcpu::WriteRegister`.
+    pub fn vcpu_write_register(vcpu: u64, register: u64, value: u64) -> Result<(), Error> {
+        unit(invoke(
+            vcpu,
+            Label::VcpuWriteRegister,
+            &[register, value],
+            &[],
+        ))
     }
 }
 

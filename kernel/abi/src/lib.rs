@@ -16,6 +16,7 @@ pub mod ipc;
 pub mod message;
 pub mod object;
 pub mod syscall;
+pub mod vcpu;
 
 #[cfg(all(feature = "rt", target_os = "none"))]
 pub mod rt;

@@ -28,6 +28,11 @@ pub enum ObjectType {
     PageTable = 9,
     /// The top-level translation table of a user address space.
     VSpace = 10,
+    /// The top-level translation table of a guest-physical address space
+    /// (arm64: stage-2, 39-bit IPA; x86_64: EPT), with its VMID.
+    GuestSpace = 11,
+    /// A virtual CPU: the guest-kernel register state a TCB runs with.
+    Vcpu = 12,
 }
 
 /// log2 of the size of one capability slot in bytes.
@@ -38,12 +43,15 @@ pub const MIN_UNTYPED_BITS: u8 = 4;
 pub const MAX_UNTYPED_BITS: u8 = 47;
 /// Largest CNode radix (2^24 slots = 1 GiB of slots).
 pub const MAX_CNODE_RADIX: u8 = 24;
+/// log2 of the size of a Vcpu object (the architecture's guest register
+/// file must fit).
+pub const VCPU_BITS: u8 = 10;
 /// Most objects one retype may create.
 pub const MAX_RETYPE_COUNT: u64 = 256;
 
 impl ObjectType {
     /// Every object type, in ABI order.
-    pub const ALL: [ObjectType; 11] = [
+    pub const ALL: [ObjectType; 13] = [
         ObjectType::Untyped,
         ObjectType::Tcb,
         ObjectType::Endpoint,
@@ -55,6 +63,8 @@ impl ObjectType {
         ObjectType::Frame2M,
         ObjectType::PageTable,
         ObjectType::VSpace,
+        ObjectType::GuestSpace,
+        ObjectType::Vcpu,
     ];
 
     /// Decodes an ABI word.
@@ -85,7 +95,11 @@ impl ObjectType {
             ObjectType::Notification => fixed(6),
             ObjectType::Reply => fixed(5),
             ObjectType::SchedContext => fixed(8),
-            ObjectType::Frame4K | ObjectType::PageTable | ObjectType::VSpace => fixed(12),
+            ObjectType::Frame4K
+            | ObjectType::PageTable
+            | ObjectType::VSpace
+            | ObjectType::GuestSpace => fixed(12),
+            ObjectType::Vcpu => fixed(VCPU_BITS),
             ObjectType::Frame2M => fixed(21),
         }
     }
@@ -148,6 +162,6 @@ mod tests {
         for (i, t) in ObjectType::ALL.iter().enumerate() {
             assert_eq!(ObjectType::from_word(i as u64), Some(*t));
         }
-        assert_eq!(ObjectType::from_word(11), None);
+        assert_eq!(ObjectType::from_word(13), None);
     }
 }

@@ -187,6 +187,23 @@ pub enum Cap {
         /// Rights (`WRITE` to map into it).
         rights: CapRights,
     },
+    /// A guest-physical address space (top-level stage-2/EPT table), with
+    /// its VMID (drawn from the same pool as ASIDs).
+    GuestSpace {
+        /// The top-level table.
+        ptr: PhysAddr,
+        /// Its identifier (the VMID).
+        vmid: Asid,
+        /// Rights (`WRITE` to map into it).
+        rights: CapRights,
+    },
+    /// A virtual CPU.
+    Vcpu {
+        /// The Vcpu object.
+        ptr: PhysAddr,
+        /// Rights (`READ` to read registers, `WRITE` to change them or bind).
+        rights: CapRights,
+    },
     /// The right to create IRQ handler capabilities (no object).
     IrqControl,
     /// The right to read the kernel's audit stream (no object).
@@ -237,6 +254,8 @@ impl Cap {
             } => ObjectType::Frame2M,
             Cap::PageTable { .. } => ObjectType::PageTable,
             Cap::VSpace { .. } => ObjectType::VSpace,
+            Cap::GuestSpace { .. } => ObjectType::GuestSpace,
+            Cap::Vcpu { .. } => ObjectType::Vcpu,
             _ => return None,
         })
     }
@@ -258,7 +277,9 @@ impl Cap {
             | Cap::Reply { ptr, .. }
             | Cap::SchedContext { ptr, .. }
             | Cap::PageTable { ptr, .. }
-            | Cap::VSpace { ptr, .. } => Some((ptr, bits(self.object_type()?, 0)?)),
+            | Cap::VSpace { ptr, .. }
+            | Cap::GuestSpace { ptr, .. }
+            | Cap::Vcpu { ptr, .. } => Some((ptr, bits(self.object_type()?, 0)?)),
             _ => None,
         }
     }
@@ -275,6 +296,8 @@ impl Cap {
             | Cap::SchedContext { rights, .. }
             | Cap::Frame { rights, .. }
             | Cap::VSpace { rights, .. }
+            | Cap::GuestSpace { rights, .. }
+            | Cap::Vcpu { rights, .. }
             | Cap::AuditLog { rights } => rights,
             Cap::Null | Cap::Zombie { .. } => CapRights::empty(),
             _ => CapRights::ALL,
@@ -292,6 +315,8 @@ impl Cap {
             | Cap::SchedContext { rights, .. }
             | Cap::Frame { rights, .. }
             | Cap::VSpace { rights, .. }
+            | Cap::GuestSpace { rights, .. }
+            | Cap::Vcpu { rights, .. }
             | Cap::AuditLog { rights } => *rights &= mask,
             _ => {}
         }

@@ -5,7 +5,8 @@
 //! that everything made from an untyped lies below its watermark, that
 //! endpoint and notification queues are well formed and hold exactly the
 //! threads blocked on them, that every thread's state matches where it is
-//! queued, and that the ready and release queues are consistent.
+//! queued, that Vcpu and thread bindings are mutual, and that the ready and
+//! release queues are consistent.
 
 use crate::{
     PhysAddr,
@@ -86,6 +87,12 @@ impl<M: Machine> Kernel<M> {
                     }
                     Cap::Endpoint { ptr, .. } => self.check_endpoint(ptr)?,
                     Cap::Notification { ptr, .. } => self.check_notification(ptr)?,
+                    Cap::Vcpu { ptr, .. } => {
+                        let t = self.machine.vcpu_mut(ptr).tcb;
+                        if t.0 != 0 && self.machine.tcb(t).vcpu != ptr {
+                            return Err("a Vcpu's thread is bound to another Vcpu");
+                        }
+                    }
                     _ => {}
                 }
                 for (ptr, radix) in containers.into_iter().flatten() {
@@ -147,7 +154,10 @@ impl<M: Machine> Kernel<M> {
 
     fn check_thread(&mut self, t: PhysAddr) -> Result<(), &'static str> {
         let tcb = self.machine.tcb(t);
-        let (state, on, queued) = (tcb.state, tcb.blocked_on, tcb.queued);
+        let (state, on, queued, vcpu) = (tcb.state, tcb.blocked_on, tcb.queued, tcb.vcpu);
+        if vcpu.0 != 0 && self.machine.vcpu_mut(vcpu).tcb != t {
+            return Err("a thread's Vcpu is bound to another thread");
+        }
         if queued && (state != ThreadState::Runnable || self.current == Some(t)) {
             return Err("a queued thread is not runnable, or is the running thread");
         }

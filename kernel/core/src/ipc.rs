@@ -420,10 +420,39 @@ impl<M: Machine> Kernel<M> {
             return;
         }
         let fault = self.machine.tcb(caller).ipc_flags & ipc_flags::FAULT != 0;
-        if !fault {
+        if fault {
+            self.apply_fault_reply(t, caller);
+        } else {
             self.transfer(t, caller, None, 0, false);
         }
         self.wake(caller);
+    }
+
+    /// What a fault handler's reply asks for (`skyscope_abi::fault::REPLY_*`
+    /// in word 0): step past the faulting instruction, set a register.
+    fn apply_fault_reply(&mut self, handler: PhysAddr, faulted: PhysAddr) {
+        use skyscope_abi::{fault, invocation::REGISTER_COUNT};
+        let context = &self.machine.tcb(handler).context;
+        let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));
+        let word = |i: usize| {
+            if info.length() > i {
+                context.arg(regs::FIRST_MESSAGE_REGISTER + i)
+            } else {
+                0
+            }
+        };
+        let (flags, register, value) = (word(0), word(1), word(2));
+        let target = &mut self.machine.tcb_mut(faulted).context;
+        if flags & fault::REPLY_SET_REGISTER != 0
+            && info.length() >= 3
+            && let Ok(index) = usize::try_from(register)
+            && index < REGISTER_COUNT
+        {
+            target.set_register(index, value);
+        }
+        if flags & fault::REPLY_SKIP_INSTRUCTION != 0 {
+            target.skip_instruction();
+        }
     }
 
     /// The caller waiting on a reply that will never come.

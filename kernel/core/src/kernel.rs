@@ -2,7 +2,7 @@
 
 use crate::{
     PhysAddr,
-    cap::{ASID_COUNT, Asid, Cap, ContainerKind, SlotRef},
+    cap::{ASID_COUNT, Cap, ContainerKind, SlotRef},
     cspace,
     machine::Machine,
     object::tcb,
@@ -106,8 +106,10 @@ pub struct Kernel<M: Machine> {
     pub scheduler: Scheduler,
     /// The running thread.
     pub current: Option<PhysAddr>,
-    /// VSpace top-level table per ASID (0 = free).
+    /// Top-level table per address-space identifier (0 = free).
     pub(crate) asids: [PhysAddr; ASID_COUNT],
+    /// Bit per identifier: it names a GuestSpace (else a VSpace).
+    pub(crate) guest_ids: [u64; ASID_COUNT / 64],
     /// Bit per IRQ line: a handler capability exists.
     pub(crate) irq_issued: [u64; MAX_IRQS / 64],
     watched: [SlotRef; WATCH_SLOTS],
@@ -138,6 +140,7 @@ impl<M: Machine> Kernel<M> {
             scheduler: Scheduler::new(),
             current: None,
             asids: [PhysAddr(0); ASID_COUNT],
+            guest_ids: [0; ASID_COUNT / 64],
             irq_issued: [0; MAX_IRQS / 64],
             watched: [SlotRef::NONE; WATCH_SLOTS],
             watched_dead: [false; WATCH_SLOTS],
@@ -186,12 +189,15 @@ impl<M: Machine> Kernel<M> {
             Cap::SchedControl => self.invoke_sched_control(inv),
             Cap::AuditLog { rights } => self.invoke_audit_log(rights, inv),
             Cap::SchedContext { ptr, rights } => self.invoke_sched_context(ptr, rights, inv),
+            Cap::Vcpu { ptr, rights } => self.invoke_vcpu(ptr, rights, inv),
             // Endpoints, notifications and replies are used through the
-            // IPC syscalls; a VSpace is only ever a target of `Map`.
+            // IPC syscalls; VSpaces and GuestSpaces are only ever targets
+            // of `Map`.
             Cap::Endpoint { .. }
             | Cap::Notification { .. }
             | Cap::Reply { .. }
-            | Cap::VSpace { .. } => Err(Error::IllegalOperation),
+            | Cap::VSpace { .. }
+            | Cap::GuestSpace { .. } => Err(Error::IllegalOperation),
         }
     }
 
@@ -282,10 +288,10 @@ impl<M: Machine> Kernel<M> {
                 mapping,
                 ..
             } => {
-                if let Some((asid, vaddr)) = mapping.get()
-                    && let Some(vspace) = self.vspace_of(asid)
+                if let Some((id, vaddr)) = mapping.get()
+                    && let Some(space) = self.space_of(id)
                 {
-                    self.machine.unmap_frame(vspace, asid, vaddr, base, size);
+                    self.machine.unmap_frame(space, vaddr, base, size);
                 }
             }
             Cap::PageTable {
@@ -293,16 +299,16 @@ impl<M: Machine> Kernel<M> {
                 mapping,
                 level,
             } => {
-                if let Some((asid, vaddr)) = mapping.get()
-                    && let Some(vspace) = self.vspace_of(asid)
+                if let Some((id, vaddr)) = mapping.get()
+                    && let Some(space) = self.space_of(id)
                 {
-                    self.machine.unmap_table(vspace, asid, vaddr, level, ptr);
+                    self.machine.unmap_table(space, vaddr, level, ptr);
                 }
             }
-            Cap::VSpace { asid, .. } if last => {
-                self.asids[usize::from(asid)] = PhysAddr(0);
-                self.machine.flush_asid(asid);
+            Cap::VSpace { asid: id, .. } | Cap::GuestSpace { vmid: id, .. } if last => {
+                self.release_space(id);
             }
+            Cap::Vcpu { ptr, .. } if last => self.retire_vcpu(ptr),
             Cap::IrqHandler { irq } if last => self.release_irq(irq),
             Cap::Tcb { ptr, .. } if last => self.retire_thread(ptr),
             Cap::Endpoint { ptr, .. } if last => self.cancel_endpoint(ptr),
@@ -334,12 +340,6 @@ impl<M: Machine> Kernel<M> {
             self.machine.destroy_object(ty, base, bits);
             self.counters.objects_destroyed += 1;
         }
-    }
-
-    /// The VSpace an ASID currently names.
-    pub(crate) fn vspace_of(&self, asid: Asid) -> Option<PhysAddr> {
-        let v = *self.asids.get(usize::from(asid))?;
-        (v.0 != 0).then_some(v)
     }
 
     fn container_slots(ptr: PhysAddr, kind: ContainerKind) -> (u64, u64) {

@@ -21,6 +21,9 @@ pub trait ThreadContext: Copy + Default {
     /// Sets register `index` (ABI order); the architecture may sanitise
     /// the value (e.g. keep only the condition flags of the status word).
     fn set_register(&mut self, index: usize, value: u64);
+    /// Moves the program counter past the instruction at it (the
+    /// architecture knows its length).
+    fn skip_instruction(&mut self);
 
     /// Syscall register `i` (`skyscope_abi::regs`: 0 capability/badge,
     /// 1 message info, 2..6 message words, 6 reply capability/status).
@@ -55,6 +58,26 @@ pub struct Access {
     pub execute: bool,
     /// Device memory.
     pub device: bool,
+}
+
+/// The translation format of an address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpaceKind {
+    /// A user address space of native threads (stage 1, tagged by ASID).
+    User,
+    /// A guest-physical address space (stage 2 / EPT, tagged by VMID).
+    Guest,
+}
+
+/// An address space as the machine sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressSpace {
+    /// The top-level table.
+    pub root: PhysAddr,
+    /// Its tag: the ASID of a user space, the VMID of a guest space.
+    pub id: Asid,
+    /// Its format.
+    pub kind: SpaceKind,
 }
 
 /// Why an address-space operation failed.
@@ -100,12 +123,11 @@ pub trait Machine: SlotStore {
     /// The object at `base` is gone; its memory goes back to its untyped.
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
 
-    /// Maps `frame` at `vaddr` in the address space whose top-level table
-    /// is `vspace`.
+    /// Maps `frame` at `vaddr` (a guest-physical address in a guest space)
+    /// in `space`.
     fn map_frame(
         &mut self,
-        vspace: PhysAddr,
-        asid: Asid,
+        space: AddressSpace,
         vaddr: u64,
         frame: PhysAddr,
         size: FrameSize,
@@ -113,26 +135,24 @@ pub trait Machine: SlotStore {
     ) -> Result<(), MapError>;
     /// Removes the mapping at `vaddr` if it maps `frame` (it may have been
     /// replaced after its page table was deleted), and flushes the TLB.
-    fn unmap_frame(
-        &mut self,
-        vspace: PhysAddr,
-        asid: Asid,
-        vaddr: u64,
-        frame: PhysAddr,
-        size: FrameSize,
-    );
+    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize);
     /// Installs the table `table` at the first level of `vaddr`'s walk
     /// that has none; returns that level.
-    fn map_table(&mut self, vspace: PhysAddr, vaddr: u64, table: PhysAddr) -> Result<u8, MapError>;
+    fn map_table(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        table: PhysAddr,
+    ) -> Result<u8, MapError>;
     /// Whether the kernel keeps interrupt `irq` for itself (or it does not exist).
     fn irq_reserved(&self, irq: u16) -> bool;
     /// Masks or unmasks interrupt `irq` at the interrupt controller.
     fn set_irq_enabled(&mut self, irq: u16, enabled: bool);
     /// Removes `table` from `level` of `vaddr`'s walk if it is installed
     /// there, and flushes the TLB.
-    fn unmap_table(&mut self, vspace: PhysAddr, asid: Asid, vaddr: u64, level: u8, table: PhysAddr);
-    /// Forgets every TLB entry tagged with `asid`.
-    fn flush_asid(&mut self, asid: Asid);
+    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr);
+    /// Forgets every TLB entry of `space` (it is being destroyed).
+    fn flush_space(&mut self, space: AddressSpace);
 
     /// Reads words of RAM at `pa` (an IPC buffer inside a frame).
     fn read_words(&self, pa: PhysAddr, out: &mut [u64]);
@@ -159,4 +179,20 @@ pub trait Machine: SlotStore {
     /// The scheduling context at `p`, mutably.
     fn sched_context_mut(&mut self, p: PhysAddr)
     -> &mut crate::object::sched_context::SchedContext;
+
+    /// The architecture-neutral part of the Vcpu at `p`.
+    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu;
+    /// Reads (`value` = `None`) or writes one architectural register of the
+    /// Vcpu at `p` (index per `skyscope_abi::vcpu`); returns the value read
+    /// or written. Registers that live in the bound thread's context (the
+    /// guest PSTATE) are reached through `bound`, the bound TCB, if any.
+    /// The Vcpu may be loaded in the CPU: the machine reads and writes the
+    /// live registers then.
+    fn vcpu_register(
+        &mut self,
+        p: PhysAddr,
+        bound: Option<PhysAddr>,
+        index: u64,
+        value: Option<u64>,
+    ) -> Result<u64, skyscope_abi::Error>;
 }

@@ -6,9 +6,9 @@ extern crate std;
 
 use crate::{
     PhysAddr,
-    cap::{Asid, Cap, FrameSize, SlotRef},
+    cap::{Cap, FrameSize, SlotRef},
     kernel::{Invocation, Kernel, Reply},
-    machine::{Access, Machine, MapError, ThreadContext},
+    machine::{Access, AddressSpace, Machine, MapError, ThreadContext},
     object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
     slot::{SLOT_BITS, Slot, SlotStore},
 };
@@ -35,6 +35,9 @@ impl ThreadContext for TestContext {
     fn set_register(&mut self, index: usize, value: u64) {
         self.0[index] = value;
     }
+    fn skip_instruction(&mut self) {
+        self.0[skyscope_abi::invocation::REG_PC] += 4;
+    }
 }
 
 /// A translation-table entry in the simulated MMU.
@@ -57,6 +60,8 @@ pub struct HostMachine {
     notifications: BTreeMap<u64, Notification>,
     replies: BTreeMap<u64, crate::object::reply::Reply>,
     sched_contexts: BTreeMap<u64, crate::object::sched_context::SchedContext>,
+    /// Vcpus: the neutral head and a small register file.
+    vcpus: BTreeMap<u64, (crate::object::vcpu::Vcpu, [u64; HOST_VCPU_REGISTERS])>,
     /// Words of RAM written through `write_words` (IPC buffers).
     pub memory: BTreeMap<u64, u64>,
     /// The counter `now()` returns; tests advance it.
@@ -78,6 +83,8 @@ pub struct HostMachine {
 }
 
 const VA_LIMIT: u64 = 1 << 39;
+/// Registers of a host-model Vcpu (indices beyond are invalid).
+pub const HOST_VCPU_REGISTERS: usize = 8;
 
 fn level_shift(level: u8) -> u32 {
     12 + 9 * (3 - u32::from(level))
@@ -214,6 +221,9 @@ impl Machine for HostMachine {
             ObjectType::SchedContext => {
                 self.sched_contexts.insert(base.0, Default::default());
             }
+            ObjectType::Vcpu => {
+                self.vcpus.insert(base.0, Default::default());
+            }
             _ => {}
         }
         // Fresh objects and frames are zeroed.
@@ -278,7 +288,11 @@ impl Machine for HostMachine {
                     "sched context destroyed while bound"
                 );
             }
-            ObjectType::VSpace => self.remove_entries_of_vspace(base.0),
+            ObjectType::VSpace | ObjectType::GuestSpace => self.remove_entries_of_vspace(base.0),
+            ObjectType::Vcpu => {
+                let (v, _) = self.vcpus.remove(&base.0).expect("vcpu");
+                assert_eq!(v.tcb.0, 0, "vcpu destroyed while bound");
+            }
             ObjectType::PageTable => {
                 assert!(
                     !self.tables.contains_key(&base.0),
@@ -292,13 +306,13 @@ impl Machine for HostMachine {
 
     fn map_frame(
         &mut self,
-        vspace: PhysAddr,
-        _asid: Asid,
+        space: AddressSpace,
         vaddr: u64,
         frame: PhysAddr,
         size: FrameSize,
         _access: Access,
     ) -> Result<(), MapError> {
+        let vspace = space.root;
         if vaddr >= VA_LIMIT || !vaddr.is_multiple_of(size.bytes()) {
             return Err(MapError::BadAddress);
         }
@@ -321,14 +335,8 @@ impl Machine for HostMachine {
         Ok(())
     }
 
-    fn unmap_frame(
-        &mut self,
-        vspace: PhysAddr,
-        _asid: Asid,
-        vaddr: u64,
-        frame: PhysAddr,
-        size: FrameSize,
-    ) {
+    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize) {
+        let vspace = space.root;
         let leaf = if size == FrameSize::Small { 3 } else { 2 };
         let key = (vspace.0, leaf, vaddr >> level_shift(leaf));
         if self.entries.get(&key) == Some(&Entry::Frame(frame, size)) {
@@ -336,7 +344,13 @@ impl Machine for HostMachine {
         }
     }
 
-    fn map_table(&mut self, vspace: PhysAddr, vaddr: u64, table: PhysAddr) -> Result<u8, MapError> {
+    fn map_table(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        table: PhysAddr,
+    ) -> Result<u8, MapError> {
+        let vspace = space.root;
         if vaddr >= VA_LIMIT {
             return Err(MapError::BadAddress);
         }
@@ -356,14 +370,8 @@ impl Machine for HostMachine {
         Err(MapError::AlreadyMapped)
     }
 
-    fn unmap_table(
-        &mut self,
-        vspace: PhysAddr,
-        _asid: Asid,
-        vaddr: u64,
-        level: u8,
-        table: PhysAddr,
-    ) {
+    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
+        let vspace = space.root;
         let key = (vspace.0, level - 1, vaddr >> level_shift(level - 1));
         if self.entries.get(&key) == Some(&Entry::Table(table)) {
             self.entries.remove(&key);
@@ -385,7 +393,7 @@ impl Machine for HostMachine {
         }
     }
 
-    fn flush_asid(&mut self, _asid: Asid) {}
+    fn flush_space(&mut self, _space: AddressSpace) {}
 
     fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
         for (i, w) in out.iter_mut().enumerate() {
@@ -409,6 +417,35 @@ impl Machine for HostMachine {
 
     fn counter_frequency(&self) -> u64 {
         1_000_000_000
+    }
+
+    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu {
+        &mut self
+            .vcpus
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent vcpu {p:?}"))
+            .0
+    }
+
+    fn vcpu_register(
+        &mut self,
+        p: PhysAddr,
+        _bound: Option<PhysAddr>,
+        index: u64,
+        value: Option<u64>,
+    ) -> Result<u64, Error> {
+        let (_, registers) = self
+            .vcpus
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent vcpu {p:?}"));
+        let register = usize::try_from(index)
+            .ok()
+            .and_then(|i| registers.get_mut(i))
+            .ok_or(Error::InvalidArgument)?;
+        if let Some(v) = value {
+            *register = v;
+        }
+        Ok(*register)
     }
 
     fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply {
@@ -705,6 +742,13 @@ impl World {
     pub fn regs(&self, t: Thread) -> [u64; 7] {
         let c = self.kernel.machine.tcb(t.tcb).context;
         core::array::from_fn(|i| c.arg(i))
+    }
+
+    /// Asserts the kernel invariants over everything the root CNode reaches.
+    pub fn invariants(&mut self) {
+        if let Err(e) = self.kernel.check_invariants(&[Self::root_cap()]) {
+            panic!("invariant violated: {e}");
+        }
     }
 
     /// Thread `t`'s run state.

@@ -7,7 +7,7 @@
 use crate::{
     cap::{Cap, Mapping, SlotRef},
     kernel::{Invocation, Kernel, Reply},
-    machine::{Access, Machine},
+    machine::{Access, Machine, SpaceKind},
 };
 use skyscope_abi::{
     CapRights, Error, Label,
@@ -35,11 +35,11 @@ impl<M: Machine> Kernel<M> {
                 let vaddr = inv.arg(0)?;
                 let requested = CapRights::from_word(inv.arg(1)?);
                 let attributes = inv.arg(2)?;
-                let (vspace_cap, _) = inv.extra_cap(0)?;
+                let (space_cap, _) = inv.extra_cap(0)?;
                 if mapping != Mapping::NONE {
                     return Err(Error::IllegalOperation);
                 }
-                let (vspace, asid) = self.writable_vspace(&vspace_cap)?;
+                let space = self.writable_space(&space_cap)?;
                 if !rights.contains(CapRights::READ) || !requested.contains(CapRights::READ) {
                     return Err(Error::InsufficientRights);
                 }
@@ -52,24 +52,26 @@ impl<M: Machine> Kernel<M> {
                     execute: attributes & MAP_EXECUTE != 0,
                     device: device || attributes & MAP_DEVICE != 0,
                 };
-                if access.write && access.execute {
-                    return Err(Error::InvalidArgument); // W^X: never both
+                // W^X for native threads: never both. A guest's memory is
+                // both (its kernel loads and runs code); the guest's own
+                // stage-1 tables enforce its policy.
+                if access.write && access.execute && space.kind == SpaceKind::User {
+                    return Err(Error::InvalidArgument);
                 }
                 if access.execute && access.device {
                     return Err(Error::InvalidArgument);
                 }
-                self.machine
-                    .map_frame(vspace, asid, vaddr, base, size, access)?;
+                self.machine.map_frame(space, vaddr, base, size, access)?;
                 if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
-                    *mapping = Mapping::new(asid, vaddr);
+                    *mapping = Mapping::new(space.id, vaddr);
                 }
                 Ok(Reply::empty())
             }
             Some(Label::FrameUnmap) => {
-                if let Some((asid, vaddr)) = mapping.get()
-                    && let Some(vspace) = self.vspace_of(asid)
+                if let Some((id, vaddr)) = mapping.get()
+                    && let Some(space) = self.space_of(id)
                 {
-                    self.machine.unmap_frame(vspace, asid, vaddr, base, size);
+                    self.machine.unmap_frame(space, vaddr, base, size);
                 }
                 if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
                     *mapping = Mapping::NONE;
@@ -79,26 +81,5 @@ impl<M: Machine> Kernel<M> {
             Some(Label::FrameGetAddress) => Ok(Reply::word(base.0)),
             _ => Err(Error::IllegalOperation),
         }
-    }
-
-    /// The table and ASID of a VSpace capability that allows mapping.
-    pub(crate) fn writable_vspace(
-        &self,
-        cap: &Cap,
-    ) -> Result<(crate::PhysAddr, crate::cap::Asid), Error> {
-        let Cap::VSpace { ptr, asid, rights } = *cap else {
-            return Err(if cap.is_null() {
-                Error::InvalidCapability
-            } else {
-                Error::WrongType
-            });
-        };
-        if !rights.contains(CapRights::WRITE) {
-            return Err(Error::InsufficientRights);
-        }
-        if self.vspace_of(asid) != Some(ptr) {
-            return Err(Error::InvalidCapability);
-        }
-        Ok((ptr, asid))
     }
 }

@@ -6,6 +6,7 @@
 pub mod cnode;
 pub mod endpoint;
 pub mod frame;
+pub mod guest_space;
 pub mod irq;
 pub mod notification;
 pub mod page_table;
@@ -13,4 +14,5 @@ pub mod reply;
 pub mod sched_context;
 pub mod tcb;
 pub mod untyped;
+pub mod vcpu;
 pub mod vspace;

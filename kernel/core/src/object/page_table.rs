@@ -2,7 +2,9 @@
 //!
 //! The kernel allocates no memory of its own for address spaces: before a
 //! frame can be mapped, user space retypes page tables from untyped memory
-//! and installs them along the walk to the frame's address.
+//! and installs them along the walk to the frame's address. The same
+//! tables serve VSpaces and GuestSpaces; which format their entries take
+//! is decided by the space they are installed in.
 
 use crate::{
     cap::{Cap, Mapping, SlotRef},
@@ -28,24 +30,24 @@ impl<M: Machine> Kernel<M> {
         match Label::from_word(inv.label) {
             Some(Label::PageTableMap) => {
                 let vaddr = inv.arg(0)? & !0xfff;
-                let (vspace_cap, _) = inv.extra_cap(0)?;
+                let (space_cap, _) = inv.extra_cap(0)?;
                 if mapping != Mapping::NONE {
                     return Err(Error::IllegalOperation);
                 }
-                let (vspace, asid) = self.writable_vspace(&vspace_cap)?;
-                let level = self.machine.map_table(vspace, vaddr, ptr)?;
+                let space = self.writable_space(&space_cap)?;
+                let level = self.machine.map_table(space, vaddr, ptr)?;
                 self.machine.slot_mut(slot).cap = Cap::PageTable {
                     ptr,
-                    mapping: Mapping::new(asid, vaddr),
+                    mapping: Mapping::new(space.id, vaddr),
                     level,
                 };
                 Ok(Reply::empty())
             }
             Some(Label::PageTableUnmap) => {
-                if let Some((asid, vaddr)) = mapping.get()
-                    && let Some(vspace) = self.vspace_of(asid)
+                if let Some((id, vaddr)) = mapping.get()
+                    && let Some(space) = self.space_of(id)
                 {
-                    self.machine.unmap_table(vspace, asid, vaddr, level, ptr);
+                    self.machine.unmap_table(space, vaddr, level, ptr);
                 }
                 self.machine.slot_mut(slot).cap = Cap::PageTable {
                     ptr,

@@ -91,6 +91,8 @@ pub struct Tcb<C> {
     pub bound_notification: PhysAddr,
     /// Scheduling context the thread runs on (0 = none: not scheduled).
     pub sched_context: PhysAddr,
+    /// Vcpu the thread runs as (0 = none: a native thread).
+    pub vcpu: PhysAddr,
     /// Fault message label while a fault is being delivered.
     pub fault_label: u64,
     /// Fault message words.
@@ -212,7 +214,9 @@ impl<M: Machine> Kernel<M> {
         let ipc_buffer = inv.arg(3)?;
         let (cspace, cspace_src) = inv.extra_cap(0)?;
         let (vspace, vspace_src) = inv.extra_cap(1)?;
-        if !matches!(cspace, Cap::CNode { .. }) || !matches!(vspace, Cap::VSpace { .. }) {
+        if !matches!(cspace, Cap::CNode { .. })
+            || !matches!(vspace, Cap::VSpace { .. } | Cap::GuestSpace { .. })
+        {
             return Err(Error::WrongType);
         }
         let cspace = cspace.derive()?.with_data(guard_word)?;
@@ -307,14 +311,10 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Makes a configured thread runnable (it runs once it has a
-    /// scheduling context with budget).
+    /// scheduling context with budget). Its address space must fit its
+    /// kind: a VSpace for a native thread, a GuestSpace for a Vcpu's.
     pub fn resume(&mut self, tcb: PhysAddr) -> Result<(), Error> {
-        if self
-            .machine
-            .slot(slot_ref(tcb, slots::VSPACE))
-            .cap
-            .is_null()
-        {
+        if self.thread_space(tcb).is_err() {
             return Err(Error::IllegalOperation);
         }
         if self.machine.tcb(tcb).state == ThreadState::Inactive {
@@ -354,6 +354,10 @@ impl<M: Machine> Kernel<M> {
         let sc = self.machine.tcb(tcb).sched_context;
         if sc.0 != 0 {
             self.unbind_sched_context(sc);
+        }
+        let vcpu = self.machine.tcb(tcb).vcpu;
+        if vcpu.0 != 0 {
+            self.dissociate_vcpu(vcpu, false);
         }
     }
 

@@ -11,7 +11,7 @@ use crate::{
     PhysAddr,
     cap::{Asid, Cap, FrameSize, Mapping, SlotRef},
     kernel::{Invocation, Kernel, Reply},
-    machine::Machine,
+    machine::{Machine, SpaceKind},
     slot::{self, SLOT_BITS},
 };
 use skyscope_abi::{
@@ -70,6 +70,12 @@ fn new_object_cap(ty: ObjectType, base: PhysAddr, size_bits: u8, device: bool, a
             asid,
             rights,
         },
+        ObjectType::GuestSpace => Cap::GuestSpace {
+            ptr: base,
+            vmid: asid,
+            rights,
+        },
+        ObjectType::Vcpu => Cap::Vcpu { ptr: base, rights },
     }
 }
 
@@ -172,7 +178,8 @@ impl<M: Machine> Kernel<M> {
             .checked_add(count << bits)
             .filter(|&e| e <= base.0 + (1u64 << size_bits))
             .ok_or(Error::NotEnoughMemory)?;
-        if ty == ObjectType::VSpace && self.free_asids() < count {
+        let tagged = matches!(ty, ObjectType::VSpace | ObjectType::GuestSpace);
+        if tagged && self.free_asids() < count {
             return Err(Error::NotEnoughMemory);
         }
         debug_assert!(bits >= MIN_UNTYPED_BITS);
@@ -184,10 +191,10 @@ impl<M: Machine> Kernel<M> {
             let object = PhysAddr(start + (i << bits));
             self.machine.create_object(ty, object, bits, device);
             self.counters.objects_created += 1;
-            let asid = if ty == ObjectType::VSpace {
-                self.allocate_asid(object)
-            } else {
-                0
+            let asid = match ty {
+                ObjectType::VSpace => self.allocate_asid(object, SpaceKind::User),
+                ObjectType::GuestSpace => self.allocate_asid(object, SpaceKind::Guest),
+                _ => 0,
             };
             let cap = new_object_cap(ty, object, bits, device, asid);
             self.install_original(ut_slot, dest(i), cap);

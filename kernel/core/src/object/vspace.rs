@@ -1,35 +1,86 @@
-//! VSpaces: user address spaces, each tagged with an ASID.
+//! VSpaces: user address spaces, each tagged with an ASID; and the table
+//! of address-space identifiers they share with GuestSpaces.
 //!
-//! The kernel assigns the ASID when the VSpace is created and frees it
-//! when the last capability to it goes; mappings made through frame and
-//! page-table capabilities name their VSpace by ASID, so a mapping into a
-//! deleted VSpace is recognised and ignored.
+//! The kernel assigns the identifier when a VSpace or GuestSpace is created
+//! and frees it when the last capability to it goes; mappings made through
+//! frame and page-table capabilities name their space by identifier, so a
+//! mapping into a deleted space is recognised and ignored. One pool serves
+//! both kinds: an identifier is an ASID for a VSpace and a VMID for a
+//! GuestSpace, never both at once.
 
 use crate::{
     PhysAddr,
-    cap::{ASID_COUNT, Asid},
+    cap::{ASID_COUNT, Asid, Cap},
     kernel::Kernel,
-    machine::Machine,
+    machine::{AddressSpace, Machine, SpaceKind},
 };
+use skyscope_abi::{CapRights, Error};
 
 impl<M: Machine> Kernel<M> {
-    /// Number of ASIDs not in use (ASID 0 is never assigned).
+    /// Number of identifiers not in use (0 is never assigned).
     pub fn free_asids(&self) -> u64 {
         self.asids[1..].iter().filter(|v| v.0 == 0).count() as u64
     }
 
-    /// Assigns the lowest free ASID to the VSpace at `vspace`. Callers
+    /// Assigns the lowest free identifier to the space at `root`. Callers
     /// check [`Kernel::free_asids`] first.
-    pub(crate) fn allocate_asid(&mut self, vspace: PhysAddr) -> Asid {
+    pub(crate) fn allocate_asid(&mut self, root: PhysAddr, kind: SpaceKind) -> Asid {
         let asid = (1..ASID_COUNT).find(|&a| self.asids[a].0 == 0).unwrap_or(0);
         if asid != 0 {
-            self.asids[asid] = vspace;
+            self.asids[asid] = root;
+            let (word, bit) = (asid / 64, 1u64 << (asid % 64));
+            if kind == SpaceKind::Guest {
+                self.guest_ids[word] |= bit;
+            } else {
+                self.guest_ids[word] &= !bit;
+            }
         }
         asid as Asid
     }
 
     /// Records a VSpace made outside retype (the root task's, at boot).
     pub fn register_boot_vspace(&mut self, vspace: PhysAddr) -> Asid {
-        self.allocate_asid(vspace)
+        self.allocate_asid(vspace, SpaceKind::User)
+    }
+
+    /// The space an identifier currently names.
+    pub(crate) fn space_of(&self, id: Asid) -> Option<AddressSpace> {
+        let root = *self.asids.get(usize::from(id))?;
+        if root.0 == 0 {
+            return None;
+        }
+        let guest = self.guest_ids[usize::from(id) / 64] & (1 << (id % 64)) != 0;
+        let kind = if guest {
+            SpaceKind::Guest
+        } else {
+            SpaceKind::User
+        };
+        Some(AddressSpace { root, id, kind })
+    }
+
+    /// Frees the identifier of a space whose last capability is gone.
+    pub(crate) fn release_space(&mut self, id: Asid) {
+        if let Some(space) = self.space_of(id) {
+            self.asids[usize::from(id)] = PhysAddr(0);
+            self.machine.flush_space(space);
+        }
+    }
+
+    /// The space a VSpace or GuestSpace capability names, if it allows
+    /// mapping (`WRITE`) and still exists.
+    pub(crate) fn writable_space(&self, cap: &Cap) -> Result<AddressSpace, Error> {
+        let (ptr, id, rights) = match *cap {
+            Cap::VSpace { ptr, asid, rights } => (ptr, asid, rights),
+            Cap::GuestSpace { ptr, vmid, rights } => (ptr, vmid, rights),
+            Cap::Null => return Err(Error::InvalidCapability),
+            _ => return Err(Error::WrongType),
+        };
+        if !rights.contains(CapRights::WRITE) {
+            return Err(Error::InsufficientRights);
+        }
+        match self.space_of(id) {
+            Some(space) if space.root == ptr => Ok(space),
+            _ => Err(Error::InvalidCapability),
+        }
     }
 }

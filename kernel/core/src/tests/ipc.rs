@@ -252,6 +252,85 @@ fn faults_are_delivered_and_restarted_by_reply() {
 }
 
 #[test]
+fn a_fault_reply_can_skip_the_instruction_and_set_a_register() {
+    use crate::machine::ThreadContext;
+    use skyscope_abi::{
+        fault,
+        invocation::{REG_PC, REG_X0},
+    };
+    let (mut w, server, client) = pair();
+    let guard = skyscope_abi::invocation::guard_word(0, 64 - layout::ROOT_RADIX);
+    w.kernel.current = Some(client.tcb);
+    w.invoke_slot(
+        World::slot(client.slot),
+        Label::TcbConfigure,
+        &[EP, 100, guard, 0x1000],
+        &[
+            World::root_anchor(),
+            World::slot(60),
+            World::slot(client.slot + 1),
+        ],
+    )
+    .unwrap();
+    let context = |w: &World| w.kernel.machine.tcb(client.tcb).context;
+    w.kernel
+        .machine
+        .tcb_mut(client.tcb)
+        .context
+        .set_register(REG_PC, 0x40_0000);
+    w.syscall_as(server, Syscall::Recv, [EP, 0, 0, 0, 0, 0, REPLY]);
+    assert!(
+        w.kernel
+            .deliver_fault(client.tcb, fault::GUEST_EXIT, [0x40_0000, 0, 0, 0])
+    );
+    let flags = fault::REPLY_SKIP_INSTRUCTION | fault::REPLY_SET_REGISTER;
+    let reg = (REG_X0 + 3) as u64;
+    w.syscall_as(
+        server,
+        Syscall::Reply,
+        [0, info(0, 3, 0), flags, reg, 42, 0, REPLY],
+    );
+    assert_eq!(w.state(client), ThreadState::Runnable);
+    assert_eq!(context(&w).register(REG_PC), 0x40_0004);
+    assert_eq!(context(&w).register(REG_X0 + 3), 42);
+
+    // Setting a register takes three words; an out-of-range register is ignored.
+    w.syscall_as(server, Syscall::Recv, [EP, 0, 0, 0, 0, 0, REPLY]);
+    assert!(w.kernel.deliver_fault(client.tcb, fault::VM_FAULT, [0; 4]));
+    w.syscall_as(
+        server,
+        Syscall::Reply,
+        [
+            0,
+            info(0, 1, 0),
+            fault::REPLY_SET_REGISTER,
+            1 << 40,
+            7,
+            0,
+            REPLY,
+        ],
+    );
+    assert_eq!(context(&w).register(REG_PC), 0x40_0004);
+    w.syscall_as(server, Syscall::Recv, [EP, 0, 0, 0, 0, 0, REPLY]);
+    assert!(w.kernel.deliver_fault(client.tcb, fault::VM_FAULT, [0; 4]));
+    w.syscall_as(
+        server,
+        Syscall::Reply,
+        [
+            0,
+            info(0, 3, 0),
+            fault::REPLY_SET_REGISTER,
+            1 << 40,
+            7,
+            0,
+            REPLY,
+        ],
+    );
+    assert_eq!(w.state(client), ThreadState::Runnable);
+    assert_eq!(context(&w).register(REG_PC), 0x40_0004);
+}
+
+#[test]
 fn deleting_an_endpoint_cancels_waiters() {
     let (mut w, _server, client) = pair();
     w.syscall_as(client, Syscall::Send, [EP, info(1, 0, 0), 0, 0, 0, 0, 0]);

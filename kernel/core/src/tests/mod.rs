@@ -6,3 +6,4 @@ mod fastpath;
 mod ipc;
 mod model;
 mod objects;
+mod vcpu;

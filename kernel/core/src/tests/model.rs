@@ -100,6 +100,8 @@ fn object() -> impl Strategy<Value = (ObjectType, u64)> {
         1 => Just((ObjectType::Reply, 0)),
         1 => Just((ObjectType::SchedContext, 0)),
         1 => Just((ObjectType::VSpace, 0)),
+        1 => Just((ObjectType::GuestSpace, 0)),
+        1 => Just((ObjectType::Vcpu, 0)),
         1 => Just((ObjectType::PageTable, 0)),
         1 => Just((ObjectType::Untyped, 2)),
     ]
@@ -244,13 +246,22 @@ impl Model {
                 mapping: Mapping::NONE,
                 level: 0,
             },
-            ObjectType::VSpace => {
+            ObjectType::VSpace | ObjectType::GuestSpace => {
                 let asid = (1..4096u16)
                     .find(|a| !self.asids.contains(a))
                     .expect("asid");
                 self.asids.insert(asid);
-                Cap::VSpace { ptr, asid, rights }
+                if ty == ObjectType::VSpace {
+                    Cap::VSpace { ptr, asid, rights }
+                } else {
+                    Cap::GuestSpace {
+                        ptr,
+                        vmid: asid,
+                        rights,
+                    }
+                }
             }
+            ObjectType::Vcpu => Cap::Vcpu { ptr, rights },
             ObjectType::Frame2M => unreachable!("not generated"),
         };
         self.objects.insert(base, (ty, bits));
@@ -426,7 +437,10 @@ impl Model {
             } => {
                 self.untyped.remove(&(base.0, size_bits));
             }
-            Cap::VSpace { asid, ptr, .. } => {
+            Cap::VSpace { asid, ptr, .. }
+            | Cap::GuestSpace {
+                vmid: asid, ptr, ..
+            } => {
                 self.asids.remove(&asid);
                 self.objects.remove(&ptr.0);
             }

@@ -113,6 +113,11 @@ impl skyscope_core::machine::ThreadContext for UserContext {
         self.x[..7].copy_from_slice(&values);
     }
 
+    /// Every A64 instruction is 4 bytes (`svc` already returns past itself).
+    fn skip_instruction(&mut self) {
+        self.pc = self.pc.wrapping_add(4);
+    }
+
     fn register(&self, index: usize) -> u64 {
         use skyscope_abi::invocation::{REG_FLAGS, REG_PC, REG_SP, REG_TPIDR, REG_X0};
         match index {
@@ -130,8 +135,9 @@ impl skyscope_core::machine::ThreadContext for UserContext {
         match index {
             REG_PC => self.pc = value,
             REG_SP => self.sp = value,
-            // Only the condition flags: never a mode, never masked interrupts.
-            REG_FLAGS => self.spsr = value & SPSR_USER_FLAGS,
+            // Only the condition flags: the mode and interrupt masks are
+            // the kernel's (native threads) or the Vcpu's PSTATE register.
+            REG_FLAGS => self.spsr = (self.spsr & !SPSR_USER_FLAGS) | (value & SPSR_USER_FLAGS),
             REG_TPIDR => self.tpidr = value,
             i if (REG_X0..REG_X0 + 31).contains(&i) => self.x[i - REG_X0] = value,
             _ => {}

@@ -8,7 +8,11 @@
 //! (TTBR0_EL2) is the current thread's address space.
 
 use bitflags::bitflags;
-use skyscope_core::{PhysAddr, VirtAddr, addr::PAGE_SIZE};
+use skyscope_core::{
+    PhysAddr, VirtAddr,
+    addr::PAGE_SIZE,
+    machine::{AddressSpace, SpaceKind},
+};
 
 /// Base of the TTBR1 range for a 39-bit VA space; physical address `p` is
 /// mapped at `p + KERNEL_VIRT_OFFSET`.
@@ -61,6 +65,30 @@ bitflags! {
         const PXN = 1 << 53;
         /// Unprivileged (EL0) execute-never.
         const UXN = 1 << 54;
+    }
+}
+
+bitflags! {
+    /// Stage-2 block/page descriptor bits (Arm ARM D8.3.2, "Stage 2
+    /// memory region attributes" D8.5.5, with FEAT_S2FWB off).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Stage2Descriptor: u64 {
+        /// Entry is valid.
+        const VALID = 1 << 0;
+        /// MemAttr[5:2] = 0b1111: normal memory, outer and inner write-back.
+        const NORMAL = 0b1111 << 2;
+        /// MemAttr[5:2] = 0b0001: Device-nGnRE.
+        const DEVICE = 0b0001 << 2;
+        /// S2AP[0] (bit 6): readable.
+        const READ = 1 << 6;
+        /// S2AP[1] (bit 7): writable.
+        const WRITE = 1 << 7;
+        /// SH = inner shareable.
+        const INNER_SHAREABLE = 0b11 << 8;
+        /// Access flag (set, so no access-flag faults).
+        const ACCESSED = 1 << 10;
+        /// XN[1] (bit 54): not executable at EL1 or EL0.
+        const EXECUTE_NEVER = 1 << 54;
     }
 }
 
@@ -150,6 +178,34 @@ impl Permissions {
             d |= Descriptor::UXN;
         }
         d
+    }
+}
+
+impl Permissions {
+    /// Leaf descriptor bits for a guest (stage-2) mapping: the guest may
+    /// execute normal memory it can also write (its own stage 1 decides).
+    fn stage2_bits(self) -> Stage2Descriptor {
+        let mut d = Stage2Descriptor::VALID | Stage2Descriptor::ACCESSED | Stage2Descriptor::READ;
+        if self.device {
+            d |= Stage2Descriptor::DEVICE;
+        } else {
+            d |= Stage2Descriptor::NORMAL | Stage2Descriptor::INNER_SHAREABLE;
+        }
+        if self.write {
+            d |= Stage2Descriptor::WRITE;
+        }
+        if !self.execute {
+            d |= Stage2Descriptor::EXECUTE_NEVER;
+        }
+        d
+    }
+
+    /// Leaf descriptor bits for a mapping in an address space of `kind`.
+    fn leaf_bits(self, kind: SpaceKind) -> u64 {
+        match kind {
+            SpaceKind::User => self.user_bits().bits(),
+            SpaceKind::Guest => self.stage2_bits().bits(),
+        }
     }
 }
 
@@ -555,7 +611,7 @@ fn walk_to(root: PhysAddr, vaddr: u64, level: u32) -> Result<Table, UserMapError
 
 /// Invalidates the TLB entry for `vaddr` tagged with `asid` (EL2&0 regime:
 /// with E2H = TGE = 1, TLBI VAE1IS applies to it).
-fn flush_page(asid: u16, vaddr: u64) {
+fn flush_user_page(asid: u16, vaddr: u64) {
     let operand = (u64::from(asid) << 48) | ((vaddr >> 12) & ((1 << 44) - 1));
     // SAFETY: TLB maintenance only; the barriers order it after the
     // preceding table write and before later accesses.
@@ -565,17 +621,35 @@ fn flush_page(asid: u16, vaddr: u64) {
 }
 
 /// Invalidates all TLB entries tagged with `asid`.
-pub fn flush_asid(asid: u16) {
+fn flush_asid(asid: u16) {
     let operand = u64::from(asid) << 48;
-    // SAFETY: as for `flush_page`.
+    // SAFETY: as for `flush_user_page`.
     unsafe {
         core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack))
     };
 }
 
-/// Maps a user frame through existing tables only.
-pub fn user_map_frame(
-    root: PhysAddr,
+/// Forgets the translations of the page at `vaddr` in `space`.
+fn flush_page(space: AddressSpace, vaddr: u64) {
+    match space.kind {
+        SpaceKind::User => flush_user_page(space.id, vaddr),
+        SpaceKind::Guest => super::vcpu::flush_guest_page(space.id, vaddr),
+    }
+}
+
+/// Forgets every translation of `space`.
+pub fn flush_space(space: AddressSpace) {
+    match space.kind {
+        SpaceKind::User => flush_asid(space.id),
+        SpaceKind::Guest => super::vcpu::flush_guest(space.id),
+    }
+}
+
+/// Maps a frame into a user VSpace (stage 1) or a GuestSpace (stage 2)
+/// through existing tables only. Both use the same three-level, 39-bit
+/// layout; only the leaf format differs.
+pub fn map_frame(
+    space: AddressSpace,
     vaddr: u64,
     frame: PhysAddr,
     size: u64,
@@ -585,7 +659,7 @@ pub fn user_map_frame(
         return Err(UserMapError::BadAddress);
     }
     let level = leaf_level(size);
-    let table = walk_to(root, vaddr, level)?;
+    let table = walk_to(space.root, vaddr, level)?;
     let index = table_index(vaddr, level);
     if table.read(index) & 1 != 0 {
         return Err(UserMapError::AlreadyMapped);
@@ -593,7 +667,7 @@ pub fn user_map_frame(
     let kind = if level == 3 { 0b11 } else { 0b01 };
     table.write(
         index,
-        (perms.user_bits().bits() & !0b11) | kind | (frame.0 & ADDRESS_MASK),
+        (perms.leaf_bits(space.kind) & !0b11) | kind | (frame.0 & ADDRESS_MASK),
     );
     // Make the new entry visible to the table walker before user code runs.
     // SAFETY: a barrier only.
@@ -602,12 +676,12 @@ pub fn user_map_frame(
 }
 
 /// Removes the mapping of `frame` at `vaddr`, if that is what is mapped.
-pub fn user_unmap_frame(root: PhysAddr, asid: u16, vaddr: u64, frame: PhysAddr, size: u64) {
+pub fn unmap_frame(space: AddressSpace, vaddr: u64, frame: PhysAddr, size: u64) {
     if vaddr >= USER_VA_END {
         return;
     }
     let level = leaf_level(size);
-    if let Ok(table) = walk_to(root, vaddr, level) {
+    if let Ok(table) = walk_to(space.root, vaddr, level) {
         let index = table_index(vaddr, level);
         let entry = table.read(index);
         let is_leaf = if level == 3 {
@@ -617,18 +691,19 @@ pub fn user_unmap_frame(root: PhysAddr, asid: u16, vaddr: u64, frame: PhysAddr, 
         };
         if is_leaf && entry & ADDRESS_MASK == frame.0 {
             table.write(index, 0);
-            flush_page(asid, vaddr);
+            flush_page(space, vaddr);
         }
     }
 }
 
 /// Installs `table` at the first missing level of `vaddr`'s walk; returns
-/// the level the table serves (2 or 3).
-pub fn user_map_table(root: PhysAddr, vaddr: u64, new: PhysAddr) -> Result<u8, UserMapError> {
+/// the level the table serves (2 or 3). Table descriptors have the same
+/// format at both stages.
+pub fn map_table(space: AddressSpace, vaddr: u64, new: PhysAddr) -> Result<u8, UserMapError> {
     if vaddr >= USER_VA_END {
         return Err(UserMapError::BadAddress);
     }
-    let mut table = Table(root);
+    let mut table = Table(space.root);
     for level in 1..=2 {
         let index = table_index(vaddr, level);
         let entry = table.read(index);
@@ -647,16 +722,16 @@ pub fn user_map_table(root: PhysAddr, vaddr: u64, new: PhysAddr) -> Result<u8, U
 }
 
 /// Removes `table` (serving `level`) from `vaddr`'s walk if it is there.
-pub fn user_unmap_table(root: PhysAddr, asid: u16, vaddr: u64, level: u8, table: PhysAddr) {
+pub fn unmap_table(space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
     let parent_level = u32::from(level).saturating_sub(1);
     if vaddr >= USER_VA_END || !(1..=2).contains(&parent_level) {
         return;
     }
-    if let Ok(parent) = walk_to(root, vaddr, parent_level) {
+    if let Ok(parent) = walk_to(space.root, vaddr, parent_level) {
         let index = table_index(vaddr, parent_level);
         if parent.read(index) == table.0 | 0b11 {
             parent.write(index, 0);
-            flush_asid(asid);
+            flush_space(space);
         }
     }
 }

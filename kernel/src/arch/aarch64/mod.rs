@@ -8,6 +8,7 @@ pub mod platform;
 pub mod power;
 pub mod timer;
 pub mod trap;
+pub mod vcpu;
 
 pub use exception::{SPSR_EL0, UserContext, enter_user};
 pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, phys_to_virt, zero_phys};
@@ -53,12 +54,6 @@ impl UserContext {
     /// Sets result register `i` (`x0..x6`).
     pub fn set_result(&mut self, i: usize, value: u64) {
         self.x[i] = value;
-    }
-
-    /// Steps past the trapping instruction (for trapped `wfi`; `svc`
-    /// already returns to the next instruction).
-    pub fn skip_instruction(&mut self) {
-        self.pc += 4;
     }
 
     /// A fresh context that starts at `pc` with stack `sp` and `arg0` in x0.

@@ -95,6 +95,9 @@ pub fn decode_sync(esr: u64, far: u64, pc: u64) -> Event {
 
 /// Entry from EL0 (called by the vector code on the kernel stack).
 pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext) -> ! {
+    if guest_was_running() {
+        handle_guest_entry(kind, context);
+    }
     if kind == EntryKind::Sync as u64 {
         let esr = read_esr();
         // SAFETY: `context` is the current thread's register area the vector
@@ -127,6 +130,39 @@ pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext)
             })
         }
         _ => unreachable!("vector code passes only EntryKind values"),
+    };
+    crate::trap::handle_user_event(event)
+}
+
+/// Whether the exception came from a guest: HCR_EL2.TGE is clear only
+/// while a guest runs (`vcpu::enter_guest` clears it, every exit sets it).
+fn guest_was_running() -> bool {
+    let hcr: u64;
+    // SAFETY: reading HCR_EL2 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, hcr_el2", out(reg) hcr, options(nomem, nostack)) };
+    hcr & (1 << 27) == 0
+}
+
+/// Entry from a guest (EL1 or EL0 of a Vcpu thread).
+fn handle_guest_entry(kind: u64, context: *mut UserContext) -> ! {
+    super::vcpu::restore_host_configuration();
+    // SAFETY: `context` is the current thread's register area the vector
+    // code just filled; nothing else refers to it while the kernel runs.
+    let context = unsafe { &mut *context };
+    let event = match kind {
+        k if k == EntryKind::Sync as u64 => super::vcpu::decode_guest_sync(
+            read_esr(),
+            read_far(),
+            super::vcpu::read_hpfar(),
+            context,
+        ),
+        k if k == EntryKind::Irq as u64 => Event::Interrupt,
+        _ => Event::GuestExit(crate::trap::GuestExit {
+            kind: crate::trap::GuestExitKind::Other,
+            pc: context.pc,
+            syndrome: read_esr(),
+            address: 0,
+        }),
     };
     crate::trap::handle_user_event(event)
 }

@@ -1,0 +1,78 @@
+//! Virtual CPUs: register indices for `Vcpu::ReadRegister` and
+//! `Vcpu::WriteRegister`, per architecture.
+//!
+//! A thread bound to a Vcpu runs guest code. Its general registers, PC and
+//! stack pointer are the TCB's (`TCB::ReadRegisters`/`WriteRegisters`);
+//! the guest kernel's system registers live in the Vcpu. A guest exit
+//! reaches the thread's fault handler as a [`crate::fault::GUEST_EXIT`]
+//! message.
+
+/// arm64: the guest's EL1 state. Names are the architectural registers
+/// (Arm ARM, chapter D23 "AArch64 System Register Descriptions").
+pub mod aarch64 {
+    /// Guest PSTATE as restored by `eret` (SPSR_EL2 layout). Mode must be
+    /// EL0t, EL1t or EL1h (AArch64); anything else reads back as EL1h.
+    pub const PSTATE: u64 = 0;
+    /// SCTLR_EL1: system control (MMU, caches, alignment checks).
+    pub const SCTLR_EL1: u64 = 1;
+    /// TTBR0_EL1: stage-1 table base, lower half.
+    pub const TTBR0_EL1: u64 = 2;
+    /// TTBR1_EL1: stage-1 table base, upper half.
+    pub const TTBR1_EL1: u64 = 3;
+    /// TCR_EL1: translation control.
+    pub const TCR_EL1: u64 = 4;
+    /// MAIR_EL1: memory attribute indirection.
+    pub const MAIR_EL1: u64 = 5;
+    /// AMAIR_EL1: auxiliary memory attributes.
+    pub const AMAIR_EL1: u64 = 6;
+    /// VBAR_EL1: the guest kernel's exception vectors.
+    pub const VBAR_EL1: u64 = 7;
+    /// CONTEXTIDR_EL1.
+    pub const CONTEXTIDR_EL1: u64 = 8;
+    /// TPIDR_EL1: the guest kernel's thread pointer.
+    pub const TPIDR_EL1: u64 = 9;
+    /// TPIDRRO_EL0: read-only thread pointer of guest user space.
+    pub const TPIDRRO_EL0: u64 = 10;
+    /// SP_EL1: the guest kernel's stack pointer (when PSTATE is not EL1h).
+    pub const SP_EL1: u64 = 11;
+    /// ELR_EL1: the guest's exception return address.
+    pub const ELR_EL1: u64 = 12;
+    /// SPSR_EL1: the guest's saved PSTATE.
+    pub const SPSR_EL1: u64 = 13;
+    /// ESR_EL1: the guest's exception syndrome.
+    pub const ESR_EL1: u64 = 14;
+    /// FAR_EL1: the guest's fault address.
+    pub const FAR_EL1: u64 = 15;
+    /// AFSR0_EL1.
+    pub const AFSR0_EL1: u64 = 16;
+    /// AFSR1_EL1.
+    pub const AFSR1_EL1: u64 = 17;
+    /// PAR_EL1: address-translation result.
+    pub const PAR_EL1: u64 = 18;
+    /// CPACR_EL1: the guest kernel's FP/SIMD access control.
+    pub const CPACR_EL1: u64 = 19;
+    /// CNTKCTL_EL1: guest timer access control.
+    pub const CNTKCTL_EL1: u64 = 20;
+    /// CNTV_CTL_EL0: the guest's virtual timer control.
+    pub const CNTV_CTL_EL0: u64 = 21;
+    /// CNTV_CVAL_EL0: the guest's virtual timer compare value.
+    pub const CNTV_CVAL_EL0: u64 = 22;
+    /// CNTVOFF_EL2: offset of the guest's virtual counter.
+    pub const CNTVOFF_EL2: u64 = 23;
+    /// VMPIDR_EL2: what the guest reads as MPIDR_EL1.
+    pub const VMPIDR_EL2: u64 = 24;
+    /// Number of registers.
+    pub const COUNT: u64 = 25;
+
+    /// PSTATE mode field values a guest may run in (SPSR_EL2.M, bits 3..0).
+    pub mod mode {
+        /// EL0 with SP_EL0.
+        pub const EL0T: u64 = 0b0000;
+        /// EL1 with SP_EL0.
+        pub const EL1T: u64 = 0b0100;
+        /// EL1 with SP_EL1.
+        pub const EL1H: u64 = 0b0101;
+    }
+    /// PSTATE.DAIF: all four exception masks (SPSR bits 9..6).
+    pub const PSTATE_DAIF: u64 = 0b1111 << 6;
+}

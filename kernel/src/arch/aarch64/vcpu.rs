@@ -1,0 +1,364 @@
+//! arm64 virtual CPUs: the guest's EL1 register file, moving it between a
+//! Vcpu object and the CPU, entering the guest at EL1 and decoding its exits.
+//!
+//! The kernel runs at EL2 with VHE (HCR_EL2.E2H = 1). Native threads run
+//! with TGE = 1 in the EL2&0 regime; a thread bound to a Vcpu runs with
+//! TGE = 0 and stage 2 on (HCR_EL2.VM), in the EL1&0 regime behind its
+//! GuestSpace. Only while a guest runs is HCR_EL2 in its guest setting:
+//! every exit switches straight back, so TLB maintenance and everything
+//! else the kernel does always happens in the host setting.
+//!
+//! The guest's EL1 registers stay in the CPU after an exit (native threads
+//! cannot reach EL1 registers), and are saved only when another Vcpu is
+//! loaded or the VMM reads them. From EL2 with E2H = 1 the `*_EL12` and
+//! `*_EL02` encodings reach the EL1 registers (Arm ARM D23, "Redirection
+//! and accessing EL1/EL0 registers from EL2", and the register list in
+//! D23.2); TPIDR_EL1, SP_EL1 and PAR_EL1 are not redirected and are
+//! reached directly; TPIDRRO_EL0 also carries native threads' IPC-buffer
+//! pointers, so it is written on every guest entry.
+
+use crate::arch::exception::UserContext;
+use crate::trap::{Event, GuestExit, GuestExitKind};
+use skyscope_abi::vcpu::aarch64 as reg;
+use skyscope_core::object::vcpu::Vcpu;
+
+/// HCR_EL2 while a guest runs (Arm ARM D23.2.53): VM (0) stage 2 on,
+/// SWIO (1), FMO/IMO/AMO (3..5) route physical FIQ/IRQ/SError to EL2,
+/// FB (9) and BSU = inner shareable (10) broadcast guest maintenance,
+/// TWI (13) traps `wfi`, TSC (19) traps `smc`, TIDCP (20) traps
+/// implementation-defined registers, TACR (21) traps ACTLR_EL1, TSW (22)
+/// traps cache maintenance by set/way, RW (31) EL1 is AArch64, E2H (34).
+/// TGE (27) is clear: EL1 and EL0 are the guest's.
+const HCR_GUEST_BASE: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 31)
+    | (1 << 34);
+/// HCR_EL2.APK (40) and API (41): pointer-authentication keys and
+/// instructions are usable by the guest (only set if the CPU has them).
+const HCR_PAUTH: u64 = (1 << 40) | (1 << 41);
+
+/// VTCR_EL2 (Arm ARM D23.2.186): T0SZ = 25 (39-bit guest-physical space,
+/// the same three-level walk as user VSpaces), SL0 = 1 (start at level 1),
+/// IRGN0/ORGN0 = write-back, SH0 = inner shareable, TG0 = 4 KiB, bit 31
+/// RES1. PS (bits 18:16) and VS (bit 19) are filled in from the ID registers.
+const VTCR_BASE: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (1 << 31);
+
+/// SCTLR_EL1 of a new Vcpu: MMU and caches off, the RES1 bits set (the
+/// value Linux expects to find at boot).
+const SCTLR_EL1_RESET: u64 = 0x30C5_0838;
+/// VMPIDR_EL2 of a new Vcpu: affinity 0, bit 31 RES1.
+const VMPIDR_RESET: u64 = 1 << 31;
+
+/// A Vcpu object: the core's head, then the guest's EL1 registers indexed
+/// as `skyscope_abi::vcpu::aarch64` (index 0, PSTATE, lives in the bound
+/// thread's saved SPSR instead).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct VcpuObject {
+    /// Binding (core-owned).
+    pub head: Vcpu,
+    /// Guest registers.
+    pub registers: [u64; reg::COUNT as usize],
+}
+
+impl VcpuObject {
+    /// A Vcpu as retype creates it.
+    pub fn new() -> VcpuObject {
+        let mut registers = [0; reg::COUNT as usize];
+        registers[reg::SCTLR_EL1 as usize] = SCTLR_EL1_RESET;
+        registers[reg::VMPIDR_EL2 as usize] = VMPIDR_RESET;
+        VcpuObject {
+            head: Vcpu::default(),
+            registers,
+        }
+    }
+}
+
+/// Hardware facts read once at boot.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestSupport {
+    /// HCR_EL2 to run a guest with.
+    pub hcr: u64,
+    /// Largest VMID the CPU tags TLB entries with.
+    pub max_vmid: u16,
+}
+
+/// Reads a system register by its encoding.
+macro_rules! read_sysreg {
+    ($enc:literal) => {{
+        let v: u64;
+        // SAFETY: reading this system register has no side effects.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+/// Writes a system register by its encoding.
+macro_rules! write_sysreg {
+    ($enc:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: the callers write guest-owned EL1 state or EL2 guest
+        // configuration, which does not affect the kernel's own regime.
+        unsafe { core::arch::asm!(concat!("msr ", $enc, ", {}"), in(reg) v, options(nomem, nostack)) };
+    }};
+}
+
+/// Configures the CPU for running guests (once, at boot): stage-2
+/// translation control, what the guest reads as its CPU ID, the debug and
+/// performance-monitor traps. Returns what `enter` needs.
+pub fn init() -> GuestSupport {
+    let mmfr0 = read_sysreg!("S3_0_C0_C7_0"); // ID_AA64MMFR0_EL1
+    let mmfr1 = read_sysreg!("S3_0_C0_C7_1"); // ID_AA64MMFR1_EL1
+    let isar1 = read_sysreg!("S3_0_C0_C6_1"); // ID_AA64ISAR1_EL1
+    // PS: the CPU's physical range, at most 48 bits (0b101).
+    let ps = (mmfr0 & 0xf).min(0b101);
+    // VMIDBits (ID_AA64MMFR1_EL1[7:4]) = 0b0010: 16-bit VMIDs.
+    let vmid16 = (mmfr1 >> 4) & 0xf == 0b0010;
+    let vtcr = VTCR_BASE | (ps << 16) | if vmid16 { 1 << 19 } else { 0 };
+    write_sysreg!("S3_4_C2_C1_2", vtcr); // VTCR_EL2
+    write_sysreg!("S3_4_C2_C1_0", 0); // VTTBR_EL2
+    let midr = read_sysreg!("S3_0_C0_C0_0"); // MIDR_EL1
+    write_sysreg!("S3_4_C0_C0_0", midr); // VPIDR_EL2
+    // MDCR_EL2 (D23.2.99): TPMCR (5), TPM (6), TDA (9), TDOSA (10),
+    // TDRA (11): guest debug and PMU registers trap; HPMN keeps its value.
+    let mdcr = read_sysreg!("S3_4_C1_C1_1");
+    write_sysreg!(
+        "S3_4_C1_C1_1",
+        mdcr | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11)
+    );
+    // SAFETY: a synchronisation barrier only.
+    unsafe { core::arch::asm!("isb", options(nostack)) };
+    // APA (7:4) or API (11:8): address authentication is implemented.
+    let pauth = (isar1 >> 4) & 0xff != 0;
+    GuestSupport {
+        hcr: HCR_GUEST_BASE | if pauth { HCR_PAUTH } else { 0 },
+        max_vmid: if vmid16 { u16::MAX } else { u8::MAX.into() },
+    }
+}
+
+/// Loads `registers` into the CPU's EL1 state.
+pub fn load(registers: &[u64; reg::COUNT as usize]) {
+    let r = |i: u64| registers[i as usize];
+    write_sysreg!("S3_5_C1_C0_0", r(reg::SCTLR_EL1));
+    write_sysreg!("S3_5_C2_C0_0", r(reg::TTBR0_EL1));
+    write_sysreg!("S3_5_C2_C0_1", r(reg::TTBR1_EL1));
+    write_sysreg!("S3_5_C2_C0_2", r(reg::TCR_EL1));
+    write_sysreg!("S3_5_C10_C2_0", r(reg::MAIR_EL1));
+    write_sysreg!("S3_5_C10_C3_0", r(reg::AMAIR_EL1));
+    write_sysreg!("S3_5_C12_C0_0", r(reg::VBAR_EL1));
+    write_sysreg!("S3_5_C13_C0_1", r(reg::CONTEXTIDR_EL1));
+    write_sysreg!("S3_0_C13_C0_4", r(reg::TPIDR_EL1));
+    write_sysreg!("S3_4_C4_C1_0", r(reg::SP_EL1));
+    write_sysreg!("S3_5_C4_C0_1", r(reg::ELR_EL1));
+    write_sysreg!("S3_5_C4_C0_0", r(reg::SPSR_EL1));
+    write_sysreg!("S3_5_C5_C2_0", r(reg::ESR_EL1));
+    write_sysreg!("S3_5_C6_C0_0", r(reg::FAR_EL1));
+    write_sysreg!("S3_5_C5_C1_0", r(reg::AFSR0_EL1));
+    write_sysreg!("S3_5_C5_C1_1", r(reg::AFSR1_EL1));
+    write_sysreg!("S3_0_C7_C4_0", r(reg::PAR_EL1));
+    write_sysreg!("S3_5_C1_C0_2", r(reg::CPACR_EL1));
+    write_sysreg!("S3_5_C14_C1_0", r(reg::CNTKCTL_EL1));
+    write_sysreg!("S3_5_C14_C3_2", r(reg::CNTV_CVAL_EL0));
+    write_sysreg!("S3_5_C14_C3_1", r(reg::CNTV_CTL_EL0));
+    write_sysreg!("S3_4_C14_C0_3", r(reg::CNTVOFF_EL2));
+    write_sysreg!("S3_4_C0_C0_5", r(reg::VMPIDR_EL2));
+}
+
+/// Saves the CPU's EL1 state into `registers`.
+pub fn save(registers: &mut [u64; reg::COUNT as usize]) {
+    let mut w = |i: u64, v: u64| registers[i as usize] = v;
+    w(reg::SCTLR_EL1, read_sysreg!("S3_5_C1_C0_0"));
+    w(reg::TTBR0_EL1, read_sysreg!("S3_5_C2_C0_0"));
+    w(reg::TTBR1_EL1, read_sysreg!("S3_5_C2_C0_1"));
+    w(reg::TCR_EL1, read_sysreg!("S3_5_C2_C0_2"));
+    w(reg::MAIR_EL1, read_sysreg!("S3_5_C10_C2_0"));
+    w(reg::AMAIR_EL1, read_sysreg!("S3_5_C10_C3_0"));
+    w(reg::VBAR_EL1, read_sysreg!("S3_5_C12_C0_0"));
+    w(reg::CONTEXTIDR_EL1, read_sysreg!("S3_5_C13_C0_1"));
+    w(reg::TPIDR_EL1, read_sysreg!("S3_0_C13_C0_4"));
+    w(reg::SP_EL1, read_sysreg!("S3_4_C4_C1_0"));
+    w(reg::ELR_EL1, read_sysreg!("S3_5_C4_C0_1"));
+    w(reg::SPSR_EL1, read_sysreg!("S3_5_C4_C0_0"));
+    w(reg::ESR_EL1, read_sysreg!("S3_5_C5_C2_0"));
+    w(reg::FAR_EL1, read_sysreg!("S3_5_C6_C0_0"));
+    w(reg::AFSR0_EL1, read_sysreg!("S3_5_C5_C1_0"));
+    w(reg::AFSR1_EL1, read_sysreg!("S3_5_C5_C1_1"));
+    w(reg::PAR_EL1, read_sysreg!("S3_0_C7_C4_0"));
+    w(reg::CPACR_EL1, read_sysreg!("S3_5_C1_C0_2"));
+    w(reg::CNTKCTL_EL1, read_sysreg!("S3_5_C14_C1_0"));
+    w(reg::CNTV_CVAL_EL0, read_sysreg!("S3_5_C14_C3_2"));
+    w(reg::CNTV_CTL_EL0, read_sysreg!("S3_5_C14_C3_1"));
+    w(reg::CNTVOFF_EL2, read_sysreg!("S3_4_C14_C0_3"));
+    w(reg::VMPIDR_EL2, read_sysreg!("S3_4_C0_C0_5"));
+    // TPIDRRO_EL0 is not kept in the CPU between runs (native threads
+    // use it); `enter` loads it and `leave` saves it.
+}
+
+/// The guest's read-only thread pointer, saved on every exit.
+pub fn save_tpidrro(registers: &mut [u64; reg::COUNT as usize]) {
+    registers[reg::TPIDRRO_EL0 as usize] = read_sysreg!("S3_3_C13_C0_3");
+}
+
+/// A guest PSTATE the kernel can `eret` to: AArch64 EL0t, EL1t or EL1h
+/// (anything else becomes EL1h); every other field is the guest's own.
+pub fn sanitize_pstate(spsr: u64) -> u64 {
+    let mode = spsr & 0b1_1111;
+    let allowed = [reg::mode::EL0T, reg::mode::EL1T, reg::mode::EL1H];
+    if allowed.contains(&mode) {
+        spsr
+    } else {
+        (spsr & !0b1_1111) | reg::mode::EL1H
+    }
+}
+
+/// Makes the guest space `root` with `vmid` current for stage 2 and sets
+/// the guest's TPIDRRO_EL0; the caller then enters with [`enter_guest`].
+pub fn activate_guest_space(root: skyscope_core::PhysAddr, vmid: u16, tpidrro: u64) {
+    write_sysreg!("S3_4_C2_C1_0", root.0 | (u64::from(vmid) << 48)); // VTTBR_EL2
+    write_sysreg!("S3_3_C13_C0_3", tpidrro);
+}
+
+unsafe extern "C" {
+    /// Restores `context`, switches HCR_EL2 to `hcr` and enters the guest.
+    fn return_to_guest(context: *const UserContext, hcr: u64) -> !;
+}
+
+/// Resumes the Vcpu thread whose registers are `context` in the guest.
+pub fn enter_guest(context: &mut UserContext, support: &GuestSupport) -> ! {
+    context.spsr = sanitize_pstate(context.spsr);
+    // SAFETY: as for `enter_user`: `context` lives in the thread's TCB;
+    // SPSR names EL1 or EL0 (never EL2), and HCR_EL2 has TGE clear and
+    // stage 2 on, so the guest runs behind its GuestSpace (made current by
+    // `activate_guest_space`) and every trap returns to the kernel.
+    unsafe { return_to_guest(context, support.hcr) }
+}
+
+/// Puts HCR_EL2 back to the host setting after a guest exit.
+pub fn restore_host_configuration() {
+    write_sysreg!("hcr_el2", super::boot::HCR_HOST);
+    // SAFETY: a synchronisation barrier only.
+    unsafe { core::arch::asm!("isb", options(nostack)) };
+}
+
+/// ESR_EL2.EC values of guest exits (Arm ARM D23.2.41).
+mod ec {
+    pub const WFX: u64 = 0x01;
+    pub const HVC64: u64 = 0x16;
+    pub const SMC64: u64 = 0x17;
+    pub const SYSREG: u64 = 0x18;
+    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
+    pub const DATA_ABORT_LOWER: u64 = 0x24;
+}
+
+/// Decodes a synchronous exception from a guest. `context.pc` is ELR_EL2;
+/// for a hypercall it is moved back onto the `hvc`, so that every exit
+/// names (and a plain reply retries) the trapping instruction.
+pub fn decode_guest_sync(esr: u64, far: u64, hpfar: u64, context: &mut UserContext) -> Event {
+    let class = esr >> 26;
+    let iss = esr & 0x1ff_ffff;
+    let exit = |kind, pc, address| {
+        Event::GuestExit(GuestExit {
+            kind,
+            pc,
+            syndrome: esr,
+            address,
+        })
+    };
+    match class {
+        ec::WFX if iss & 0b11 == 0 => Event::WaitForInterrupt,
+        ec::WFX => Event::Yield,
+        ec::HVC64 => {
+            context.pc = context.pc.wrapping_sub(4);
+            exit(GuestExitKind::Hypercall, context.pc, iss & 0xffff)
+        }
+        ec::SMC64 => exit(GuestExitKind::MonitorCall, context.pc, iss & 0xffff),
+        ec::SYSREG => exit(GuestExitKind::SystemRegister, context.pc, 0),
+        ec::DATA_ABORT_LOWER | ec::INSTRUCTION_ABORT_LOWER => {
+            // HPFAR_EL2.FIPA (bits 43:4) holds IPA bits 51:12 of a stage-2
+            // fault; FAR_EL2 supplies the offset in the page.
+            let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+            exit(GuestExitKind::Memory, context.pc, ipa)
+        }
+        _ => exit(GuestExitKind::Other, context.pc, 0),
+    }
+}
+
+/// Reads HPFAR_EL2 (the faulting IPA of a stage-2 abort).
+pub fn read_hpfar() -> u64 {
+    read_sysreg!("S3_4_C6_C0_4")
+}
+
+/// Runs `f` with the guest `vmid` current for TLB maintenance: TLBI
+/// operations on the EL1&0 regime then act on that guest (as in Linux's
+/// VHE `__tlb_switch_to_guest`, TGE is cleared for the duration).
+fn with_guest_tlb_context(vmid: u16, f: impl FnOnce()) {
+    let vttbr = read_sysreg!("S3_4_C2_C1_0");
+    write_sysreg!("S3_4_C2_C1_0", u64::from(vmid) << 48);
+    write_sysreg!("hcr_el2", super::boot::HCR_HOST & !(1 << 27));
+    // SAFETY: a synchronisation barrier only.
+    unsafe { core::arch::asm!("isb", options(nostack)) };
+    f();
+    write_sysreg!("hcr_el2", super::boot::HCR_HOST);
+    write_sysreg!("S3_4_C2_C1_0", vttbr);
+    // SAFETY: a synchronisation barrier only.
+    unsafe { core::arch::asm!("isb", options(nostack)) };
+}
+
+/// Forgets the guest's translations of the page at `ipa` (stage 2, and the
+/// combined stage-1 entries that may hold it).
+pub fn flush_guest_page(vmid: u16, ipa: u64) {
+    with_guest_tlb_context(vmid, || {
+        let operand = (ipa >> 12) & ((1 << 36) - 1);
+        // SAFETY: TLB maintenance only; the barriers order it after the
+        // table write and before later accesses.
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi ipas2e1is, {}",
+                "dsb ish",
+                "tlbi vmalle1is",
+                "dsb ish",
+                "isb",
+                in(reg) operand,
+                options(nostack)
+            )
+        };
+    });
+}
+
+/// Forgets every translation of the guest `vmid`.
+pub fn flush_guest(vmid: u16) {
+    with_guest_tlb_context(vmid, || {
+        // SAFETY: as for `flush_guest_page`.
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalls12e1is",
+                "dsb ish",
+                "isb",
+                options(nostack)
+            )
+        };
+    });
+}
+
+core::arch::global_asm!(
+    ".section .text.return_to_guest, \"ax\"",
+    ".global return_to_guest",
+    // x0 = &UserContext, x1 = HCR_EL2 for the guest. Like `return_to_user`,
+    // but switches HCR_EL2 last, with every kernel access done.
+    "return_to_guest:",
+    "msr hcr_el2, x1",
+    "isb",
+    "b return_to_user",
+);
