@@ -5,7 +5,8 @@
 //! The fuzzer runs in its own CSpace (the "arena": a 256-slot CNode holding
 //! copies of endpoints, notifications, reply objects, frames, page tables,
 //! a spare VSpace, scheduling contexts, scheduling control, both worker
-//! TCBs and an untyped it may retype and revoke). The root task keeps the
+//! TCBs, an untyped it may retype and revoke, and a guest: a GuestSpace,
+//! two Vcpus and a thread running as one of them at EL1). The root task keeps the
 //! originals, so the fuzzer can hurt only what it was given. If it blocks
 //! for good or stops itself, the root task restarts it.
 
@@ -17,9 +18,10 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use skyscope_abi::{
     BootInfo, CapRights, Label, MessageInfo, ObjectType, Syscall,
     bootinfo::slots,
-    invocation::{self as inv, REG_PC, REG_SP, REG_X0},
+    invocation::{self as inv, MAP_EXECUTE, REG_PC, REG_SP, REG_X0},
     ipc, println,
     syscall::{counter_now, debug_check_invariants, raw_syscall7, yield_now},
+    vcpu::aarch64 as vreg,
 };
 
 const ARENA_RADIX: u8 = 8;
@@ -40,6 +42,9 @@ mod arena {
     pub const SCHED_CONTROL: u64 = 36;
     pub const SCHED_CONTEXTS: u64 = 37; // 3
     pub const UNTYPED: u64 = 40;
+    pub const GUEST_SPACE: u64 = 41;
+    pub const VCPUS: u64 = 42; // 2
+    pub const GUEST: u64 = 44; // a thread bound to the first Vcpu
     pub const WORKER_AREA: u64 = 100; // the worker's own slots: 100..160
 }
 
@@ -47,6 +52,7 @@ static FUZZ_COUNT: AtomicU64 = AtomicU64::new(0);
 static WORK_COUNT: AtomicU64 = AtomicU64::new(0);
 static WATCHDOG: AtomicU64 = AtomicU64::new(0);
 static SERVED: AtomicU64 = AtomicU64::new(0);
+static GUEST_EXITS: AtomicU64 = AtomicU64::new(0);
 static SEED: AtomicU64 = AtomicU64::new(0);
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 static SERVER_EP: AtomicU64 = AtomicU64::new(0);
@@ -202,6 +208,15 @@ extern "C" fn worker(_: u64) -> ! {
         let _ = inv::frame_unmap(frame);
         let _ = ipc::signal(arena::NOTIFICATIONS);
         let _ = ipc::poll(arena::NOTIFICATIONS);
+        // The guest: memory, a Vcpu (swapped now and then), its registers.
+        let ipa = (k % 4) * 0x1000;
+        let _ = inv::page_table_map(arena::PAGE_TABLES + 2, arena::GUEST_SPACE, ipa);
+        let _ = inv::page_table_map(arena::PAGE_TABLES + 3, arena::GUEST_SPACE, ipa);
+        let _ = inv::frame_map(frame, arena::GUEST_SPACE, ipa, CapRights::ALL, MAP_EXECUTE);
+        let _ = inv::vcpu_set_tcb(arena::VCPUS + (k / 7) % 2, arena::GUEST);
+        let _ = inv::vcpu_write_register(arena::VCPUS, k % 26, k);
+        let _ = inv::vcpu_read_register(arena::VCPUS + 1, k % 26);
+        let _ = inv::tcb_resume(arena::GUEST);
         if k % 50 == 49 {
             let _ = inv::cnode_revoke(arena::SELF, arena::UNTYPED, d);
         }
@@ -216,6 +231,9 @@ extern "C" fn server(_: u64) -> ! {
     let mut r = ipc::recv(ep, reply);
     loop {
         SERVED.fetch_add(1, SeqCst);
+        if r.is_ok_and(|m| m.info.label() == skyscope_abi::fault::GUEST_EXIT) {
+            GUEST_EXITS.fetch_add(1, SeqCst);
+        }
         let words = r.map_or([0; 4], |m| m.words);
         r = ipc::reply_recv(
             ep,
@@ -399,6 +417,35 @@ pub fn syscalls(info: &'static BootInfo) -> Outcome {
     let dog = Restartable::new(&mut env, ut, 1, watchdog, ROOT, guard_root, 150).map_err(e)?;
     let fz = Restartable::new(&mut env, ut, 2, fuzzer, arena_cnode, ARENA_GUARD, 100).map_err(e)?;
     let wk = Restartable::new(&mut env, ut, 3, worker, arena_cnode, ARENA_GUARD, 100).map_err(e)?;
+    // A guest thread in the arena: it runs whatever its GuestSpace holds
+    // (zeroes, at first: undefined instructions, then stage-2 faults), its
+    // exits go to the server, which answers them with arbitrary words.
+    let guest_space = env.retype(ut, ObjectType::GuestSpace, 0, 1).map_err(e)?;
+    check_ok!(put(guest_space, arena::GUEST_SPACE, CapRights::ALL));
+    let vcpus = env.retype(ut, ObjectType::Vcpu, 0, 2).map_err(e)?;
+    for i in 0..2 {
+        check_ok!(put(vcpus + i, arena::VCPUS + i, CapRights::ALL));
+    }
+    let guest = env.retype(ut, ObjectType::Tcb, 0, 1).map_err(e)?;
+    check_ok!(inv::tcb_configure(
+        guest,
+        server_ep,
+        100,
+        arena_cnode,
+        ARENA_GUARD,
+        guest_space,
+        0,
+        0
+    ));
+    check_ok!(put(guest, arena::GUEST, CapRights::ALL));
+    check_ok!(inv::vcpu_set_tcb(vcpus, guest));
+    check_ok!(inv::vcpu_write_register(
+        vcpus,
+        vreg::PSTATE,
+        vreg::mode::EL1H | vreg::PSTATE_DAIF
+    ));
+    give_sched_context(&mut env, ut, guest, 1_000, 10_000).map_err(e)?;
+    check_ok!(inv::tcb_resume(guest));
     check_ok!(put(fz.tcb, arena::FUZZER, CapRights::ALL));
     check_ok!(put(wk.tcb, arena::WORKER, CapRights::ALL));
     for (t, budget) in [(&srv, 10_000), (&dog, 1_000), (&fz, 10_000), (&wk, 10_000)] {
@@ -453,8 +500,10 @@ pub fn syscalls(info: &'static BootInfo) -> Outcome {
     );
     let dog_ticks = WATCHDOG.load(SeqCst);
     check!(dog_ticks > 0, "the watchdog never ran");
+    let guest_exits = GUEST_EXITS.load(SeqCst);
+    check!(guest_exits > 0, "the arena's guest never ran");
     println!(
-        "  fuzz: {} invocations, {} legitimate rounds, {} calls served, {restarts} restarts, {} invariant checks passed, watchdog {dog_ticks}",
+        "  fuzz: {} invocations, {} legitimate rounds, {} calls served ({guest_exits} guest exits), {restarts} restarts, {} invariant checks passed, watchdog {dog_ticks}",
         FUZZ_COUNT.load(SeqCst),
         WORK_COUNT.load(SeqCst),
         SERVED.load(SeqCst),
