@@ -1,3 +1,13 @@
-//! Placeholder: the arm64 EL2 backend for the `Vcpu` and `GuestSpace` objects (stage-2 tables, vGICv3 list registers, virtual timer) will live here.
+//! The arm64 EL2 virtualization backend's pure half: what the kernel
+//! writes into stage-2 descriptors and the EL2 control registers for a
+//! guest, which PSTATE a guest may resume with, and how a trap from a
+//! guest is classified. The kernel's `arch::aarch64::vcpu` does the
+//! register moves; everything that can be decided without touching the
+//! hardware is here, where the host tests reach it.
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod exit;
+pub mod pstate;
+pub mod stage2;

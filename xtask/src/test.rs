@@ -187,7 +187,14 @@ fn seed_devicetree_corpus() -> Result<(), String> {
 }
 
 /// The host libFuzzer targets in kernel/core/fuzz.
-const FUZZ_TARGETS: [&str; 5] = ["elf", "message", "cspace", "invocation", "devicetree"];
+const FUZZ_TARGETS: [&str; 6] = [
+    "elf",
+    "message",
+    "cspace",
+    "invocation",
+    "devicetree",
+    "guest_exit",
+];
 
 /// The item that runs every scenario on the hardened kernel.
 const HARDENED: &str = "profile::hardened";
@@ -332,6 +339,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-vmm",
                 "-p",
                 "skyscope-guest-minimal",
+                "-p",
+                "skyscope-el2",
             ],
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },

@@ -68,30 +68,6 @@ bitflags! {
     }
 }
 
-bitflags! {
-    /// Stage-2 block/page descriptor bits (Arm ARM D8.3.2, "Stage 2
-    /// memory region attributes" D8.5.5, with FEAT_S2FWB off).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Stage2Descriptor: u64 {
-        /// Entry is valid.
-        const VALID = 1 << 0;
-        /// MemAttr[5:2] = 0b1111: normal memory, outer and inner write-back.
-        const NORMAL = 0b1111 << 2;
-        /// MemAttr[5:2] = 0b0001: Device-nGnRE.
-        const DEVICE = 0b0001 << 2;
-        /// S2AP[0] (bit 6): readable.
-        const READ = 1 << 6;
-        /// S2AP[1] (bit 7): writable.
-        const WRITE = 1 << 7;
-        /// SH = inner shareable.
-        const INNER_SHAREABLE = 0b11 << 8;
-        /// Access flag (set, so no access-flag faults).
-        const ACCESSED = 1 << 10;
-        /// XN[1] (bit 54): not executable at EL1 or EL0.
-        const EXECUTE_NEVER = 1 << 54;
-    }
-}
-
 /// Output-address bits [47:12] of a descriptor.
 const ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
 
@@ -182,29 +158,18 @@ impl Permissions {
 }
 
 impl Permissions {
-    /// Leaf descriptor bits for a guest (stage-2) mapping: the guest may
-    /// execute normal memory it can also write (its own stage 1 decides).
-    fn stage2_bits(self) -> Stage2Descriptor {
-        let mut d = Stage2Descriptor::VALID | Stage2Descriptor::ACCESSED | Stage2Descriptor::READ;
-        if self.device {
-            d |= Stage2Descriptor::DEVICE;
-        } else {
-            d |= Stage2Descriptor::NORMAL | Stage2Descriptor::INNER_SHAREABLE;
-        }
-        if self.write {
-            d |= Stage2Descriptor::WRITE;
-        }
-        if !self.execute {
-            d |= Stage2Descriptor::EXECUTE_NEVER;
-        }
-        d
-    }
-
     /// Leaf descriptor bits for a mapping in an address space of `kind`.
     fn leaf_bits(self, kind: SpaceKind) -> u64 {
         match kind {
             SpaceKind::User => self.user_bits().bits(),
-            SpaceKind::Guest => self.stage2_bits().bits(),
+            SpaceKind::Guest => {
+                skyscope_el2::stage2::leaf_bits(skyscope_el2::stage2::GuestAccess {
+                    write: self.write,
+                    execute: self.execute,
+                    device: self.device,
+                })
+                .bits()
+            }
         }
     }
 }

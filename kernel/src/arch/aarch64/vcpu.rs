@@ -22,37 +22,6 @@ use crate::trap::{Event, GuestExit, GuestExitKind};
 use skyscope_abi::vcpu::aarch64 as reg;
 use skyscope_core::object::vcpu::Vcpu;
 
-/// HCR_EL2 while a guest runs (Arm ARM D23.2.53): VM (0) stage 2 on,
-/// SWIO (1), FMO/IMO/AMO (3..5) route physical FIQ/IRQ/SError to EL2,
-/// FB (9) and BSU = inner shareable (10) broadcast guest maintenance,
-/// TWI (13) traps `wfi`, TSC (19) traps `smc`, TIDCP (20) traps
-/// implementation-defined registers, TACR (21) traps ACTLR_EL1, TSW (22)
-/// traps cache maintenance by set/way, RW (31) EL1 is AArch64, E2H (34).
-/// TGE (27) is clear: EL1 and EL0 are the guest's.
-const HCR_GUEST_BASE: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 21)
-    | (1 << 22)
-    | (1 << 31)
-    | (1 << 34);
-/// HCR_EL2.APK (40) and API (41): pointer-authentication keys and
-/// instructions are usable by the guest (only set if the CPU has them).
-const HCR_PAUTH: u64 = (1 << 40) | (1 << 41);
-
-/// VTCR_EL2 (Arm ARM D23.2.186): T0SZ = 25 (39-bit guest-physical space,
-/// the same three-level walk as user VSpaces), SL0 = 1 (start at level 1),
-/// IRGN0/ORGN0 = write-back, SH0 = inner shareable, TG0 = 4 KiB, bit 31
-/// RES1. PS (bits 18:16) and VS (bit 19) are filled in from the ID registers.
-const VTCR_BASE: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (1 << 31);
-
 /// SCTLR_EL1 of a new Vcpu: MMU and caches off, the RES1 bits set (the
 /// value Linux expects to find at boot).
 const SCTLR_EL1_RESET: u64 = 0x30C5_0838;
@@ -85,13 +54,7 @@ impl VcpuObject {
 }
 
 /// Hardware facts read once at boot.
-#[derive(Clone, Copy, Debug)]
-pub struct GuestSupport {
-    /// HCR_EL2 to run a guest with.
-    pub hcr: u64,
-    /// Largest VMID the CPU tags TLB entries with.
-    pub max_vmid: u16,
-}
+pub type GuestSupport = skyscope_el2::config::GuestConfig;
 
 /// Reads a system register by its encoding.
 macro_rules! read_sysreg {
@@ -117,33 +80,23 @@ macro_rules! write_sysreg {
 /// translation control, what the guest reads as its CPU ID, the debug and
 /// performance-monitor traps. Returns what `enter` needs.
 pub fn init() -> GuestSupport {
-    let mmfr0 = read_sysreg!("S3_0_C0_C7_0"); // ID_AA64MMFR0_EL1
-    let mmfr1 = read_sysreg!("S3_0_C0_C7_1"); // ID_AA64MMFR1_EL1
-    let isar1 = read_sysreg!("S3_0_C0_C6_1"); // ID_AA64ISAR1_EL1
-    // PS: the CPU's physical range, at most 48 bits (0b101).
-    let ps = (mmfr0 & 0xf).min(0b101);
-    // VMIDBits (ID_AA64MMFR1_EL1[7:4]) = 0b0010: 16-bit VMIDs.
-    let vmid16 = (mmfr1 >> 4) & 0xf == 0b0010;
-    let vtcr = VTCR_BASE | (ps << 16) | if vmid16 { 1 << 19 } else { 0 };
-    write_sysreg!("S3_4_C2_C1_2", vtcr); // VTCR_EL2
+    let support = skyscope_el2::config::guest_config(
+        read_sysreg!("S3_0_C0_C7_0"), // ID_AA64MMFR0_EL1
+        read_sysreg!("S3_0_C0_C7_1"), // ID_AA64MMFR1_EL1
+        read_sysreg!("S3_0_C0_C6_1"), // ID_AA64ISAR1_EL1
+    );
+    write_sysreg!("S3_4_C2_C1_2", support.vtcr); // VTCR_EL2
     write_sysreg!("S3_4_C2_C1_0", 0); // VTTBR_EL2
     let midr = read_sysreg!("S3_0_C0_C0_0"); // MIDR_EL1
     write_sysreg!("S3_4_C0_C0_0", midr); // VPIDR_EL2
-    // MDCR_EL2 (D23.2.99): TPMCR (5), TPM (6), TDA (9), TDOSA (10),
-    // TDRA (11): guest debug and PMU registers trap; HPMN keeps its value.
-    let mdcr = read_sysreg!("S3_4_C1_C1_1");
+    let mdcr = read_sysreg!("S3_4_C1_C1_1"); // MDCR_EL2: HPMN keeps its value
     write_sysreg!(
         "S3_4_C1_C1_1",
-        mdcr | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11)
+        mdcr | skyscope_el2::config::MDCR_GUEST_TRAPS
     );
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
-    // APA (7:4) or API (11:8): address authentication is implemented.
-    let pauth = (isar1 >> 4) & 0xff != 0;
-    GuestSupport {
-        hcr: HCR_GUEST_BASE | if pauth { HCR_PAUTH } else { 0 },
-        max_vmid: if vmid16 { u16::MAX } else { u8::MAX.into() },
-    }
+    support
 }
 
 /// Loads `registers` into the CPU's EL1 state.
@@ -209,16 +162,9 @@ pub fn save_tpidrro(registers: &mut [u64; reg::COUNT as usize]) {
     registers[reg::TPIDRRO_EL0 as usize] = read_sysreg!("S3_3_C13_C0_3");
 }
 
-/// A guest PSTATE the kernel can `eret` to: AArch64 EL0t, EL1t or EL1h
-/// (anything else becomes EL1h); every other field is the guest's own.
+/// A guest PSTATE the kernel can `eret` to (see `skyscope_el2::pstate`).
 pub fn sanitize_pstate(spsr: u64) -> u64 {
-    let mode = spsr & 0b1_1111;
-    let allowed = [reg::mode::EL0T, reg::mode::EL1T, reg::mode::EL1H];
-    if allowed.contains(&mode) {
-        spsr
-    } else {
-        (spsr & !0b1_1111) | reg::mode::EL1H
-    }
+    skyscope_el2::pstate::sanitize(spsr)
 }
 
 /// Makes the guest space `root` with `vmid` current for stage 2 and sets
@@ -250,22 +196,11 @@ pub fn restore_host_configuration() {
     unsafe { core::arch::asm!("isb", options(nostack)) };
 }
 
-/// ESR_EL2.EC values of guest exits (Arm ARM D23.2.41).
-mod ec {
-    pub const WFX: u64 = 0x01;
-    pub const HVC64: u64 = 0x16;
-    pub const SMC64: u64 = 0x17;
-    pub const SYSREG: u64 = 0x18;
-    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
-    pub const DATA_ABORT_LOWER: u64 = 0x24;
-}
-
-/// Decodes a synchronous exception from a guest. `context.pc` is ELR_EL2;
-/// for a hypercall it is moved back onto the `hvc`, so that every exit
-/// names (and a plain reply retries) the trapping instruction.
+/// Turns a synchronous trap from a guest into an event. `context.pc` is
+/// ELR_EL2; for a hypercall it is moved back onto the `hvc`, so that every
+/// exit names (and a plain reply retries) the trapping instruction.
 pub fn decode_guest_sync(esr: u64, far: u64, hpfar: u64, context: &mut UserContext) -> Event {
-    let class = esr >> 26;
-    let iss = esr & 0x1ff_ffff;
+    use skyscope_el2::exit::{GuestTrap, classify};
     let exit = |kind, pc, address| {
         Event::GuestExit(GuestExit {
             kind,
@@ -274,22 +209,17 @@ pub fn decode_guest_sync(esr: u64, far: u64, hpfar: u64, context: &mut UserConte
             address,
         })
     };
-    match class {
-        ec::WFX if iss & 0b11 == 0 => Event::WaitForInterrupt,
-        ec::WFX => Event::Yield,
-        ec::HVC64 => {
+    match classify(esr, far, hpfar) {
+        GuestTrap::WaitForInterrupt => Event::WaitForInterrupt,
+        GuestTrap::Yield => Event::Yield,
+        GuestTrap::Hypercall { imm } => {
             context.pc = context.pc.wrapping_sub(4);
-            exit(GuestExitKind::Hypercall, context.pc, iss & 0xffff)
+            exit(GuestExitKind::Hypercall, context.pc, imm.into())
         }
-        ec::SMC64 => exit(GuestExitKind::MonitorCall, context.pc, iss & 0xffff),
-        ec::SYSREG => exit(GuestExitKind::SystemRegister, context.pc, 0),
-        ec::DATA_ABORT_LOWER | ec::INSTRUCTION_ABORT_LOWER => {
-            // HPFAR_EL2.FIPA (bits 43:4) holds IPA bits 51:12 of a stage-2
-            // fault; FAR_EL2 supplies the offset in the page.
-            let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
-            exit(GuestExitKind::Memory, context.pc, ipa)
-        }
-        _ => exit(GuestExitKind::Other, context.pc, 0),
+        GuestTrap::MonitorCall { imm } => exit(GuestExitKind::MonitorCall, context.pc, imm.into()),
+        GuestTrap::SystemRegister => exit(GuestExitKind::SystemRegister, context.pc, 0),
+        GuestTrap::Memory { ipa } => exit(GuestExitKind::Memory, context.pc, ipa),
+        GuestTrap::Other => exit(GuestExitKind::Other, context.pc, 0),
     }
 }
 
@@ -304,7 +234,10 @@ pub fn read_hpfar() -> u64 {
 fn with_guest_tlb_context(vmid: u16, f: impl FnOnce()) {
     let vttbr = read_sysreg!("S3_4_C2_C1_0");
     write_sysreg!("S3_4_C2_C1_0", u64::from(vmid) << 48);
-    write_sysreg!("hcr_el2", super::boot::HCR_HOST & !(1 << 27));
+    write_sysreg!(
+        "hcr_el2",
+        super::boot::HCR_HOST & !skyscope_el2::config::HCR_TGE
+    );
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
     f();

@@ -1,0 +1,87 @@
+//! EL2 control-register values for running guests, computed from the ID
+//! registers the kernel reads at boot.
+
+/// HCR_EL2 while a guest runs (Arm ARM D23.2.53): VM (0) stage 2 on,
+/// SWIO (1), FMO/IMO/AMO (3..5) route physical FIQ/IRQ/SError to EL2,
+/// FB (9) and BSU = inner shareable (10) broadcast guest maintenance,
+/// TWI (13) traps `wfi`, TSC (19) traps `smc`, TIDCP (20) traps
+/// implementation-defined registers, TACR (21) traps ACTLR_EL1, TSW (22)
+/// traps cache maintenance by set/way, RW (31) EL1 is AArch64, E2H (34).
+/// TGE (27) is clear: EL1 and EL0 are the guest's.
+pub const HCR_GUEST_BASE: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 31)
+    | (1 << 34);
+/// HCR_EL2.TGE: set for the host, clear while a guest runs.
+pub const HCR_TGE: u64 = 1 << 27;
+/// HCR_EL2.APK (40) and API (41): pointer-authentication keys and
+/// instructions are the guest's to use (only if the CPU has them).
+pub const HCR_PAUTH: u64 = (1 << 40) | (1 << 41);
+
+/// VTCR_EL2 (Arm ARM D23.2.186) without PS and VS: T0SZ = 25 (39-bit
+/// guest-physical space, three levels like user VSpaces), SL0 = 1 (start
+/// at level 1), IRGN0/ORGN0 = write-back, SH0 = inner shareable, TG0 =
+/// 4 KiB, bit 31 RES1.
+pub const VTCR_BASE: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (1 << 31);
+
+/// MDCR_EL2 trap bits (D23.2.99): TPMCR (5), TPM (6), TDA (9), TDOSA (10),
+/// TDRA (11): a guest's debug and performance-monitor registers trap.
+pub const MDCR_GUEST_TRAPS: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11);
+
+/// The guest-related configuration this CPU supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// HCR_EL2 to run a guest with.
+    pub hcr: u64,
+    /// VTCR_EL2.
+    pub vtcr: u64,
+    /// Largest VMID the CPU tags TLB entries with.
+    pub max_vmid: u16,
+}
+
+/// Derives the configuration from ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1 and
+/// ID_AA64ISAR1_EL1.
+pub fn guest_config(mmfr0: u64, mmfr1: u64, isar1: u64) -> GuestConfig {
+    // PARange (3:0) gives PS, at most 48 bits (0b101): tables never need more.
+    let ps = (mmfr0 & 0xf).min(0b101);
+    // VMIDBits (7:4) = 0b0010: 16-bit VMIDs (VTCR_EL2.VS, bit 19).
+    let vmid16 = (mmfr1 >> 4) & 0xf == 0b0010;
+    // APA (7:4) or API (11:8): address authentication is implemented.
+    let pauth = (isar1 >> 4) & 0xff != 0;
+    GuestConfig {
+        hcr: HCR_GUEST_BASE | if pauth { HCR_PAUTH } else { 0 },
+        vtcr: VTCR_BASE | (ps << 16) | if vmid16 { 1 << 19 } else { 0 },
+        max_vmid: if vmid16 { u16::MAX } else { u8::MAX.into() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_follows_the_id_registers() {
+        let small = guest_config(0b0010, 0, 0);
+        assert_eq!(small.max_vmid, 255);
+        assert_eq!((small.vtcr >> 16) & 0b111, 0b010);
+        assert_eq!(small.vtcr & (1 << 19), 0);
+        assert_eq!(small.hcr & HCR_PAUTH, 0);
+        assert_eq!(small.hcr & HCR_TGE, 0, "a guest never runs with TGE");
+        let big = guest_config(0b0110, 0b0010 << 4, 0b0001 << 8);
+        assert_eq!(big.max_vmid, u16::MAX);
+        assert_eq!((big.vtcr >> 16) & 0b111, 0b101, "PS capped at 48 bits");
+        assert_ne!(big.vtcr & (1 << 19), 0);
+        assert_eq!(big.hcr & HCR_PAUTH, HCR_PAUTH);
+        assert_eq!(big.vtcr & 0x3f, 25);
+    }
+}
