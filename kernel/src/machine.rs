@@ -10,13 +10,14 @@ use crate::arch::{
 use skyscope_abi::ObjectType;
 use skyscope_core::{
     PhysAddr,
+    addr::RamRange,
     cap::{FrameSize, SlotRef},
-    machine::{Access, AddressSpace, Machine, MapError},
+    machine::{Access, AddressSpace, Machine, MapError, TableEntry},
     object::{
         endpoint::Endpoint, notification::Notification, reply::Reply, sched_context::SchedContext,
         tcb::Tcb,
     },
-    slot::{SLOT_BITS, Slot, SlotStore},
+    slot::{Slot, SlotStore},
 };
 
 /// The TCB layout on this architecture.
@@ -131,21 +132,14 @@ impl Machine for KernelMachine {
         unsafe { &mut *object::<Notification>(p) }
     }
 
-    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool) {
-        if device || ty == ObjectType::Untyped {
-            return; // device memory is never touched; untyped is zeroed per object
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, _bits: u8, device: bool) {
+        if device {
+            return; // device memory is never touched
         }
-        arch::zero_phys(base, 1u64 << bits);
+        // The core zeroed the memory. Zeroed memory is already a CNode of
+        // empty slots (`Slot: FromZeros`), an empty table and a zeroed
+        // frame; the other objects get their initial state written.
         match ty {
-            ObjectType::CNode => {
-                for i in 0..1u64 << (bits - SLOT_BITS) {
-                    // SAFETY: the CNode's memory was just zeroed and belongs to
-                    // no other object; slot `i` lies inside it.
-                    unsafe {
-                        object::<Slot>(PhysAddr(base.0 + (i << SLOT_BITS))).write(Slot::default())
-                    };
-                }
-            }
             // SAFETY: fresh, exclusively owned, suitably aligned memory.
             ObjectType::Tcb => unsafe { object::<KernelTcb>(base).write(KernelTcb::default()) },
             // SAFETY: as above.
@@ -162,8 +156,16 @@ impl Machine for KernelMachine {
             },
             // SAFETY: as above.
             ObjectType::Vcpu => unsafe { object::<VcpuObject>(base).write(VcpuObject::new()) },
-            _ => {} // zeroed memory is the initial state of tables and frames
+            _ => {}
         }
+    }
+
+    fn zero_memory(&mut self, range: RamRange) {
+        arch::zero_phys(range.base(), range.len());
+    }
+
+    fn preemption_pending(&mut self) -> bool {
+        arch::interrupt_pending()
     }
 
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
@@ -219,6 +221,14 @@ impl Machine for KernelMachine {
         mmu::unmap_table(space, vaddr, level, table);
     }
 
+    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool {
+        mmu::empty_table(space, table, level)
+    }
+
+    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry {
+        mmu::table_entry(table, level, index)
+    }
+
     fn irq_reserved(&self, irq: u16) -> bool {
         // SGIs and PPIs belong to the kernel (its timer among them); user
         // space gets shared peripheral interrupts the GIC implements.
@@ -239,21 +249,28 @@ impl Machine for KernelMachine {
         mmu::flush_space(space);
     }
 
-    fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
-        arch::copy_from_phys(pa, zerocopy::IntoBytes::as_mut_bytes(out));
+    fn read_words(&self, from: RamRange, out: &mut [u64]) {
+        let n = out.len().min(from.words());
+        arch::copy_from_phys(
+            from.base(),
+            zerocopy::IntoBytes::as_mut_bytes(&mut out[..n]),
+        );
+        out[n..].fill(0);
     }
 
-    fn write_words(&mut self, pa: PhysAddr, words: &[u64]) {
-        arch::copy_to_phys(pa, zerocopy::IntoBytes::as_bytes(words));
+    fn write_words(&mut self, to: RamRange, words: &[u64]) {
+        let n = words.len().min(to.words());
+        arch::copy_to_phys(to.base(), zerocopy::IntoBytes::as_bytes(&words[..n]));
     }
 
-    fn copy_words(&mut self, from: PhysAddr, to: PhysAddr, count: usize) {
-        // SAFETY: both ranges lie inside IPC-buffer frames of RAM (the core
-        // checked each buffer fits its frame), which the physmap maps. Two
-        // threads may share a buffer frame, so the ranges may overlap:
-        // `copy` allows that.
+    fn copy_words(&mut self, from: RamRange, to: RamRange, count: usize) {
+        let count = count.min(from.words()).min(to.words());
+        // SAFETY: both ranges are RAM (`RamRange` is only made from RAM
+        // frames and checked to lie inside them; `object` checks the
+        // physmap range), `count` words fit in each. Two threads may share
+        // a buffer frame, so the ranges may overlap: `copy` allows that.
         unsafe {
-            core::ptr::copy(object::<u64>(from), object::<u64>(to), count);
+            core::ptr::copy(object::<u64>(from.base()), object::<u64>(to.base()), count);
         }
     }
 

@@ -46,7 +46,8 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
     // SAFETY: the UART range comes from the device tree and lies in the
     // first gigabyte, which the boot map maps as device memory (and the
     // final kernel map maps again at the same address).
-    unsafe { console::init(arch::phys_to_virt(platform.uart.start)) };
+    unsafe { console::init(arch::mmu::device_virt(platform.uart.start)) };
+    arch::mmu::set_ram_bounds(&platform.ram);
     let power = PowerControl {
         psci: platform.psci,
         semihosting: platform.has_bootarg("exit=semihosting"),

@@ -39,13 +39,17 @@ const DEVICE_SPACE_END: u64 = 1 << 40;
 /// The root task's ELF image, built by `cargo xtask` before the kernel.
 static ROOT_TASK_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_ROOT_TASK_ELF"));
 
+/// Boot memory for a kernel object of `2^bits` bytes, zeroed (as retype
+/// leaves memory for the objects it creates).
 fn allocate(free: &mut FreeRegions, bits: u8) -> PhysAddr {
-    free.allocate(1 << bits, 1 << bits).unwrap_or_else(|_| {
+    let pa = free.allocate(1 << bits, 1 << bits).unwrap_or_else(|_| {
         panic!(
             "out of boot memory allocating {} KiB for the root task",
             (1u64 << bits) >> 10
         )
-    })
+    });
+    arch::zero_phys(pa, 1 << bits);
+    pa
 }
 
 /// Places capabilities in consecutive root-CNode slots.
@@ -288,6 +292,11 @@ pub fn create(
         },
     );
     cursor.push(kernel, Cap::AuditLog { rights: all });
+    cursor.push(kernel, Cap::Console { rights: all });
+    cursor.push(kernel, Cap::PowerControl);
+    if cfg!(not(feature = "hardened")) {
+        cursor.push(kernel, Cap::Debug);
+    }
     cursor.next = saved;
     kernel.resume(tcb).expect("root TCB has a VSpace");
 
@@ -310,9 +319,12 @@ pub fn create(
             kernel,
             Cap::Untyped {
                 base,
+                free_offset: 0,
+                // Nothing in boot RAM is known to be zero (retype zeroes it
+                // before use); device memory is never zeroed.
+                zeroed_to: if device { 1 << bits } else { 0 },
                 size_bits: bits,
                 device,
-                free_offset: 0,
             },
         );
         info.untyped_list[described] = UntypedDesc {

@@ -1,10 +1,12 @@
-//! Syscalls the kernel binary answers itself: the debug services. Every
-//! other syscall goes to `skyscope_core::Kernel::syscall`.
+//! Syscalls the kernel binary answers itself: console output, power off
+//! and (except in the `hardened` kernel) the debug services, each with a
+//! capability that only the root task is given at boot. Every other
+//! syscall goes to `skyscope_core::Kernel::syscall`.
 
 use crate::arch::{self, PageTables};
 use crate::kernel::{Next, State};
 use crate::{console, kprintln};
-use skyscope_abi::{Error, Syscall, syscall::DEBUG_WRITE_MAX};
+use skyscope_abi::{CapRights, Error, Syscall, syscall::CONSOLE_WRITE_MAX};
 use skyscope_core::{PhysAddr, VirtAddr, cap::Cap, machine::Machine, object::tcb};
 
 /// Handles the syscall the current thread made.
@@ -17,21 +19,36 @@ pub fn handle(s: &mut State) -> Next {
     if s.core.syscall(number) {
         return Next::Resume;
     }
-    let result = match Syscall::from_number(number) {
-        Some(Syscall::DebugWrite) => debug_write(s, t, a0, a1).map(|()| 0),
-        Some(Syscall::DebugTimerTicks) => Ok(s.ticks),
-        Some(Syscall::DebugFastpath) => {
-            s.core.fastpath_enabled = a0 != 0;
-            Ok(s.core.counters.fastpath_hits)
-        }
-        Some(Syscall::DebugCheckInvariants) => Ok(u64::from(!check_invariants(s))),
-        Some(Syscall::DebugShutdown) => {
-            kprintln!(
-                "kernel: shutdown requested by thread {} with status {}",
-                s.thread_name(t),
-                a0
-            );
-            s.power.shutdown(a0)
+    let syscall = Syscall::from_number(number)
+        .filter(|call| !(call.is_debug() && cfg!(feature = "hardened")));
+    let result = match syscall {
+        Some(Syscall::ConsoleWrite) => capability(
+            s,
+            a0,
+            |c| matches!(c, Cap::Console { rights } if rights.contains(CapRights::WRITE)),
+        )
+        .and_then(|()| console_write(s, t, a1, context.arg(2)))
+        .map(|()| 0),
+        Some(Syscall::PowerOff) => match capability(s, a0, |c| matches!(c, Cap::PowerControl)) {
+            Ok(()) => {
+                kprintln!(
+                    "kernel: power off requested by thread {} with status {}",
+                    s.thread_name(t),
+                    a1
+                );
+                s.power.shutdown(a1)
+            }
+            Err(e) => Err(e),
+        },
+        Some(call) if call.is_debug() => {
+            capability(s, a0, |c| matches!(c, Cap::Debug)).map(|()| match call {
+                Syscall::DebugTimerTicks => s.ticks,
+                Syscall::DebugFastpath => {
+                    s.core.fastpath_enabled = a1 != 0;
+                    s.core.counters.fastpath_hits
+                }
+                _ => u64::from(!check_invariants(s)),
+            })
         }
         _ => {
             // An unknown syscall is a fault the handler may emulate; without
@@ -49,6 +66,20 @@ pub fn handle(s: &mut State) -> Next {
     let value = result.unwrap_or_else(|e| e.code());
     s.core.machine.tcb_mut(t).context.set_result(0, value);
     Next::Resume
+}
+
+/// Checks that the capability at `cptr` in the current thread's CSpace is
+/// one `wanted` accepts: the authority behind the console, power and
+/// debug syscalls.
+fn capability(s: &State, cptr: u64, wanted: impl Fn(Cap) -> bool) -> Result<(), Error> {
+    use skyscope_core::slot::SlotStore;
+    let slot = s.core.lookup_slot_of_current(cptr)?;
+    match s.core.machine.slot(slot).cap {
+        Cap::Null => Err(Error::InvalidCapability),
+        cap if wanted(cap) => Ok(()),
+        Cap::Console { .. } => Err(Error::InsufficientRights),
+        _ => Err(Error::WrongType),
+    }
 }
 
 /// Checks the kernel invariants over everything reachable from the root
@@ -90,9 +121,9 @@ pub fn has_fault_handler(s: &State, t: PhysAddr) -> bool {
 
 /// Copies `length` bytes at user address `address` to the console,
 /// checking each page is mapped readable for the thread.
-fn debug_write(s: &State, t: PhysAddr, address: u64, length: u64) -> Result<(), Error> {
+fn console_write(s: &State, t: PhysAddr, address: u64, length: u64) -> Result<(), Error> {
     use skyscope_core::slot::SlotStore;
-    if length > DEBUG_WRITE_MAX as u64 {
+    if length > CONSOLE_WRITE_MAX as u64 {
         return Err(Error::RangeError);
     }
     let Cap::VSpace { ptr, .. } = s
@@ -103,7 +134,7 @@ fn debug_write(s: &State, t: PhysAddr, address: u64, length: u64) -> Result<(), 
     else {
         return Err(Error::InvalidUserBuffer);
     };
-    let mut buffer = [0u8; DEBUG_WRITE_MAX];
+    let mut buffer = [0u8; CONSOLE_WRITE_MAX];
     copy_from_user(
         &PageTables::user(ptr),
         address,

@@ -4,9 +4,9 @@
 use crate::Outcome;
 use skyscope_abi::{
     BootInfo, Error,
-    bootinfo::{BOOT_INFO_ADDRESS, IPC_BUFFER_ADDRESS, ROOT_STACK_SIZE, ROOT_STACK_TOP},
+    bootinfo::{BOOT_INFO_ADDRESS, IPC_BUFFER_ADDRESS, ROOT_STACK_SIZE, ROOT_STACK_TOP, slots},
     println,
-    syscall::{self, counter_now, debug_timer_ticks, debug_write_raw, raw_syscall},
+    syscall::{self, console_write_raw, counter_now, debug_timer_ticks, raw_syscall},
 };
 
 /// The banner itself is checked by the harness on the console; here the
@@ -109,15 +109,20 @@ pub fn bad_syscalls_return_errors(_: &'static BootInfo) -> Outcome {
         ("empty", 0, 0, Ok(())),
     ];
     for (what, address, length, expected) in cases {
-        let got = debug_write_raw(address, length);
+        let got = console_write_raw(slots::CONSOLE, address, length);
         check!(
             got == expected,
-            "{what}: DebugWrite({address:#x}, {length}) gave {got:?}, expected {expected:?}"
+            "{what}: ConsoleWrite({address:#x}, {length}) gave {got:?}, expected {expected:?}"
         );
     }
     // Still alive and serving valid requests.
     check!(
-        debug_write_raw(b"  kernel still answering\n".as_ptr() as u64, 25).is_ok(),
+        console_write_raw(
+            slots::CONSOLE,
+            b"  kernel still answering\n".as_ptr() as u64,
+            25
+        )
+        .is_ok(),
         "valid write failed"
     );
     Ok(())
@@ -126,7 +131,7 @@ pub fn bad_syscalls_return_errors(_: &'static BootInfo) -> Outcome {
 pub fn timer_interrupt_fires(info: &'static BootInfo) -> Outcome {
     // Spin for 200 ms of counter time without entering the kernel; only
     // timer interrupts taken from EL0 can advance the tick count.
-    let before = debug_timer_ticks();
+    let before = debug_timer_ticks(slots::DEBUG);
     let start = counter_now();
     let mut last = start;
     while last - start < info.timer_frequency / 5 {
@@ -134,7 +139,7 @@ pub fn timer_interrupt_fires(info: &'static BootInfo) -> Outcome {
         check!(now >= last, "counter went backwards: {last} -> {now}");
         last = now;
     }
-    let ticks = debug_timer_ticks() - before;
+    let ticks = debug_timer_ticks(slots::DEBUG) - before;
     println!("  {ticks} ticks in 200 ms of spinning at EL0");
     check!(
         (10..=60).contains(&ticks),
@@ -143,9 +148,9 @@ pub fn timer_interrupt_fires(info: &'static BootInfo) -> Outcome {
 
     // `wfi` at EL0 returns only after an interrupt has been taken.
     for _ in 0..5 {
-        let t = debug_timer_ticks();
+        let t = debug_timer_ticks(slots::DEBUG);
         syscall::wait_for_interrupt();
-        let after = debug_timer_ticks();
+        let after = debug_timer_ticks(slots::DEBUG);
         check!(after > t, "woke from wfi without a tick ({t} -> {after})");
     }
     Ok(())

@@ -22,6 +22,8 @@ const ROOT_SHARED: u64 = 0x5f_0000;
 const CHILD_STACK_TOP: u64 = 0x7f_fff0_0000;
 const CHILD_STACK_PAGES: u64 = 4;
 const MAGIC: u64 = 0x5ca1_ab1e;
+/// Slot of the child's CSpace holding its copy of the console capability.
+const CHILD_CONSOLE: u64 = 1;
 
 /// The child process's code: it runs in its own address space, in which
 /// the root task mapped (read-only) the pages of its own image, a stack and
@@ -37,8 +39,10 @@ extern "C" fn child_main(shared: *mut u64, magic: u64) -> ! {
         shared.add(1).write_volatile(ipc_buffer);
         shared.write_volatile(magic);
     }
-    let _ =
-        skyscope_abi::syscall::debug_write(b"  child process: running in its own address space\n");
+    let _ = skyscope_abi::syscall::console_write(
+        CHILD_CONSOLE,
+        b"  child process: running in its own address space\n",
+    );
     loop {
         skyscope_abi::syscall::wait_for_interrupt();
     }
@@ -124,6 +128,16 @@ pub fn retype_and_start_process(info: &'static BootInfo) -> Outcome {
     ));
     check_eq!(read(ROOT_SHARED), 0); // fresh frames are zeroed
 
+    // The child may print: a copy of the console capability in its CSpace.
+    check_ok!(inv::cnode_copy(
+        cnode,
+        CHILD_CONSOLE,
+        4,
+        ROOT,
+        slots::CONSOLE,
+        ROOT_DEPTH,
+        CapRights::WRITE
+    ));
     check_ok!(inv::tcb_configure(
         tcb,
         0,

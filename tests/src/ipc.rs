@@ -421,7 +421,7 @@ pub fn fastpath_matches_slowpath(info: &'static BootInfo) -> Outcome {
     let mut results = [[0u64; 6]; 2];
     let mut hits = [0u64; 2];
     for (pass, fast) in [(0, true), (1, false)] {
-        let before = debug_fastpath(fast);
+        let before = debug_fastpath(slots::DEBUG, fast);
         let mut digest = [0u64; 6];
         for i in 0..500u64 {
             let words = [i, i * i, 7, 0xabc ^ i];
@@ -433,7 +433,7 @@ pub fn fastpath_matches_slowpath(info: &'static BootInfo) -> Outcome {
             }
             digest[5] = digest[5].wrapping_add(r.badge);
         }
-        hits[pass] = debug_fastpath(true) - before;
+        hits[pass] = debug_fastpath(slots::DEBUG, true) - before;
         results[pass] = digest;
     }
     println!(

@@ -298,20 +298,20 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 #[cfg(target_os = "none")]
 pub fn run(name: &str, boot_info: &'static BootInfo) -> ! {
     use protocol::{FAIL, FAILURE_STATUS, PASS, PREFIX};
-    use skyscope_abi::{println, syscall::debug_shutdown};
+    use skyscope_abi::{println, rt::exit};
     let Some(scenario) = lookup(name) else {
         println!("{PREFIX} {name}: {FAIL} no such scenario");
-        debug_shutdown(FAILURE_STATUS);
+        exit(FAILURE_STATUS);
     };
     println!("{PREFIX} {name}: START");
     match scenario(boot_info) {
         Ok(()) => {
             println!("{PREFIX} {name}: {PASS}");
-            debug_shutdown(0)
+            exit(0)
         }
         Err(Failure) => {
             println!("{PREFIX} {name}: {FAIL} (see the check above)");
-            debug_shutdown(FAILURE_STATUS)
+            exit(FAILURE_STATUS)
         }
     }
 }

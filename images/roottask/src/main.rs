@@ -28,7 +28,7 @@ fn main(boot_info: &'static BootInfo) -> ! {
                 1
             }
         };
-        skyscope_abi::syscall::debug_shutdown(status);
+        skyscope_abi::rt::exit(status);
     }
     println!(
         "{BANNER} (image {:#x}..{:#x}, {} MiB RAM, bootargs \"{}\")",

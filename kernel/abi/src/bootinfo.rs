@@ -49,7 +49,14 @@ pub mod slots {
     pub const SCHED_CONTEXT: u64 = 8;
     /// Reading the kernel's audit stream.
     pub const AUDIT_LOG: u64 = 9;
-    /// First slot after the fixed ones (10..16 are reserved for later fixed caps).
+    /// Writing to (and reading from) the kernel console.
+    pub const CONSOLE: u64 = 10;
+    /// Powering the machine off.
+    pub const POWER: u64 = 11;
+    /// The kernel's debugging syscalls (empty in the `hardened` kernel,
+    /// which has none).
+    pub const DEBUG: u64 = 12;
+    /// First slot after the fixed ones (13..16 are reserved for later fixed caps).
     pub const FIRST_VARIABLE: u64 = 16;
 }
 

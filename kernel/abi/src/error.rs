@@ -44,11 +44,16 @@ pub enum Error {
     QueueFull = 16,
     /// A non-blocking operation found nothing to do (no message, no signal).
     WouldBlock = 17,
+    /// Kernel-internal, never returned to user space: a long operation
+    /// stopped at a preemption point because an interrupt is waiting. The
+    /// kernel restarts the syscall once the thread runs again, and the
+    /// operation continues where it stopped.
+    Preempted = 18,
 }
 
 impl Error {
     /// Every error code, in numeric order.
-    pub const ALL: [Error; 17] = [
+    pub const ALL: [Error; 18] = [
         Error::InvalidArgument,
         Error::InvalidCapability,
         Error::WrongType,
@@ -66,6 +71,7 @@ impl Error {
         Error::Cancelled,
         Error::QueueFull,
         Error::WouldBlock,
+        Error::Preempted,
     ];
 
     /// The ABI code of this error.
@@ -106,6 +112,7 @@ impl Error {
             Error::Cancelled => "Cancelled",
             Error::QueueFull => "QueueFull",
             Error::WouldBlock => "WouldBlock",
+            Error::Preempted => "Preempted",
         }
     }
 }

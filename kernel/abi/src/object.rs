@@ -114,18 +114,26 @@ impl ObjectType {
     }
 }
 
+/// Rights carried by a capability.
+///
+/// For endpoints: `WRITE` sends, `READ` receives, `GRANT` lets messages
+/// carry capabilities, `GRANT_REPLY` lets a `Call` carry a reply right.
+/// For notifications: `WRITE` signals, `READ` waits. For frames: `READ`
+/// and `WRITE` bound the mapping's access. For every other object,
+/// `READ` allows the invocations that only inspect it and `WRITE` those
+/// that change it. Copying or minting a capability can only remove
+/// rights, never add them.
+///
+/// A plain byte (so kernel structures holding it can be checked by
+/// `zerocopy`), with the flag operations from `bitflags`.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
+)]
+#[repr(transparent)]
+pub struct CapRights(u8);
+
 bitflags! {
-    /// Rights carried by a capability.
-    ///
-    /// For endpoints: `WRITE` sends, `READ` receives, `GRANT` lets messages
-    /// carry capabilities, `GRANT_REPLY` lets a `Call` carry a reply right.
-    /// For notifications: `WRITE` signals, `READ` waits. For frames: `READ`
-    /// and `WRITE` bound the mapping's access. For every other object,
-    /// `READ` allows the invocations that only inspect it and `WRITE` those
-    /// that change it. Copying or minting a capability can only remove
-    /// rights, never add them.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct CapRights: u8 {
+    impl CapRights: u8 {
         /// Read / receive / inspect.
         const READ = 1 << 0;
         /// Write / send / modify.
@@ -134,6 +142,14 @@ bitflags! {
         const GRANT = 1 << 2;
         /// Let a `Call` through this endpoint grant a reply right.
         const GRANT_REPLY = 1 << 3;
+    }
+}
+
+impl core::fmt::Debug for CapRights {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("CapRights(")?;
+        bitflags::parser::to_writer(self, &mut *f)?;
+        f.write_str(")")
     }
 }
 

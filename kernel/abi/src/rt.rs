@@ -4,8 +4,35 @@
 //! with [`entry!`](crate::entry). The kernel starts a thread at `_start` with
 //! the stack pointer set and the boot-info address in `x0`.
 
-use crate::bootinfo::BootInfo;
+use crate::bootinfo::{BootInfo, slots};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Where this program's console and power-control capabilities are: the
+/// root task's fixed slots unless the program says otherwise (a process
+/// with its own CSpace, given copies elsewhere).
+static CONSOLE_CAP: AtomicU64 = AtomicU64::new(slots::CONSOLE);
+static POWER_CAP: AtomicU64 = AtomicU64::new(slots::POWER);
+
+/// Sets the capability address `print!` writes through.
+pub fn set_console(cptr: u64) {
+    CONSOLE_CAP.store(cptr, Ordering::Relaxed);
+}
+
+/// Sets the capability address [`exit`] powers off through.
+pub fn set_power(cptr: u64) {
+    POWER_CAP.store(cptr, Ordering::Relaxed);
+}
+
+/// Ends the program by powering the machine off with `status` (0 =
+/// success). A program without the power-control capability cannot: it
+/// stops here instead (spinning on `wfi`, which costs no CPU).
+pub fn exit(status: u64) -> ! {
+    let _ = crate::syscall::power_off(POWER_CAP.load(Ordering::Relaxed), status);
+    loop {
+        crate::syscall::wait_for_interrupt();
+    }
+}
 
 core::arch::global_asm!(
     ".section .text._start, \"ax\"",
@@ -36,7 +63,7 @@ extern "C" fn rt_start(boot_info_address: usize) -> ! {
             print(format_args!(
                 "user runtime: invalid boot info at {boot_info_address:#x}\n"
             ));
-            crate::syscall::debug_shutdown(PANIC_EXIT_STATUS)
+            exit(PANIC_EXIT_STATUS)
         }
     }
 }
@@ -56,8 +83,8 @@ macro_rules! entry {
 /// Exit status the runtime reports when a user program panics.
 pub const PANIC_EXIT_STATUS: u64 = 101;
 
-/// A `core::fmt::Write` sink that buffers and writes through the debug
-/// console syscall.
+/// A `core::fmt::Write` sink that buffers and writes through the console
+/// syscall.
 struct Console {
     buffer: [u8; 256],
     used: usize,
@@ -66,7 +93,10 @@ struct Console {
 impl Console {
     fn flush(&mut self) {
         // Console output is best effort: a failure here has nowhere to go.
-        let _ = crate::syscall::debug_write(&self.buffer[..self.used]);
+        let _ = crate::syscall::console_write(
+            CONSOLE_CAP.load(Ordering::Relaxed),
+            &self.buffer[..self.used],
+        );
         self.used = 0;
     }
 }
@@ -110,5 +140,5 @@ macro_rules! println {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     print(format_args!("user panic: {info}\n"));
-    crate::syscall::debug_shutdown(PANIC_EXIT_STATUS)
+    exit(PANIC_EXIT_STATUS)
 }

@@ -37,20 +37,23 @@ pub enum Syscall {
     /// Give up the rest of the current time slice to threads of equal
     /// priority. Always succeeds.
     Yield = 8,
-    /// Debug: write `x1` bytes at user address `x0` to the kernel console.
-    /// Returns an error in `x0` if the buffer is not mapped readable.
-    DebugWrite = 0x100,
-    /// Debug: power the machine off. `x0 = 0` reports success to the host
-    /// (the emulator's exit status), anything else failure.
-    DebugShutdown = 0x101,
-    /// Debug: the number of kernel timer interrupts taken since boot.
+    /// Write `x2` bytes at user address `x1` to the kernel console, with
+    /// the console capability (WRITE) at `x0`. Returns 0 or an error in
+    /// `x0` (the buffer is not mapped readable, the capability is wrong).
+    ConsoleWrite = 0x100,
+    /// Power the machine off with the power-control capability at `x0`.
+    /// `x1 = 0` reports success to the host (the emulator's exit status),
+    /// anything else failure. Returns only with an error in `x0`.
+    PowerOff = 0x101,
+    /// Debug (capability at `x0`): the number of kernel timer interrupts
+    /// taken since boot.
     DebugTimerTicks = 0x102,
-    /// Debug: `x0 = 0` turns the IPC fastpath off, 1 on; returns how many
-    /// syscalls the fastpath has completed since boot.
+    /// Debug (capability at `x0`): `x1 = 0` turns the IPC fastpath off, 1
+    /// on; returns how many syscalls the fastpath has completed since boot.
     DebugFastpath = 0x103,
-    /// Debug: check the kernel's structural invariants over everything
-    /// reachable from the root task's CSpace; returns 0, or 1 after
-    /// printing the first violation.
+    /// Debug (capability at `x0`): check the kernel's structural invariants
+    /// over everything reachable from the root task's CSpace; returns 0, or
+    /// 1 after printing the first violation.
     DebugCheckInvariants = 0x104,
 }
 
@@ -65,8 +68,8 @@ impl Syscall {
         Syscall::NBRecv,
         Syscall::Reply,
         Syscall::Yield,
-        Syscall::DebugWrite,
-        Syscall::DebugShutdown,
+        Syscall::ConsoleWrite,
+        Syscall::PowerOff,
         Syscall::DebugTimerTicks,
         Syscall::DebugFastpath,
         Syscall::DebugCheckInvariants,
@@ -78,8 +81,19 @@ impl Syscall {
     }
 }
 
-/// Longest buffer [`debug_write`] passes in one trap; longer writes are split.
-pub const DEBUG_WRITE_MAX: usize = 4096;
+/// Longest buffer [`console_write`] passes in one trap; longer writes are split.
+pub const CONSOLE_WRITE_MAX: usize = 4096;
+
+impl Syscall {
+    /// Whether this syscall needs the debug capability (and does not
+    /// exist in the `hardened` kernel).
+    pub const fn is_debug(self) -> bool {
+        matches!(
+            self,
+            Syscall::DebugTimerTicks | Syscall::DebugFastpath | Syscall::DebugCheckInvariants
+        )
+    }
+}
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod imp {
@@ -108,6 +122,26 @@ pub(crate) mod imp {
             );
         }
         (r0, r1)
+    }
+
+    /// Issues `svc #0` with three argument words; returns `x0`.
+    #[inline(always)]
+    pub fn raw3(number: Syscall, a0: u64, a1: u64, a2: u64) -> u64 {
+        let r0: u64;
+        // SAFETY: as in `raw2`.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") a0 => r0,
+                inlateout("x1") a1 => _,
+                inlateout("x2") a2 => _,
+                lateout("x3") _, lateout("x4") _,
+                lateout("x5") _, lateout("x6") _,
+                in("x7") number as u64,
+                options(nostack),
+            );
+        }
+        r0
     }
 
     /// Any syscall with the full register convention: `x0..x6` in and out.
@@ -184,12 +218,14 @@ pub fn counter_now() -> u64 {
     v
 }
 
-/// Writes bytes to the kernel debug console.
+/// Writes bytes to the kernel console through the console capability at
+/// `console`.
 #[cfg(target_arch = "aarch64")]
-pub fn debug_write(bytes: &[u8]) -> Result<(), Error> {
-    for chunk in bytes.chunks(DEBUG_WRITE_MAX) {
-        let (r0, _) = imp::raw2(
-            Syscall::DebugWrite,
+pub fn console_write(console: u64, bytes: &[u8]) -> Result<(), Error> {
+    for chunk in bytes.chunks(CONSOLE_WRITE_MAX) {
+        let r0 = imp::raw3(
+            Syscall::ConsoleWrite,
+            console,
             chunk.as_ptr() as u64,
             chunk.len() as u64,
         );
@@ -198,35 +234,34 @@ pub fn debug_write(bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a raw `(address, length)` pair to the debug console without
-/// checking it; for tests of the kernel's own validation.
+/// Writes a raw `(address, length)` pair to the console without checking
+/// it; for tests of the kernel's own validation.
 #[cfg(target_arch = "aarch64")]
-pub fn debug_write_raw(address: u64, length: u64) -> Result<(), Error> {
-    Error::check(imp::raw2(Syscall::DebugWrite, address, length).0)
+pub fn console_write_raw(console: u64, address: u64, length: u64) -> Result<(), Error> {
+    Error::check(imp::raw3(Syscall::ConsoleWrite, console, address, length))
 }
 
-/// Powers the machine off, reporting `status` (0 = success) to the host.
+/// Powers the machine off through the power-control capability at
+/// `power`, reporting `status` (0 = success) to the host. Returns the
+/// error if the capability does not allow it.
 #[cfg(target_arch = "aarch64")]
-pub fn debug_shutdown(status: u64) -> ! {
-    imp::raw2(Syscall::DebugShutdown, status, 0);
-    // The kernel does not return from a successful shutdown; if it did
-    // (debug syscalls disabled), there is nothing sensible left to run.
-    loop {
-        core::hint::spin_loop();
-    }
+pub fn power_off(power: u64, status: u64) -> Error {
+    let r0 = imp::raw2(Syscall::PowerOff, power, status).0;
+    Error::check(r0).err().unwrap_or(Error::IllegalOperation)
 }
 
 /// Turns the IPC fastpath on or off (for tests comparing both paths) and
-/// returns how many syscalls it has completed since boot.
+/// returns how many syscalls it has completed since boot; the debug
+/// capability is at `debug`.
 #[cfg(target_arch = "aarch64")]
-pub fn debug_fastpath(enabled: bool) -> u64 {
-    imp::raw2(Syscall::DebugFastpath, u64::from(enabled), 0).0
+pub fn debug_fastpath(debug: u64, enabled: bool) -> u64 {
+    imp::raw2(Syscall::DebugFastpath, debug, u64::from(enabled)).0
 }
 
 /// Asks the kernel to check its invariants; `true` if they hold.
 #[cfg(target_arch = "aarch64")]
-pub fn debug_check_invariants() -> bool {
-    imp::raw2(Syscall::DebugCheckInvariants, 0, 0).0 == 0
+pub fn debug_check_invariants(debug: u64) -> bool {
+    imp::raw2(Syscall::DebugCheckInvariants, debug, 0).0 == 0
 }
 
 /// Issues any syscall number with registers `x0..x6`; returns them after.
@@ -253,10 +288,11 @@ pub fn raw_syscall7(number: u64, regs: [u64; 7]) -> [u64; 7] {
     [x0, x1, x2, x3, x4, x5, x6]
 }
 
-/// Number of kernel timer interrupts since boot.
+/// Number of kernel timer interrupts since boot (debug capability at
+/// `debug`).
 #[cfg(target_arch = "aarch64")]
-pub fn debug_timer_ticks() -> u64 {
-    imp::raw2(Syscall::DebugTimerTicks, 0, 0).0
+pub fn debug_timer_ticks(debug: u64) -> u64 {
+    imp::raw2(Syscall::DebugTimerTicks, debug, 0).0
 }
 
 /// Issues a syscall by raw number with two argument words and returns

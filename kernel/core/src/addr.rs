@@ -8,7 +8,9 @@ pub const PAGE_SIZE: u64 = 4096;
 macro_rules! address_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[derive(
+            Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, zerocopy::FromBytes,
+        )]
         #[repr(transparent)]
         pub struct $name(pub u64);
 
@@ -65,9 +67,113 @@ address_type!(
     VirtAddr
 );
 
+/// Kernel-owned RAM that the kernel reads or writes on behalf of a
+/// capability holder: IPC buffers, and untyped memory being zeroed.
+///
+/// This is the one door through which the core names memory by address.
+/// A range can only be made from a RAM (non-device) frame or untyped
+/// capability and lies wholly inside it, so a device frame used where RAM
+/// is needed is refused here, never turned into a kernel access to MMIO or
+/// to whatever the physmap holds beyond RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamRange {
+    base: PhysAddr,
+    len: u64,
+}
+
+impl RamRange {
+    /// `len` bytes at `offset` inside the object `cap` names, if `cap` is a
+    /// RAM frame or RAM untyped region and the bytes lie inside it.
+    pub fn inside(cap: &crate::Cap, offset: u64, len: u64) -> Option<RamRange> {
+        let (base, bits) = match *cap {
+            crate::Cap::Frame {
+                base,
+                size,
+                device: false,
+                ..
+            } => (base, size.bits()),
+            crate::Cap::Untyped {
+                base,
+                size_bits,
+                device: false,
+                ..
+            } => (base, size_bits),
+            _ => return None,
+        };
+        let end = offset.checked_add(len)?;
+        if end > 1u64 << bits {
+            return None;
+        }
+        Some(RamRange {
+            base: PhysAddr(base.0 + offset),
+            len,
+        })
+    }
+
+    /// The sub-range of `len` bytes at `offset`, if it fits.
+    pub fn sub(self, offset: u64, len: u64) -> Option<RamRange> {
+        let end = offset.checked_add(len)?;
+        (end <= self.len).then_some(RamRange {
+            base: PhysAddr(self.base.0 + offset),
+            len,
+        })
+    }
+
+    /// First byte.
+    pub fn base(self) -> PhysAddr {
+        self.base
+    }
+
+    /// Length in bytes.
+    pub fn len(self) -> u64 {
+        self.len
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    /// How many whole words fit.
+    pub fn words(self) -> usize {
+        (self.len / 8) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ram_ranges_only_from_ram_and_inside() {
+        use crate::cap::{Cap, FrameSize, Mapping};
+        use skyscope_abi::CapRights;
+        let frame = |device| Cap::Frame {
+            base: PhysAddr(0x4000_0000),
+            size: FrameSize::Small,
+            device,
+            rights: CapRights::ALL,
+            mapping: Mapping::NONE,
+        };
+        let r = RamRange::inside(&frame(false), 0xc00, 0x400).unwrap();
+        assert_eq!((r.base(), r.len()), (PhysAddr(0x4000_0c00), 0x400));
+        assert_eq!(RamRange::inside(&frame(false), 0xc00, 0x401), None);
+        assert_eq!(RamRange::inside(&frame(false), u64::MAX, 2), None);
+        assert_eq!(RamRange::inside(&frame(true), 0, 8), None);
+        assert_eq!(
+            r.sub(0x3f8, 8).map(RamRange::base),
+            Some(PhysAddr(0x4000_0ff8))
+        );
+        assert_eq!(r.sub(0x3f8, 9), None);
+        let ut = Cap::Untyped {
+            base: PhysAddr(0x1000_0000),
+            free_offset: 0,
+            zeroed_to: 0,
+            size_bits: 12,
+            device: true,
+        };
+        assert_eq!(RamRange::inside(&ut, 0, 8), None);
+    }
 
     #[test]
     fn alignment_helpers() {

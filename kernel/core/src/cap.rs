@@ -2,9 +2,11 @@
 
 use crate::addr::PhysAddr;
 use skyscope_abi::{CapRights, Error, ObjectType};
+use zerocopy::FromZeros;
 
 /// The physical address of a capability slot (in a CNode or a TCB).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, FromZeros)]
+#[repr(transparent)]
 pub struct SlotRef(pub u64);
 
 impl SlotRef {
@@ -18,7 +20,8 @@ impl SlotRef {
 }
 
 /// Size of a mappable frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, zerocopy::TryFromBytes)]
+#[repr(u8)]
 pub enum FrameSize {
     /// 4 KiB.
     Small,
@@ -52,7 +55,8 @@ pub const ASID_COUNT: usize = 4096;
 /// Where one capability's frame or page table is mapped: the address space
 /// (by ASID) and the page-aligned virtual address, packed in one word.
 /// ASID 0 is never assigned, so zero means "not mapped".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, zerocopy::FromBytes)]
+#[repr(transparent)]
 pub struct Mapping(u64);
 
 impl Mapping {
@@ -73,7 +77,8 @@ impl Mapping {
 }
 
 /// An object whose destruction is in progress; see `Kernel::delete`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, zerocopy::TryFromBytes)]
+#[repr(u8)]
 pub enum ContainerKind {
     /// A CNode with this radix.
     CNode {
@@ -85,22 +90,33 @@ pub enum ContainerKind {
 }
 
 /// A capability: an unforgeable reference to a kernel object with rights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+///
+/// `repr(u8)` with `Null` as discriminant 0 makes all-zero bytes a valid
+/// `Null` (`FromZeros` checks that at compile time), so zeroed memory is a
+/// CNode of empty slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, FromZeros)]
+#[repr(u8)]
 pub enum Cap {
     /// An empty slot.
     #[default]
-    Null,
+    Null = 0,
     /// Untyped memory `[base, base + 2^size_bits)`; objects are carved from
-    /// `free_offset` upwards.
+    /// `free_offset` upwards. Memory in `[free_offset, zeroed_to)` is known
+    /// to be zero; above `zeroed_to` it may hold what earlier objects left
+    /// there, and retype zeroes it (preemptibly) before use.
     Untyped {
         /// First byte.
         base: PhysAddr,
+        /// Offset of the first free byte (the watermark).
+        free_offset: u64,
+        /// Offset up to which free memory is known to be zero (at least
+        /// `free_offset`; the whole region for device memory, which is
+        /// never zeroed).
+        zeroed_to: u64,
         /// log2 of the size.
         size_bits: u8,
         /// Device memory (can only become frames).
         device: bool,
-        /// Offset of the first free byte (the watermark).
-        free_offset: u64,
     },
     /// A CNode of 2^radix slots, with a guard consumed before indexing.
     CNode {
@@ -216,14 +232,33 @@ pub enum Cap {
         /// The interrupt number.
         irq: u16,
     },
-    /// Kernel-internal: a container being destroyed (never user-visible).
+    /// The right to write to (and, with `READ`, read from) the kernel's
+    /// console (no object).
+    Console {
+        /// Rights (`WRITE` to print, `READ` to read input).
+        rights: CapRights,
+    },
+    /// The right to power the machine off or reset it (no object).
+    PowerControl,
+    /// The right to use the kernel's debugging syscalls (no object; the
+    /// `hardened` kernel has none).
+    Debug,
+    /// A container whose last capability was deleted and whose contents
+    /// are being destroyed. It keeps the slot (and its place in the
+    /// derivation list) until the container is empty, so a destruction
+    /// preempted half-way resumes where it stopped: deleting the zombie
+    /// again continues it. Nothing else can be done with a zombie.
     Zombie {
         /// The container.
         ptr: PhysAddr,
+        /// The zombie of the enclosing container being destroyed (whose
+        /// slot this zombie sits in), or NONE.
+        back: SlotRef,
+        /// Slots `0..cursor` of the container are empty, except a zombie
+        /// at `cursor` itself (a container being destroyed inside this one).
+        cursor: u64,
         /// What it is.
         kind: ContainerKind,
-        /// Slot holding the zombie of the enclosing container, or NONE.
-        back: SlotRef,
     },
 }
 
@@ -280,6 +315,9 @@ impl Cap {
             | Cap::VSpace { ptr, .. }
             | Cap::GuestSpace { ptr, .. }
             | Cap::Vcpu { ptr, .. } => Some((ptr, bits(self.object_type()?, 0)?)),
+            // A zombie still owns its container's memory: an untyped above
+            // it must not be reused until the zombie is gone.
+            Cap::Zombie { ptr, kind, .. } => Some((ptr, kind.object_bits())),
             _ => None,
         }
     }
@@ -298,7 +336,8 @@ impl Cap {
             | Cap::VSpace { rights, .. }
             | Cap::GuestSpace { rights, .. }
             | Cap::Vcpu { rights, .. }
-            | Cap::AuditLog { rights } => rights,
+            | Cap::AuditLog { rights }
+            | Cap::Console { rights } => rights,
             Cap::Null | Cap::Zombie { .. } => CapRights::empty(),
             _ => CapRights::ALL,
         }
@@ -317,7 +356,8 @@ impl Cap {
             | Cap::VSpace { rights, .. }
             | Cap::GuestSpace { rights, .. }
             | Cap::Vcpu { rights, .. }
-            | Cap::AuditLog { rights } => *rights &= mask,
+            | Cap::AuditLog { rights }
+            | Cap::Console { rights } => *rights &= mask,
             _ => {}
         }
         self
@@ -336,7 +376,10 @@ impl Cap {
         match (self, other) {
             (Cap::SchedControl, Cap::SchedControl)
             | (Cap::IrqControl, Cap::IrqControl)
-            | (Cap::AuditLog { .. }, Cap::AuditLog { .. }) => true,
+            | (Cap::AuditLog { .. }, Cap::AuditLog { .. })
+            | (Cap::Console { .. }, Cap::Console { .. })
+            | (Cap::PowerControl, Cap::PowerControl)
+            | (Cap::Debug, Cap::Debug) => true,
             (Cap::IrqHandler { irq: a }, Cap::IrqHandler { irq: b }) => a == b,
             (
                 Cap::Untyped {
@@ -350,6 +393,8 @@ impl Cap {
                     ..
                 },
             ) => a == b && x == y,
+            // A zombie is the only capability left to its container.
+            (Cap::Zombie { .. }, _) | (_, Cap::Zombie { .. }) => false,
             _ => match (self.region(), other.region()) {
                 (Some(a), Some(b)) => a == b && self.object_type() == other.object_type(),
                 _ => false,
@@ -376,28 +421,33 @@ impl Cap {
         }
     }
 
-    /// The capability a plain copy of `self` gets, or why it cannot be
-    /// copied. Mappings are not copied (one mapping per capability);
-    /// untyped capabilities are never copied (their watermark lives in the
-    /// capability, so a copy could hand out the same memory twice: move or
-    /// split them by retyping instead).
+    /// The capability a copy of `self` gets, or why it cannot be copied
+    /// (see [`DERIVATION_TABLE`]).
     pub fn derive(&self) -> Result<Cap, Error> {
-        match *self {
-            Cap::Null => Err(Error::FailedLookup),
-            Cap::Untyped { .. } | Cap::Zombie { .. } | Cap::Reply { .. } | Cap::IrqControl => {
-                Err(Error::IllegalOperation)
-            }
-            Cap::Frame { mapping, .. } if mapping != Mapping::NONE => {
+        self.derive_for(Derivation::Copy)
+    }
+
+    /// The capability `op` would put in the destination (before rights
+    /// masking and mint data), or why `op` is refused, per
+    /// [`DERIVATION_TABLE`].
+    pub fn derive_for(&self, op: Derivation) -> Result<Cap, Error> {
+        let Some(class) = CapClass::of(self) else {
+            return Err(Error::FailedLookup); // an empty slot
+        };
+        let mapped = match *self {
+            Cap::Frame { mapping, .. } | Cap::PageTable { mapping, .. } => mapping != Mapping::NONE,
+            _ => false,
+        };
+        match derivation_rule(class, mapped, op) {
+            Rule::Allow => Ok(*self),
+            Rule::AllowUnmapped => {
                 let mut copy = *self;
                 if let Cap::Frame { mapping, .. } = &mut copy {
                     *mapping = Mapping::NONE;
                 }
                 Ok(copy)
             }
-            Cap::PageTable { mapping, .. } if mapping != Mapping::NONE => {
-                Err(Error::IllegalOperation)
-            }
-            _ => Ok(*self),
+            Rule::Refuse(e) => Err(e),
         }
     }
 
@@ -449,6 +499,201 @@ impl Cap {
     }
 }
 
+/// A way of making a capability from another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Derivation {
+    /// `CNode::Copy`, capability transfer in a message, and the copies a
+    /// TCB keeps of its CSpace, VSpace, IPC buffer and fault endpoint:
+    /// a child capability, rights masked.
+    Copy,
+    /// `CNode::Mint`: a child capability with rights masked and a badge or
+    /// guard set.
+    Mint,
+    /// `CNode::Move` / `Mutate`: the capability changes slot; no new
+    /// capability exists afterwards.
+    Move,
+}
+
+/// The verdict of the derivation table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Allowed; the new capability is the source's.
+    Allow,
+    /// Allowed; the new capability starts unmapped (each capability holds
+    /// at most one mapping).
+    AllowUnmapped,
+    /// Refused with this error.
+    Refuse(Error),
+}
+
+/// The kinds of capability the derivation table distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapClass {
+    /// [`Cap::Untyped`].
+    Untyped,
+    /// [`Cap::CNode`].
+    CNode,
+    /// [`Cap::Tcb`].
+    Tcb,
+    /// [`Cap::Endpoint`].
+    Endpoint,
+    /// [`Cap::Notification`].
+    Notification,
+    /// [`Cap::Reply`].
+    Reply,
+    /// [`Cap::SchedContext`].
+    SchedContext,
+    /// [`Cap::Frame`] (RAM or device).
+    Frame,
+    /// [`Cap::PageTable`].
+    PageTable,
+    /// [`Cap::VSpace`].
+    VSpace,
+    /// [`Cap::GuestSpace`].
+    GuestSpace,
+    /// [`Cap::Vcpu`].
+    Vcpu,
+    /// [`Cap::IrqControl`].
+    IrqControl,
+    /// [`Cap::IrqHandler`].
+    IrqHandler,
+    /// [`Cap::SchedControl`].
+    SchedControl,
+    /// [`Cap::AuditLog`].
+    AuditLog,
+    /// [`Cap::Console`].
+    Console,
+    /// [`Cap::PowerControl`].
+    PowerControl,
+    /// [`Cap::Debug`].
+    Debug,
+    /// [`Cap::Zombie`].
+    Zombie,
+}
+
+impl CapClass {
+    /// The class of `cap` (`None` for an empty slot).
+    pub fn of(cap: &Cap) -> Option<CapClass> {
+        Some(match cap {
+            Cap::Null => return None,
+            Cap::Untyped { .. } => CapClass::Untyped,
+            Cap::CNode { .. } => CapClass::CNode,
+            Cap::Tcb { .. } => CapClass::Tcb,
+            Cap::Endpoint { .. } => CapClass::Endpoint,
+            Cap::Notification { .. } => CapClass::Notification,
+            Cap::Reply { .. } => CapClass::Reply,
+            Cap::SchedContext { .. } => CapClass::SchedContext,
+            Cap::SchedControl => CapClass::SchedControl,
+            Cap::Frame { .. } => CapClass::Frame,
+            Cap::PageTable { .. } => CapClass::PageTable,
+            Cap::VSpace { .. } => CapClass::VSpace,
+            Cap::GuestSpace { .. } => CapClass::GuestSpace,
+            Cap::Vcpu { .. } => CapClass::Vcpu,
+            Cap::IrqControl => CapClass::IrqControl,
+            Cap::AuditLog { .. } => CapClass::AuditLog,
+            Cap::IrqHandler { .. } => CapClass::IrqHandler,
+            Cap::Console { .. } => CapClass::Console,
+            Cap::PowerControl => CapClass::PowerControl,
+            Cap::Debug => CapClass::Debug,
+            Cap::Zombie { .. } => CapClass::Zombie,
+        })
+    }
+}
+
+use Rule::{Allow, AllowUnmapped, Refuse};
+const ILLEGAL: Rule = Refuse(Error::IllegalOperation);
+const SAME: [Rule; 3] = [Allow, Allow, Allow];
+
+/// Every capability derivation rule: for each class, the verdict for
+/// `[Copy, Mint, Move]` of an unmapped capability and of a mapped one
+/// (only frames and page tables are ever mapped). Reasons:
+/// - untyped: the watermark lives in the capability, so a copy could hand
+///   out the same memory twice (split it by retyping instead);
+/// - reply objects and IRQ control: exactly one capability each;
+/// - page tables: a second capability could install the same table a
+///   second time (at another level, or in a space of the other format),
+///   turning memory the user writes into translation entries — seL4
+///   refuses the same;
+/// - mapped frames: each capability holds at most one mapping, so a copy
+///   starts unmapped;
+/// - zombies: the slot belongs to an unfinished destruction; only
+///   deleting it (which resumes the destruction) is possible.
+///
+/// Mint additionally requires the class to take a data word (badge or
+/// guard) when the word is not 0; that is [`Cap::with_data`]'s check.
+pub const DERIVATION_TABLE: [(CapClass, [Rule; 3], [Rule; 3]); 20] = [
+    //                      unmapped: copy, mint, move      mapped: copy, mint, move
+    (
+        CapClass::Untyped,
+        [ILLEGAL, ILLEGAL, Allow],
+        [ILLEGAL, ILLEGAL, Allow],
+    ),
+    (CapClass::CNode, SAME, SAME),
+    (CapClass::Tcb, SAME, SAME),
+    (CapClass::Endpoint, SAME, SAME),
+    (CapClass::Notification, SAME, SAME),
+    (
+        CapClass::Reply,
+        [ILLEGAL, ILLEGAL, Allow],
+        [ILLEGAL, ILLEGAL, Allow],
+    ),
+    (CapClass::SchedContext, SAME, SAME),
+    (CapClass::Frame, SAME, [AllowUnmapped, AllowUnmapped, Allow]),
+    (
+        CapClass::PageTable,
+        [ILLEGAL, ILLEGAL, Allow],
+        [ILLEGAL, ILLEGAL, Allow],
+    ),
+    (CapClass::VSpace, SAME, SAME),
+    (CapClass::GuestSpace, SAME, SAME),
+    (CapClass::Vcpu, SAME, SAME),
+    (
+        CapClass::IrqControl,
+        [ILLEGAL, ILLEGAL, Allow],
+        [ILLEGAL, ILLEGAL, Allow],
+    ),
+    (CapClass::IrqHandler, SAME, SAME),
+    (CapClass::SchedControl, SAME, SAME),
+    (CapClass::AuditLog, SAME, SAME),
+    (CapClass::Console, SAME, SAME),
+    (CapClass::PowerControl, SAME, SAME),
+    (CapClass::Debug, SAME, SAME),
+    (
+        CapClass::Zombie,
+        [ILLEGAL, ILLEGAL, ILLEGAL],
+        [ILLEGAL, ILLEGAL, ILLEGAL],
+    ),
+];
+
+/// Looks up [`DERIVATION_TABLE`].
+pub fn derivation_rule(class: CapClass, mapped: bool, op: Derivation) -> Rule {
+    let column = match op {
+        Derivation::Copy => 0,
+        Derivation::Mint => 1,
+        Derivation::Move => 2,
+    };
+    DERIVATION_TABLE.iter().find(|(c, ..)| *c == class).map_or(
+        ILLEGAL,
+        |(_, unmapped, mapped_rules)| {
+            if mapped {
+                mapped_rules[column]
+            } else {
+                unmapped[column]
+            }
+        },
+    )
+}
+
+impl ContainerKind {
+    /// log2 of the container object's size.
+    pub fn object_bits(self) -> u8 {
+        match self {
+            ContainerKind::CNode { radix } => radix + skyscope_abi::object::SLOT_BITS,
+            ContainerKind::Tcb => ObjectType::Tcb.object_bits(0).unwrap_or(11),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,6 +730,7 @@ mod tests {
             size_bits: 16,
             device: false,
             free_offset: 0,
+            zeroed_to: 0,
         };
         let inside = Cap::Tcb {
             ptr: PhysAddr(0x10000 + 0x800),
@@ -513,6 +759,57 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(Mapping::new(3, 0x40_0000).get(), Some((3, 0x40_0000)));
+    }
+
+    #[test]
+    fn page_tables_are_never_copied() {
+        for mapping in [Mapping::NONE, Mapping::new(3, 0x20_0000)] {
+            let pt = Cap::PageTable {
+                ptr: PhysAddr(0x5000),
+                mapping,
+                level: 3,
+            };
+            assert_eq!(pt.derive(), Err(Error::IllegalOperation));
+            assert_eq!(
+                pt.derive_for(Derivation::Mint),
+                Err(Error::IllegalOperation)
+            );
+            assert_eq!(pt.derive_for(Derivation::Move), Ok(pt));
+        }
+    }
+
+    #[test]
+    fn zombies_cannot_be_derived_or_moved() {
+        let z = Cap::Zombie {
+            ptr: PhysAddr(0x8000),
+            back: SlotRef::NONE,
+            cursor: 0,
+            kind: ContainerKind::Tcb,
+        };
+        for op in [Derivation::Copy, Derivation::Mint, Derivation::Move] {
+            assert_eq!(z.derive_for(op), Err(Error::IllegalOperation));
+        }
+        assert_eq!(Cap::Null.derive(), Err(Error::FailedLookup));
+    }
+
+    #[test]
+    fn every_class_has_one_table_row() {
+        for (i, (class, ..)) in DERIVATION_TABLE.iter().enumerate() {
+            assert!(
+                DERIVATION_TABLE[i + 1..].iter().all(|(c, ..)| c != class),
+                "{class:?} twice"
+            );
+        }
+    }
+
+    #[test]
+    fn zeroed_memory_is_an_empty_slot() {
+        use zerocopy::FromZeros;
+        assert_eq!(
+            crate::slot::Slot::new_zeroed(),
+            crate::slot::Slot::default()
+        );
+        assert_eq!(Cap::new_zeroed(), Cap::Null);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::{
     PhysAddr,
+    addr::RamRange,
     cap::Cap,
     cspace,
     kernel::Kernel,
@@ -20,7 +21,7 @@ use skyscope_abi::{
     Error, MessageInfo,
     fault::WORDS as FAULT_WORDS,
     invocation::{IPC_BUFFER_CAPS_OFFSET, IPC_BUFFER_MSG_OFFSET, IpcBuffer},
-    message::{MAX_EXTRA_CAPS, REGISTER_MESSAGE_WORDS},
+    message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS},
     regs,
 };
 
@@ -141,20 +142,24 @@ impl<M: Machine> Kernel<M> {
 
     // ---- message transfer --------------------------------------------------
 
-    /// Physical address of `t`'s IPC buffer, if it has one lying wholly
-    /// inside its IPC-buffer frame.
-    pub fn ipc_buffer_address(&self, t: PhysAddr) -> Option<PhysAddr> {
+    /// `t`'s IPC buffer, if it has one lying wholly inside its IPC-buffer
+    /// frame, which must be RAM (configure refuses device frames; the
+    /// check here keeps the kernel off device memory whatever the slot
+    /// holds).
+    pub fn ipc_buffer_address(&self, t: PhysAddr) -> Option<RamRange> {
         let address = self.machine.tcb(t).ipc_buffer;
-        let Cap::Frame { base, size, .. } = self
+        let frame = self
             .machine
             .slot(tcb::slot_ref(t, tcb::slots::IPC_BUFFER))
-            .cap
-        else {
+            .cap;
+        let Cap::Frame { size, .. } = frame else {
             return None;
         };
+        if address == 0 {
+            return None;
+        }
         let offset = address & (size.bytes() - 1);
-        let fits = offset + core::mem::size_of::<IpcBuffer>() as u64 <= size.bytes();
-        (address != 0 && fits).then(|| PhysAddr(base.0 + offset))
+        RamRange::inside(&frame, offset, core::mem::size_of::<IpcBuffer>() as u64)
     }
 
     /// Copies the message of `sender` to `receiver`: label, words, and (with
@@ -187,14 +192,11 @@ impl<M: Machine> Kernel<M> {
         };
         let recv_buffer = self.ipc_buffer_address(receiver);
         if length > REGISTER_MESSAGE_WORDS {
-            match (send_buffer, recv_buffer) {
-                (Some(sb), Some(rb)) => {
-                    let from = PhysAddr(
-                        sb.0 + (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64,
-                    );
-                    let to = PhysAddr(
-                        rb.0 + (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64,
-                    );
+            match (
+                send_buffer.and_then(buffer_message_words),
+                recv_buffer.and_then(buffer_message_words),
+            ) {
+                (Some(from), Some(to)) => {
                     self.machine
                         .copy_words(from, to, length - REGISTER_MESSAGE_WORDS);
                 }
@@ -227,19 +229,17 @@ impl<M: Machine> Kernel<M> {
         receiver: PhysAddr,
         endpoint: Option<PhysAddr>,
         count: usize,
-        send_buffer: PhysAddr,
-        recv_buffer: PhysAddr,
+        send_buffer: RamRange,
+        recv_buffer: RamRange,
     ) -> (usize, u64) {
         let mut cptrs = [0u64; MAX_EXTRA_CAPS];
-        self.machine.read_words(
-            PhysAddr(send_buffer.0 + IPC_BUFFER_CAPS_OFFSET as u64),
-            &mut cptrs[..count],
-        );
+        if let Some(caps) = send_buffer.sub(IPC_BUFFER_CAPS_OFFSET as u64, 8 * count as u64) {
+            self.machine.read_words(caps, &mut cptrs[..count]);
+        }
         let mut receive = [0u64; 3]; // receive_cnode, receive_index, receive_depth
-        self.machine.read_words(
-            PhysAddr(recv_buffer.0 + IPC_BUFFER_CAPS_OFFSET as u64 + 24),
-            &mut receive,
-        );
+        if let Some(at) = recv_buffer.sub(IPC_BUFFER_CAPS_OFFSET as u64 + 24, 24) {
+            self.machine.read_words(at, &mut receive);
+        }
         let sender_cspace = self
             .machine
             .slot(tcb::slot_ref(sender, tcb::slots::CSPACE))
@@ -261,8 +261,9 @@ impl<M: Machine> Kernel<M> {
                 && ptr == ep
                 && badge != 0
             {
-                let at = PhysAddr(recv_buffer.0 + (IPC_BUFFER_CAPS_OFFSET + 8 * i) as u64);
-                self.machine.write_words(at, &[badge]);
+                if let Some(at) = recv_buffer.sub((IPC_BUFFER_CAPS_OFFSET + 8 * i) as u64, 8) {
+                    self.machine.write_words(at, &[badge]);
+                }
                 unwrapped |= 1 << i;
                 done += 1;
                 continue;
@@ -637,4 +638,14 @@ impl<M: Machine> Kernel<M> {
             self.cancel_reply_caller(caller);
         }
     }
+}
+
+/// The message words of an IPC buffer beyond those that travel in
+/// registers.
+pub(crate) fn buffer_message_words(buffer: RamRange) -> Option<RamRange> {
+    let start = (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64;
+    buffer.sub(
+        start,
+        8 * (MAX_MESSAGE_WORDS - REGISTER_MESSAGE_WORDS) as u64,
+    )
 }

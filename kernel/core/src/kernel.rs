@@ -90,7 +90,13 @@ pub struct Counters {
     pub budget_depletions: u64,
     /// Syscalls completed by the IPC fastpath.
     pub fastpath_hits: u64,
+    /// Long operations stopped at a preemption point (and restarted).
+    pub preemptions: u64,
 }
+
+/// Longest chain of zombies followed when looking for a cycle: as many
+/// containers as fit in the largest memory the kernel supports.
+const MAX_ZOMBIE_DEPTH: usize = 1 << 24;
 
 /// Slots an operation holds on to across deletions, which may destroy the
 /// containers they live in (seL4 re-checks such slots the same way).
@@ -179,6 +185,8 @@ impl<M: Machine> Kernel<M> {
         let cap = self.machine.slot(slot).cap;
         match cap {
             Cap::Null | Cap::Zombie { .. } => Err(Error::InvalidCapability),
+            // Used through their own syscalls, by holders of the capability.
+            Cap::Console { .. } | Cap::PowerControl | Cap::Debug => Err(Error::IllegalOperation),
             Cap::Untyped { .. } => self.invoke_untyped(slot, inv),
             Cap::CNode { .. } => self.invoke_cnode(&cap, inv),
             Cap::Tcb { ptr, rights } => self.invoke_tcb(ptr, rights, inv),
@@ -251,36 +259,72 @@ impl<M: Machine> Kernel<M> {
     /// object, the object is finalised; a CNode or TCB is destroyed
     /// together with every capability it holds, iteratively (no recursion,
     /// however deeply containers hold the last capabilities to others).
-    pub fn delete(&mut self, s: SlotRef) {
-        if let Some((ptr, kind)) = self.delete_one(s) {
-            self.destroy_container(ptr, kind);
+    ///
+    /// Long work stops at preemption points with [`Error::Preempted`],
+    /// leaving a state from which deleting `s` again continues: a
+    /// container being destroyed stays in `s` as a zombie.
+    pub fn delete(&mut self, s: SlotRef) -> Result<(), Error> {
+        match self.machine.slot(s).cap {
+            Cap::Null => Ok(()),
+            Cap::Zombie { .. } => self.finish_zombie(s),
+            _ => {
+                if self.delete_one(s, SlotRef::NONE)? {
+                    self.finish_zombie(s)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
-    /// Deletes the capability in `s`; returns the container to destroy if
-    /// it was the last capability to a CNode or TCB.
-    fn delete_one(&mut self, s: SlotRef) -> Option<(PhysAddr, ContainerKind)> {
+    /// Deletes the live capability in `s`, finalising its object if it was
+    /// the last capability. The last capability to a container becomes a
+    /// zombie (enclosed by the zombie in `back`, if any) whose contents
+    /// [`Kernel::finish_zombie`] destroys: returns `true` then. Otherwise
+    /// `s` is left empty. A preempted finalisation changes nothing in `s`.
+    fn delete_one(&mut self, s: SlotRef, back: SlotRef) -> Result<bool, Error> {
         let old = *self.machine.slot(s);
-        if old.cap.is_null() {
-            return None;
-        }
         let last = slot::is_final(&self.machine, s);
-        self.release(&old.cap, last);
+        self.release(&old.cap, last)?;
+        if last {
+            let container = match old.cap {
+                Cap::CNode { ptr, radix, .. } => Some((ptr, ContainerKind::CNode { radix })),
+                Cap::Tcb { ptr, .. } => Some((ptr, ContainerKind::Tcb)),
+                _ => None,
+            };
+            if let Some((ptr, kind)) = container {
+                // The zombie keeps the slot's place in the derivation list:
+                // the untyped the container came from must not be reused
+                // before the zombie is gone.
+                self.machine.slot_mut(s).cap = Cap::Zombie {
+                    ptr,
+                    back,
+                    cursor: 0,
+                    kind,
+                };
+                return Ok(true);
+            }
+        }
         slot::unlink(&mut self.machine, s);
         *self.machine.slot_mut(s) = Slot::default();
-        if !last {
-            return None;
-        }
-        match old.cap {
-            Cap::CNode { ptr, radix, .. } => Some((ptr, ContainerKind::CNode { radix })),
-            Cap::Tcb { ptr, .. } => Some((ptr, ContainerKind::Tcb)),
-            _ => None,
+        Ok(false)
+    }
+
+    /// Returns [`Error::Preempted`] if an interrupt is waiting.
+    pub(crate) fn preemption_point(&mut self) -> Result<(), Error> {
+        if self.machine.preemption_pending() {
+            self.counters.preemptions += 1;
+            Err(Error::Preempted)
+        } else {
+            Ok(())
         }
     }
 
     /// Per-capability clean-up before a capability leaves its slot; with
     /// `last`, also the finalisation of its object (containers excepted).
-    fn release(&mut self, cap: &Cap, last: bool) {
+    /// Only emptying translation tables can be preempted, before anything
+    /// else changes.
+    fn release(&mut self, cap: &Cap, last: bool) -> Result<(), Error> {
         match *cap {
             Cap::Frame {
                 base,
@@ -294,18 +338,14 @@ impl<M: Machine> Kernel<M> {
                     self.machine.unmap_frame(space, vaddr, base, size);
                 }
             }
+            // Page-table capabilities are never copied: this is the last.
             Cap::PageTable {
                 ptr,
                 mapping,
                 level,
-            } => {
-                if let Some((id, vaddr)) = mapping.get()
-                    && let Some(space) = self.space_of(id)
-                {
-                    self.machine.unmap_table(space, vaddr, level, ptr);
-                }
-            }
-            Cap::VSpace { asid: id, .. } | Cap::GuestSpace { vmid: id, .. } if last => {
+            } => self.take_table_out(ptr, mapping, level)?,
+            Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. } if last => {
+                self.empty_space(ptr, id)?;
                 self.release_space(id);
             }
             Cap::Vcpu { ptr, .. } if last => self.retire_vcpu(ptr),
@@ -330,6 +370,7 @@ impl<M: Machine> Kernel<M> {
         if last && !matches!(cap, Cap::CNode { .. } | Cap::Tcb { .. }) {
             self.destroy_object_of(cap);
         }
+        Ok(())
     }
 
     fn destroy_object_of(&mut self, cap: &Cap) {
@@ -342,6 +383,119 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
+    /// How many container slots [`Kernel::finish_zombie`] scans between
+    /// preemption points when they are empty.
+    const SCAN_BATCH: u64 = 512;
+
+    /// Destroys the contents of the container whose zombie is in `top`,
+    /// then the container, and empties the zombie's slot.
+    ///
+    /// Depth-first over containers whose last capability lies inside the
+    /// one being emptied: such a capability becomes a zombie in its slot,
+    /// linked back to the enclosing zombie, and each zombie's cursor
+    /// records how far its container has been emptied, so the traversal
+    /// stack lives in the dying objects themselves and a preempted
+    /// destruction resumes from `top` without repeating work.
+    ///
+    /// A cycle (the first zombie's slot lies inside a container it holds,
+    /// directly or through others: a TCB whose CSpace holds the last
+    /// capability to the TCB) is broken by swapping zombies until each sits
+    /// inside its own container, where emptying that container skips it.
+    pub(crate) fn finish_zombie(&mut self, top: SlotRef) -> Result<(), Error> {
+        let Cap::Zombie {
+            ptr: top_object, ..
+        } = self.machine.slot(top).cap
+        else {
+            return Ok(());
+        };
+        let mut z = top;
+        loop {
+            let Cap::Zombie {
+                ptr,
+                back,
+                cursor,
+                kind,
+            } = self.machine.slot(z).cap
+            else {
+                return Ok(()); // finished meanwhile
+            };
+            let (base, count) = Self::container_slots(ptr, kind);
+            let limit = count.min(cursor.saturating_add(Self::SCAN_BATCH));
+            let found = (cursor..limit)
+                .map(|i| (SlotRef(base + (i << SLOT_BITS)), i))
+                .find(|&(s, _)| s != z && !self.machine.slot(s).cap.is_null());
+            match found {
+                Some((s, index)) => {
+                    self.set_zombie_cursor(z, index);
+                    if let Cap::Zombie { .. } = self.machine.slot(s).cap {
+                        if let Some(inner) = self.enclosed_by(z, s) {
+                            // An enclosing zombie sits in this container:
+                            // move it up into the slot this container's
+                            // zombie held, and this zombie down into its
+                            // own container; the zombie it directly
+                            // enclosed follows it.
+                            slot::swap(&mut self.machine, z, s);
+                            let inner = if inner == z { s } else { inner };
+                            if let Cap::Zombie { back, .. } = &mut self.machine.slot_mut(inner).cap
+                            {
+                                *back = z;
+                            }
+                            z = s;
+                            continue;
+                        }
+                        // A container being destroyed inside this one
+                        // (preempted earlier, or started by another
+                        // deletion): finish it first.
+                        if let Cap::Zombie { back, .. } = &mut self.machine.slot_mut(s).cap {
+                            *back = z;
+                        }
+                        z = s;
+                        continue;
+                    }
+                    if self.delete_one(s, z)? {
+                        z = s;
+                        continue;
+                    }
+                }
+                None if limit < count => self.set_zombie_cursor(z, limit),
+                None => {
+                    self.destroy_container(z, ptr, kind);
+                    if ptr == top_object || back.is_none() {
+                        return Ok(());
+                    }
+                    z = back;
+                }
+            }
+            self.preemption_point()?;
+        }
+    }
+
+    /// If the zombie in `s` encloses the zombie in `z` (is on the chain
+    /// of `back` links from it), the zombie on that chain it directly
+    /// encloses.
+    fn enclosed_by(&self, z: SlotRef, s: SlotRef) -> Option<SlotRef> {
+        let mut at = z;
+        for _ in 0..MAX_ZOMBIE_DEPTH {
+            let Cap::Zombie { back, .. } = self.machine.slot(at).cap else {
+                return None;
+            };
+            if back.is_none() {
+                return None;
+            }
+            if back == s {
+                return Some(at);
+            }
+            at = back;
+        }
+        None
+    }
+
+    fn set_zombie_cursor(&mut self, z: SlotRef, index: u64) {
+        if let Cap::Zombie { cursor, .. } = &mut self.machine.slot_mut(z).cap {
+            *cursor = index;
+        }
+    }
+
     fn container_slots(ptr: PhysAddr, kind: ContainerKind) -> (u64, u64) {
         match kind {
             ContainerKind::CNode { radix } => (ptr.0, 1 << radix),
@@ -349,78 +503,19 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// The first slot at or after `from` in a container that holds a live
-    /// (non-null, non-zombie) capability.
-    fn next_live_slot(
-        &self,
-        ptr: PhysAddr,
-        kind: ContainerKind,
-        from: u64,
-    ) -> Option<(SlotRef, u64)> {
-        let (base, count) = Self::container_slots(ptr, kind);
-        (from..count)
-            .map(|i| (SlotRef(base + (i << SLOT_BITS)), i))
-            .find(|(s, _)| {
-                let cap = self.machine.slot(*s).cap;
-                !cap.is_null() && !matches!(cap, Cap::Zombie { .. })
-            })
-    }
-
-    /// Destroys a container whose last capability was just deleted.
-    ///
-    /// Depth-first over containers whose last capability lives inside the
-    /// one being emptied: the slot that held such a capability becomes a
-    /// zombie linking back to its parent's zombie, so the traversal stack
-    /// lives in the dying objects themselves.
-    fn destroy_container(&mut self, top: PhysAddr, top_kind: ContainerKind) {
-        let (mut ptr, mut kind) = (top, top_kind);
-        let mut marker = SlotRef::NONE;
-        let mut cursor = 0;
-        loop {
-            if let Some((s, index)) = self.next_live_slot(ptr, kind, cursor) {
-                cursor = index;
-                if let Some((child, child_kind)) = self.delete_one(s) {
-                    self.machine.slot_mut(s).cap = Cap::Zombie {
-                        ptr: child,
-                        kind: child_kind,
-                        back: marker,
-                    };
-                    marker = s;
-                    (ptr, kind, cursor) = (child, child_kind, 0);
-                }
-                continue;
-            }
-            // `ptr` is empty: finalise it.
-            let (ty, bits) = match kind {
-                ContainerKind::CNode { radix } => (ObjectType::CNode, radix + SLOT_BITS),
-                ContainerKind::Tcb => (
-                    ObjectType::Tcb,
-                    ObjectType::Tcb.object_bits(0).unwrap_or(11),
-                ),
-            };
-            self.note_destroyed_range(ptr, bits);
-            self.machine.destroy_object(ty, ptr, bits);
-            self.counters.objects_destroyed += 1;
-            if marker.is_none() {
-                return;
-            }
-            let Cap::Zombie { back, .. } = self.machine.slot(marker).cap else {
-                unreachable!("zombie chain broken");
-            };
-            let finished = marker;
-            *self.machine.slot_mut(marker) = Slot::default();
-            marker = back;
-            (ptr, kind) = if back.is_none() {
-                (top, top_kind)
-            } else {
-                match self.machine.slot(back).cap {
-                    Cap::Zombie { ptr, kind, .. } => (ptr, kind),
-                    _ => unreachable!("zombie chain broken"),
-                }
-            };
-            let (base, _) = Self::container_slots(ptr, kind);
-            cursor = (finished.0 - base) >> SLOT_BITS;
-        }
+    /// The container of the zombie in `z` is empty: finalise it and free
+    /// the zombie's slot.
+    fn destroy_container(&mut self, z: SlotRef, ptr: PhysAddr, kind: ContainerKind) {
+        let (ty, bits) = match kind {
+            ContainerKind::CNode { .. } => (ObjectType::CNode, kind.object_bits()),
+            ContainerKind::Tcb => (ObjectType::Tcb, kind.object_bits()),
+        };
+        // The zombie's slot may lie inside the container itself.
+        slot::unlink(&mut self.machine, z);
+        *self.machine.slot_mut(z) = Slot::default();
+        self.note_destroyed_range(ptr, bits);
+        self.machine.destroy_object(ty, ptr, bits);
+        self.counters.objects_destroyed += 1;
     }
 
     fn note_destroyed_range(&mut self, ptr: PhysAddr, bits: u8) {
@@ -442,23 +537,31 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Deletes every capability derived from the one in `s`.
-    pub fn revoke(&mut self, s: SlotRef) {
+    /// Deletes every capability derived from the one in `s`, stopping at
+    /// preemption points between (and inside) deletions; revoking again
+    /// continues.
+    pub fn revoke(&mut self, s: SlotRef) -> Result<(), Error> {
         self.watch(&[s]);
+        let result = self.revoke_children(s);
+        self.unwatch();
+        result
+    }
+
+    fn revoke_children(&mut self, s: SlotRef) -> Result<(), Error> {
         loop {
             if !self.watched_alive(0) {
-                break;
+                return Ok(());
             }
             let here = *self.machine.slot(s);
             if here.cap.is_null()
                 || here.next.is_none()
                 || !slot::is_parent_of(&here, self.machine.slot(here.next))
             {
-                break;
+                return Ok(());
             }
-            self.delete(here.next);
+            self.delete(here.next)?;
+            self.preemption_point()?;
         }
-        self.unwatch();
     }
 
     // ---- scheduling -------------------------------------------------------

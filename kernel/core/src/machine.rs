@@ -7,6 +7,7 @@
 
 use crate::{
     PhysAddr,
+    addr::RamRange,
     cap::{Asid, FrameSize},
     object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
     slot::SlotStore,
@@ -24,6 +25,10 @@ pub trait ThreadContext: Copy + Default {
     /// Moves the program counter past the instruction at it (the
     /// architecture knows its length).
     fn skip_instruction(&mut self);
+    /// Moves the program counter back to the syscall instruction that
+    /// trapped, so the thread issues the syscall again when it next runs
+    /// (a preempted operation continues then).
+    fn restart_syscall(&mut self);
 
     /// Syscall register `i` (`skyscope_abi::regs`: 0 capability/badge,
     /// 1 message info, 2..6 message words, 6 reply capability/status).
@@ -101,6 +106,20 @@ impl From<MapError> for skyscope_abi::Error {
     }
 }
 
+/// One entry of a translation table, as the invariant check sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableEntry {
+    /// Nothing there.
+    Invalid,
+    /// The next-level table at this address.
+    Table(PhysAddr),
+    /// A frame of this size mapped here.
+    Frame(PhysAddr, FrameSize),
+}
+
+/// Entries per translation table (4 KiB granule).
+pub const TABLE_ENTRIES: usize = 512;
+
 /// Object memory and translation hardware, as the core sees them.
 pub trait Machine: SlotStore {
     /// The architecture's saved user registers.
@@ -115,11 +134,18 @@ pub trait Machine: SlotStore {
     /// The notification at `p`, mutably.
     fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification;
 
-    /// Prepares `2^bits` bytes at `base` as a new object of type `ty`:
-    /// zeroed memory holding a freshly constructed object (empty slots,
-    /// an inactive TCB, an empty translation table, a zeroed frame).
-    /// `device` memory (only ever frames or untyped) is not touched.
+    /// Prepares `2^bits` bytes at `base` as a new object of type `ty`.
+    /// The core has zeroed the memory (unless it is `device` memory, only
+    /// ever frames or untyped, which is not touched); the machine writes
+    /// the initial state of objects whose initial state is not all zeros
+    /// (a TCB, a Vcpu). Zeroed memory already is a CNode of empty slots
+    /// (`Slot: FromZeros`), an empty table, a zeroed frame.
     fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool);
+    /// Zeroes RAM (untyped memory about to become objects).
+    fn zero_memory(&mut self, range: RamRange);
+    /// Whether an interrupt is waiting: a long operation stops at its next
+    /// preemption point and the syscall is restarted after the interrupt.
+    fn preemption_pending(&mut self) -> bool;
     /// The object at `base` is gone; its memory goes back to its untyped.
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
 
@@ -149,24 +175,40 @@ pub trait Machine: SlotStore {
     /// Masks or unmasks interrupt `irq` at the interrupt controller.
     fn set_irq_enabled(&mut self, irq: u16, enabled: bool);
     /// Removes `table` from `level` of `vaddr`'s walk if it is installed
-    /// there, and flushes the TLB.
+    /// there, and flushes the TLB. The core empties a table before it
+    /// leaves its space ([`Machine::empty_table`]).
     fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr);
+    /// Removes a bounded number of entries from `table` (serving `level`:
+    /// 1 for a space's top-level table, then 2 and 3) and from the tables
+    /// below it, deepest first, so that every table stays consistent in
+    /// between; flushes `space`'s translations if it is given and anything
+    /// was removed. Returns `true` once `table` is empty.
+    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool;
+    /// Entry `index` of `table` (serving `level`), for the invariant check.
+    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry;
     /// Forgets every TLB entry of `space` (it is being destroyed).
     fn flush_space(&mut self, space: AddressSpace);
 
-    /// Reads words of RAM at `pa` (an IPC buffer inside a frame).
-    fn read_words(&self, pa: PhysAddr, out: &mut [u64]);
-    /// Writes words of RAM at `pa` (an IPC buffer inside a frame).
-    fn write_words(&mut self, pa: PhysAddr, words: &[u64]);
-    /// Copies `count` words of RAM from `from` to `to` (IPC buffer to IPC
-    /// buffer; the two never overlap).
-    fn copy_words(&mut self, from: PhysAddr, to: PhysAddr, count: usize) {
+    /// Reads the first `out.len()` words of `from` (an IPC buffer); words
+    /// beyond the range read as zero.
+    fn read_words(&self, from: RamRange, out: &mut [u64]);
+    /// Writes `words` at the start of `to` (an IPC buffer); words beyond
+    /// the range are dropped.
+    fn write_words(&mut self, to: RamRange, words: &[u64]);
+    /// Copies the first `count` words of `from` to `to` (IPC buffer to IPC
+    /// buffer, possibly the same frame); at most as many as both hold.
+    fn copy_words(&mut self, from: RamRange, to: RamRange, count: usize) {
+        let count = count.min(from.words()).min(to.words());
         let mut chunk = [0u64; 16];
         let mut done = 0;
         while done < count {
             let n = (count - done).min(chunk.len());
-            self.read_words(PhysAddr(from.0 + 8 * done as u64), &mut chunk[..n]);
-            self.write_words(PhysAddr(to.0 + 8 * done as u64), &chunk[..n]);
+            let at = 8 * done as u64;
+            let bytes = 8 * n as u64;
+            if let (Some(f), Some(t)) = (from.sub(at, bytes), to.sub(at, bytes)) {
+                self.read_words(f, &mut chunk[..n]);
+                self.write_words(t, &chunk[..n]);
+            }
             done += n;
         }
     }

@@ -11,8 +11,9 @@
 
 use crate::cap::{Cap, SlotRef};
 
-/// One capability slot (64 bytes in kernel memory).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One capability slot (64 bytes in kernel memory). All-zero bytes are an
+/// empty slot (`FromZeros`), so zeroed memory is an empty CNode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, zerocopy::FromZeros)]
 #[repr(C, align(64))]
 pub struct Slot {
     /// The capability (Null when empty).
@@ -111,6 +112,44 @@ pub fn move_slot<S: SlotStore + ?Sized>(store: &mut S, from: SlotRef, to: SlotRe
     }
     if !slot.next.is_none() {
         store.slot_mut(slot.next).prev = to;
+    }
+}
+
+/// Exchanges the contents (capability and list position) of two non-empty
+/// slots: each capability keeps its place in derivation order.
+pub fn swap<S: SlotStore + ?Sized>(store: &mut S, a: SlotRef, b: SlotRef) {
+    if a == b {
+        return;
+    }
+    let (sa, sb) = (*store.slot(a), *store.slot(b));
+    let other = |x: SlotRef| {
+        if x == a {
+            b
+        } else if x == b {
+            a
+        } else {
+            x
+        }
+    };
+    let new_a = Slot {
+        prev: other(sb.prev),
+        next: other(sb.next),
+        ..sb
+    };
+    let new_b = Slot {
+        prev: other(sa.prev),
+        next: other(sa.next),
+        ..sa
+    };
+    *store.slot_mut(a) = new_a;
+    *store.slot_mut(b) = new_b;
+    for (at, node) in [(a, new_a), (b, new_b)] {
+        if !node.prev.is_none() && node.prev != a && node.prev != b {
+            store.slot_mut(node.prev).next = at;
+        }
+        if !node.next.is_none() && node.next != a && node.next != b {
+            store.slot_mut(node.next).prev = at;
+        }
     }
 }
 

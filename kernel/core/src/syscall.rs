@@ -8,13 +8,14 @@
 use crate::{
     PhysAddr,
     cap::{Cap, SlotRef},
+    ipc::buffer_message_words,
     kernel::{Invocation, Kernel},
     machine::{Machine, ThreadContext},
     object::tcb::ipc_flags,
 };
 use skyscope_abi::{
     CapRights, Error, MessageInfo, Syscall,
-    invocation::{IPC_BUFFER_CAPS_OFFSET, IPC_BUFFER_MSG_OFFSET},
+    invocation::IPC_BUFFER_CAPS_OFFSET,
     message::{MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS},
     regs,
 };
@@ -194,10 +195,8 @@ impl<M: Machine> Kernel<M> {
             *a = context[regs::FIRST_MESSAGE_REGISTER + i];
         }
         if length > REGISTER_MESSAGE_WORDS {
-            match buffer {
-                Some(b) => {
-                    let at =
-                        PhysAddr(b.0 + (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64);
+            match buffer.and_then(buffer_message_words) {
+                Some(at) => {
                     self.machine
                         .read_words(at, &mut args[REGISTER_MESSAGE_WORDS..length]);
                 }
@@ -208,12 +207,11 @@ impl<M: Machine> Kernel<M> {
             let mut extra = [(Cap::Null, SlotRef::NONE); MAX_EXTRA_CAPS];
             let count = info.extra_caps();
             if count > 0 {
-                let b = buffer.ok_or(Error::TruncatedMessage)?;
+                let caps = buffer
+                    .and_then(|b| b.sub(IPC_BUFFER_CAPS_OFFSET as u64, 8 * count as u64))
+                    .ok_or(Error::TruncatedMessage)?;
                 let mut cptrs = [0u64; MAX_EXTRA_CAPS];
-                self.machine.read_words(
-                    PhysAddr(b.0 + IPC_BUFFER_CAPS_OFFSET as u64),
-                    &mut cptrs[..count],
-                );
+                self.machine.read_words(caps, &mut cptrs[..count]);
                 for (e, &c) in extra.iter_mut().zip(&cptrs[..count]) {
                     let s = self.lookup_slot_of_current(c)?;
                     *e = (self.machine.slot(s).cap, s);
@@ -232,6 +230,13 @@ impl<M: Machine> Kernel<M> {
         if core::mem::take(&mut self.caller_destroyed) {
             return; // the caller deleted its own thread
         }
+        if result == Err(Error::Preempted) {
+            // An interrupt is waiting: leave the registers as they are and
+            // let the thread issue the syscall again after it; the
+            // operation continues from the state it reached.
+            self.machine.tcb_mut(t).context.restart_syscall();
+            return;
+        }
         if let Err(e) = result {
             self.audit.record(
                 crate::audit::AuditKind::Denied,
@@ -247,9 +252,8 @@ impl<M: Machine> Kernel<M> {
         };
         let mut sent = words.len().min(REGISTER_MESSAGE_WORDS);
         if words.len() > REGISTER_MESSAGE_WORDS
-            && let Some(b) = self.ipc_buffer_address(t)
+            && let Some(at) = self.ipc_buffer_address(t).and_then(buffer_message_words)
         {
-            let at = PhysAddr(b.0 + (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64);
             self.machine
                 .write_words(at, &words[REGISTER_MESSAGE_WORDS..]);
             sent = words.len();

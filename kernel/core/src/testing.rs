@@ -6,9 +6,10 @@ extern crate std;
 
 use crate::{
     PhysAddr,
+    addr::RamRange,
     cap::{Cap, FrameSize, SlotRef},
     kernel::{Invocation, Kernel, Reply},
-    machine::{Access, AddressSpace, Machine, MapError, ThreadContext},
+    machine::{Access, AddressSpace, Machine, MapError, TableEntry, ThreadContext},
     object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
     slot::{SLOT_BITS, Slot, SlotStore},
 };
@@ -37,6 +38,9 @@ impl ThreadContext for TestContext {
     }
     fn skip_instruction(&mut self) {
         self.0[skyscope_abi::invocation::REG_PC] += 4;
+    }
+    fn restart_syscall(&mut self) {
+        self.0[skyscope_abi::invocation::REG_PC] -= 4;
     }
 }
 
@@ -71,15 +75,22 @@ pub struct HostMachine {
     pub objects: BTreeMap<u64, (ObjectType, u8)>,
     /// Live untyped regions made by retype: (base, log2 size).
     pub untyped: BTreeSet<(u64, u8)>,
-    /// MMU entries: (vspace, level, index-address) -> entry. Level 1 entries
-    /// cover 1 GiB, level 2 entries 2 MiB, level 3 entries 4 KiB.
-    entries: BTreeMap<(u64, u8, u64), Entry>,
-    /// Tables installed (table -> (vspace, level it serves, base address)).
-    tables: BTreeMap<u64, (u64, u8, u64)>,
+    /// Translation tables by identity (the table's own address, as the
+    /// hardware walks them): table -> index -> entry. VSpaces, GuestSpaces
+    /// and page tables each own one, created empty with the object.
+    tables: BTreeMap<u64, BTreeMap<usize, Entry>>,
+    /// Simulated interrupts: `preemption_pending` answers `true` every
+    /// this many calls (tests of restartable operations).
+    pub preempt_every: Option<u32>,
+    preempt_countdown: u32,
     /// Enabled interrupt lines.
     pub irqs_enabled: BTreeSet<u16>,
     /// How many objects were destroyed, by type.
     pub destroyed: BTreeMap<ObjectType, u64>,
+    /// Bytes the core zeroed before creating objects.
+    pub zeroed_bytes: u64,
+    /// Steps of [`Machine::empty_table`] taken.
+    pub table_steps: u64,
 }
 
 const VA_LIMIT: u64 = 1 << 39;
@@ -118,44 +129,78 @@ impl HostMachine {
         self.slots.keys().map(|&a| SlotRef(a)).collect()
     }
 
-    /// The frame mapped at `vaddr` in `vspace`, if any.
-    pub fn translate(&self, vspace: PhysAddr, vaddr: u64) -> Option<PhysAddr> {
+    /// The frame mapped at `vaddr` in the space whose top-level table is
+    /// `root`, if any (walking the tables as the MMU does).
+    pub fn translate(&self, root: PhysAddr, vaddr: u64) -> Option<PhysAddr> {
+        let mut table = root.0;
         for level in 1..=3u8 {
-            let key = (vspace.0, level, vaddr >> level_shift(level));
-            match self.entries.get(&key) {
-                Some(Entry::Frame(f, _)) => {
+            match self.tables.get(&table)?.get(&index_at(vaddr, level)) {
+                Some(&Entry::Frame(f, _)) => {
                     return Some(PhysAddr(f.0 + (vaddr & ((1 << level_shift(level)) - 1))));
                 }
-                Some(Entry::Table(_)) => continue,
+                Some(&Entry::Table(t)) => table = t.0,
                 None => return None,
             }
         }
         None
     }
 
-    /// Number of frame mappings in the simulated MMU.
+    /// Number of frame mappings in all tables.
     pub fn frame_mappings(&self) -> usize {
-        self.entries
+        self.tables
             .values()
+            .flat_map(|t| t.values())
             .filter(|e| matches!(e, Entry::Frame(..)))
             .count()
     }
 
-    fn remove_entries_of_vspace(&mut self, vspace: u64) {
-        self.entries.retain(|(v, _, _), _| *v != vspace);
-        self.tables.retain(|_, (v, _, _)| *v != vspace);
+    /// Writes words of RAM at `pa` directly (test set-up of IPC buffers).
+    pub fn poke(&mut self, pa: PhysAddr, words: &[u64]) {
+        for (i, &w) in words.iter().enumerate() {
+            self.memory.insert(pa.0 + 8 * i as u64, w);
+        }
     }
 
-    fn remove_subtree(&mut self, vspace: u64, level: u8, base: u64) {
-        // Entries at deeper levels whose address lies in [base, base + span).
-        let span = 1u64 << level_shift(level - 1);
-        self.entries.retain(|(v, l, idx), _| {
-            !(*v == vspace && *l >= level && {
-                let addr = idx << level_shift(*l);
-                addr >= base && addr < base + span
-            })
-        });
+    /// Reads words of RAM at `pa` directly.
+    pub fn peek(&self, pa: PhysAddr, out: &mut [u64]) {
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = self
+                .memory
+                .get(&(pa.0 + 8 * i as u64))
+                .copied()
+                .unwrap_or(0);
+        }
     }
+
+    /// Number of valid entries in the table at `table`.
+    pub fn table_len(&self, table: PhysAddr) -> usize {
+        self.tables.get(&table.0).map_or(0, BTreeMap::len)
+    }
+
+    /// The table at `level` on `vaddr`'s walk from `root`, following only
+    /// table entries; `Err` tells what stopped the walk.
+    fn walk(&self, root: PhysAddr, vaddr: u64, level: u8) -> Result<u64, MapError> {
+        let mut table = root.0;
+        for l in 1..level {
+            match self.tables[&table].get(&index_at(vaddr, l)) {
+                Some(&Entry::Table(t)) => table = t.0,
+                Some(&Entry::Frame(..)) => return Err(MapError::AlreadyMapped),
+                None => return Err(MapError::MissingTable),
+            }
+        }
+        Ok(table)
+    }
+
+    fn table_mut(&mut self, table: u64) -> &mut BTreeMap<usize, Entry> {
+        self.tables
+            .get_mut(&table)
+            .unwrap_or_else(|| panic!("access to nonexistent translation table {table:#x}"))
+    }
+}
+
+/// Index of `vaddr` in a table serving `level`.
+fn index_at(vaddr: u64, level: u8) -> usize {
+    ((vaddr >> level_shift(level)) & 0x1ff) as usize
 }
 
 impl Machine for HostMachine {
@@ -182,7 +227,7 @@ impl Machine for HostMachine {
             .unwrap_or_else(|| panic!("access to nonexistent notification {p:?}"))
     }
 
-    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, _device: bool) {
+    fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool) {
         assert!(
             base.is_aligned(1 << bits),
             "{ty:?} at {base:?} misaligned for {bits} bits"
@@ -226,12 +271,45 @@ impl Machine for HostMachine {
             }
             _ => {}
         }
-        // Fresh objects and frames are zeroed.
-        let end = base.0 + (1u64 << bits);
-        let stale: Vec<u64> = self.memory.range(base.0..end).map(|(&a, _)| a).collect();
+        if matches!(
+            ty,
+            ObjectType::PageTable | ObjectType::VSpace | ObjectType::GuestSpace
+        ) {
+            self.tables.insert(base.0, BTreeMap::new());
+        }
+        // The core zeroed the memory before creating the object.
+        if !device {
+            let end = base.0 + (1u64 << bits);
+            assert!(
+                self.memory.range(base.0..end).next().is_none(),
+                "{ty:?} at {base:?} created on memory that was not zeroed"
+            );
+        }
+    }
+
+    fn zero_memory(&mut self, range: RamRange) {
+        let end = range.base().0 + range.len();
+        let stale: Vec<u64> = self
+            .memory
+            .range(range.base().0..end)
+            .map(|(&a, _)| a)
+            .collect();
         for a in stale {
             self.memory.remove(&a);
         }
+        self.zeroed_bytes += range.len();
+    }
+
+    fn preemption_pending(&mut self) -> bool {
+        let Some(every) = self.preempt_every else {
+            return false;
+        };
+        if self.preempt_countdown == 0 {
+            self.preempt_countdown = every;
+            return true;
+        }
+        self.preempt_countdown -= 1;
+        false
     }
 
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
@@ -288,16 +366,23 @@ impl Machine for HostMachine {
                     "sched context destroyed while bound"
                 );
             }
-            ObjectType::VSpace | ObjectType::GuestSpace => self.remove_entries_of_vspace(base.0),
+            ObjectType::VSpace | ObjectType::GuestSpace => {
+                let t = self.tables.remove(&base.0).expect("top-level table");
+                assert!(t.is_empty(), "{ty:?} destroyed holding entries {t:?}");
+            }
             ObjectType::Vcpu => {
                 let (v, _) = self.vcpus.remove(&base.0).expect("vcpu");
                 assert_eq!(v.tcb.0, 0, "vcpu destroyed while bound");
             }
             ObjectType::PageTable => {
-                assert!(
-                    !self.tables.contains_key(&base.0),
-                    "page table destroyed while installed"
-                );
+                let t = self.tables.remove(&base.0).expect("page table");
+                assert!(t.is_empty(), "page table destroyed holding entries {t:?}");
+                let installed = self
+                    .tables
+                    .values()
+                    .flat_map(|t| t.values())
+                    .any(|e| *e == Entry::Table(base));
+                assert!(!installed, "page table destroyed while installed");
             }
             _ => {}
         }
@@ -312,35 +397,28 @@ impl Machine for HostMachine {
         size: FrameSize,
         _access: Access,
     ) -> Result<(), MapError> {
-        let vspace = space.root;
         if vaddr >= VA_LIMIT || !vaddr.is_multiple_of(size.bytes()) {
             return Err(MapError::BadAddress);
         }
         let leaf = if size == FrameSize::Small { 3 } else { 2 };
-        for level in 1..leaf {
-            match self
-                .entries
-                .get(&(vspace.0, level, vaddr >> level_shift(level)))
-            {
-                Some(Entry::Table(_)) => {}
-                Some(Entry::Frame(..)) => return Err(MapError::AlreadyMapped),
-                None => return Err(MapError::MissingTable),
-            }
-        }
-        let key = (vspace.0, leaf, vaddr >> level_shift(leaf));
-        if self.entries.contains_key(&key) {
+        let table = self.walk(space.root, vaddr, leaf)?;
+        let index = index_at(vaddr, leaf);
+        let entries = self.table_mut(table);
+        if entries.contains_key(&index) {
             return Err(MapError::AlreadyMapped);
         }
-        self.entries.insert(key, Entry::Frame(frame, size));
+        entries.insert(index, Entry::Frame(frame, size));
         Ok(())
     }
 
     fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize) {
-        let vspace = space.root;
         let leaf = if size == FrameSize::Small { 3 } else { 2 };
-        let key = (vspace.0, leaf, vaddr >> level_shift(leaf));
-        if self.entries.get(&key) == Some(&Entry::Frame(frame, size)) {
-            self.entries.remove(&key);
+        if let Ok(table) = self.walk(space.root, vaddr, leaf) {
+            let entries = self.table_mut(table);
+            let index = index_at(vaddr, leaf);
+            if entries.get(&index) == Some(&Entry::Frame(frame, size)) {
+                entries.remove(&index);
+            }
         }
     }
 
@@ -350,19 +428,21 @@ impl Machine for HostMachine {
         vaddr: u64,
         table: PhysAddr,
     ) -> Result<u8, MapError> {
-        let vspace = space.root;
         if vaddr >= VA_LIMIT {
             return Err(MapError::BadAddress);
         }
+        assert!(
+            self.tables.contains_key(&table.0),
+            "installing {table:?}, which is not a live table"
+        );
+        let mut at = space.root.0;
         for level in 1..=2u8 {
-            let key = (vspace.0, level, vaddr >> level_shift(level));
-            match self.entries.get(&key) {
-                Some(Entry::Table(_)) => continue,
-                Some(Entry::Frame(..)) => return Err(MapError::AlreadyMapped),
+            let index = index_at(vaddr, level);
+            match self.tables[&at].get(&index) {
+                Some(&Entry::Table(t)) => at = t.0,
+                Some(&Entry::Frame(..)) => return Err(MapError::AlreadyMapped),
                 None => {
-                    self.entries.insert(key, Entry::Table(table));
-                    let base = vaddr & !((1u64 << level_shift(level)) - 1);
-                    self.tables.insert(table.0, (vspace.0, level + 1, base));
+                    self.table_mut(at).insert(index, Entry::Table(table));
                     return Ok(level + 1);
                 }
             }
@@ -371,13 +451,41 @@ impl Machine for HostMachine {
     }
 
     fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
-        let vspace = space.root;
-        let key = (vspace.0, level - 1, vaddr >> level_shift(level - 1));
-        if self.entries.get(&key) == Some(&Entry::Table(table)) {
-            self.entries.remove(&key);
-            self.tables.remove(&table.0);
-            let base = vaddr & !((1u64 << level_shift(level - 1)) - 1);
-            self.remove_subtree(vspace.0, level, base);
+        if !(2..=3).contains(&level) {
+            return;
+        }
+        if let Ok(parent) = self.walk(space.root, vaddr, level - 1) {
+            let index = index_at(vaddr, level - 1);
+            let entries = self.table_mut(parent);
+            if entries.get(&index) == Some(&Entry::Table(table)) {
+                entries.remove(&index);
+            }
+        }
+    }
+
+    fn empty_table(&mut self, _space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool {
+        // One step: every frame entry of the table, and either one child
+        // table's step (while it holds entries) or the entry of one empty
+        // child table.
+        let entries = self.table_mut(table.0);
+        entries.retain(|_, e| matches!(e, Entry::Table(_)));
+        let child = entries.iter().next().map(|(&i, &e)| (i, e));
+        if let Some((index, Entry::Table(child))) = child {
+            if level < 3 && self.table_len(child) > 0 {
+                self.empty_table(None, child, level + 1);
+            } else {
+                self.table_mut(table.0).remove(&index);
+            }
+        }
+        self.table_steps += 1;
+        self.table_len(table) == 0
+    }
+
+    fn table_entry(&self, table: PhysAddr, _level: u8, index: usize) -> TableEntry {
+        match self.tables.get(&table.0).and_then(|t| t.get(&index)) {
+            Some(&Entry::Table(t)) => TableEntry::Table(t),
+            Some(&Entry::Frame(f, size)) => TableEntry::Frame(f, size),
+            None => TableEntry::Invalid,
         }
     }
 
@@ -395,19 +503,22 @@ impl Machine for HostMachine {
 
     fn flush_space(&mut self, _space: AddressSpace) {}
 
-    fn read_words(&self, pa: PhysAddr, out: &mut [u64]) {
+    fn read_words(&self, from: RamRange, out: &mut [u64]) {
         for (i, w) in out.iter_mut().enumerate() {
-            *w = self
-                .memory
-                .get(&(pa.0 + 8 * i as u64))
-                .copied()
-                .unwrap_or(0);
+            *w = if i < from.words() {
+                self.memory
+                    .get(&(from.base().0 + 8 * i as u64))
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                0
+            };
         }
     }
 
-    fn write_words(&mut self, pa: PhysAddr, words: &[u64]) {
-        for (i, &w) in words.iter().enumerate() {
-            self.memory.insert(pa.0 + 8 * i as u64, w);
+    fn write_words(&mut self, to: RamRange, words: &[u64]) {
+        for (i, &w) in words.iter().take(to.words()).enumerate() {
+            self.memory.insert(to.base().0 + 8 * i as u64, w);
         }
     }
 
@@ -538,9 +649,10 @@ impl World {
         kernel.install_original(SlotRef::NONE, Self::root_anchor(), Self::root_cap());
         let ut = Cap::Untyped {
             base: PhysAddr(layout::UNTYPED),
+            free_offset: 0,
+            zeroed_to: 0,
             size_bits: layout::UNTYPED_BITS,
             device: false,
-            free_offset: 0,
         };
         kernel.install_original(SlotRef::NONE, Self::slot(layout::UNTYPED_SLOT), ut);
         kernel.install_original(SlotRef::NONE, Self::sched_control(), Cap::SchedControl);

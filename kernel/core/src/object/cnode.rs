@@ -1,7 +1,7 @@
 //! CNodes: tables of capability slots, and the capability operations.
 
 use crate::{
-    cap::Cap,
+    cap::{Cap, Derivation},
     kernel::{Invocation, Kernel, Reply},
     machine::Machine,
     slot,
@@ -32,11 +32,11 @@ impl<M: Machine> Kernel<M> {
         let dest = self.lookup_slot_arg(cnode, inv.arg(0)?, inv.arg(1)?)?;
         match label {
             Label::CNodeDelete => {
-                self.delete(dest);
+                self.delete(dest)?;
                 return Ok(Reply::empty());
             }
             Label::CNodeRevoke => {
-                self.revoke(dest);
+                self.revoke(dest)?;
                 return Ok(Reply::empty());
             }
             _ => {}
@@ -57,15 +57,16 @@ impl<M: Machine> Kernel<M> {
             }
             Label::CNodeMint => {
                 let cap = src_cap
-                    .derive()?
+                    .derive_for(Derivation::Mint)?
                     .masked(CapRights::from_word(inv.arg(4)?))
                     .with_data(inv.arg(5)?)?;
                 self.install_derived(src, dest, cap);
             }
             Label::CNodeMove | Label::CNodeMutate => {
+                let cap = src_cap.derive_for(Derivation::Move)?;
                 let cap = match label {
-                    Label::CNodeMutate => src_cap.with_data(inv.arg(4)?)?,
-                    _ => src_cap,
+                    Label::CNodeMutate => cap.with_data(inv.arg(4)?)?,
+                    _ => cap,
                 };
                 // An untyped capability must never sit in memory it covers:
                 // revoking it would then destroy its own slot.

@@ -7,6 +7,7 @@
 //! is decided by the space they are installed in.
 
 use crate::{
+    PhysAddr,
     cap::{Cap, Mapping, SlotRef},
     kernel::{Invocation, Kernel, Reply},
     machine::Machine,
@@ -44,11 +45,7 @@ impl<M: Machine> Kernel<M> {
                 Ok(Reply::empty())
             }
             Some(Label::PageTableUnmap) => {
-                if let Some((id, vaddr)) = mapping.get()
-                    && let Some(space) = self.space_of(id)
-                {
-                    self.machine.unmap_table(space, vaddr, level, ptr);
-                }
+                self.take_table_out(ptr, mapping, level)?;
                 self.machine.slot_mut(slot).cap = Cap::PageTable {
                     ptr,
                     mapping: Mapping::NONE,
@@ -58,5 +55,31 @@ impl<M: Machine> Kernel<M> {
             }
             _ => Err(Error::IllegalOperation),
         }
+    }
+
+    /// Takes the table at `ptr` out of the space its capability records:
+    /// empties it (and the tables below it) while it is still installed,
+    /// so every table stays consistent at each preemption point, then
+    /// removes it from its parent. A table that is not installed anywhere
+    /// (never mapped, or its space was deleted, which empties it) is empty
+    /// already. Afterwards no entry anywhere leads through this table, and
+    /// it holds none: mapping it again cannot bring back stale entries.
+    pub(crate) fn take_table_out(
+        &mut self,
+        ptr: PhysAddr,
+        mapping: Mapping,
+        level: u8,
+    ) -> Result<(), Error> {
+        let Some((id, vaddr)) = mapping.get() else {
+            return Ok(());
+        };
+        let space = self.space_of(id);
+        while !self.machine.empty_table(space, ptr, level) {
+            self.preemption_point()?;
+        }
+        if let Some(space) = space {
+            self.machine.unmap_table(space, vaddr, level, ptr);
+        }
+        Ok(())
     }
 }

@@ -222,6 +222,9 @@ impl<M: Machine> Kernel<M> {
         let cspace = cspace.derive()?.with_data(guard_word)?;
         let vspace = vspace.derive()?;
         let buffer = match inv.extra_caps.get(2) {
+            // The kernel reads and writes the buffer: RAM only, never a
+            // device frame (its registers, or memory beyond the physmap).
+            Some(&(Cap::Frame { device: true, .. }, _)) => return Err(Error::InvalidArgument),
             Some(&(frame @ Cap::Frame { .. }, src)) => {
                 if !ipc_buffer_aligned(ipc_buffer) {
                     return Err(Error::AlignmentError);
@@ -263,13 +266,25 @@ impl<M: Machine> Kernel<M> {
             source_slots[3],
             slot_ref(tcb, 0),
         ]);
-        for index in [
+        // Deleting may be preempted; the restarted configure finds the
+        // slots emptied so far empty and goes on.
+        let deleted = [
             slots::CSPACE,
             slots::VSPACE,
             slots::IPC_BUFFER,
             slots::FAULT_HANDLER,
-        ] {
-            self.delete(slot_ref(tcb, index));
+        ]
+        .into_iter()
+        .try_for_each(|index| {
+            if self.watched_alive(4) {
+                self.delete(slot_ref(tcb, index))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = deleted {
+            self.unwatch();
+            return Err(e);
         }
         let alive = [0, 1, 2, 3].map(|i| self.watched_alive(i));
         let tcb_alive = self.watched_alive(4);

@@ -6,9 +6,16 @@
 //! untyped capability has no children left (everything made from it was
 //! deleted or revoked), its watermark goes back to zero and the memory is
 //! reused. An untyped child must be smaller than its parent.
+//!
+//! Objects start from zeroed memory. The capability records how far above
+//! the watermark memory is known to be zero; retype zeroes the rest of
+//! what it needs in chunks, with a preemption point after each, and the
+//! progress is kept in the capability, so a retype of 256 frames or of a
+//! 1 GiB CNode restarted after an interrupt continues where it stopped.
 
 use crate::{
     PhysAddr,
+    addr::RamRange,
     cap::{Asid, Cap, FrameSize, Mapping, SlotRef},
     kernel::{Invocation, Kernel, Reply},
     machine::{Machine, SpaceKind},
@@ -20,14 +27,22 @@ use skyscope_abi::{
 };
 
 /// The capability retype gives for a new object at `base`.
-fn new_object_cap(ty: ObjectType, base: PhysAddr, size_bits: u8, device: bool, asid: Asid) -> Cap {
+fn new_object_cap(
+    ty: ObjectType,
+    base: PhysAddr,
+    size_bits: u8,
+    device: bool,
+    asid: Asid,
+    zeroed: u64,
+) -> Cap {
     let rights = CapRights::ALL;
     match ty {
         ObjectType::Untyped => Cap::Untyped {
             base,
+            free_offset: 0,
+            zeroed_to: zeroed,
             size_bits,
             device,
-            free_offset: 0,
         },
         ObjectType::Tcb => Cap::Tcb { ptr: base, rights },
         ObjectType::Endpoint => Cap::Endpoint {
@@ -79,7 +94,25 @@ fn new_object_cap(ty: ObjectType, base: PhysAddr, size_bits: u8, device: bool, a
     }
 }
 
+/// Bytes zeroed between preemption points.
+const ZERO_CHUNK: u64 = 64 * 1024;
+/// Zeroing granule (the smallest object; every object is aligned to it).
+const MIN_ZERO: u64 = 1 << MIN_UNTYPED_BITS;
+
 impl<M: Machine> Kernel<M> {
+    /// Records an untyped capability's watermark and zeroed mark.
+    fn set_untyped_marks(&mut self, ut_slot: SlotRef, watermark: u64, zeroed: u64) {
+        if let Cap::Untyped {
+            free_offset,
+            zeroed_to,
+            ..
+        } = &mut self.machine.slot_mut(ut_slot).cap
+        {
+            *free_offset = watermark;
+            *zeroed_to = zeroed;
+        }
+    }
+
     pub(crate) fn invoke_untyped(
         &mut self,
         ut_slot: SlotRef,
@@ -116,12 +149,14 @@ impl<M: Machine> Kernel<M> {
         offset: u64,
         count: u64,
     ) -> Result<(), Error> {
+        let ut_cap = self.machine.slot(ut_slot).cap;
         let Cap::Untyped {
             base,
             size_bits,
             device,
             free_offset,
-        } = self.machine.slot(ut_slot).cap
+            zeroed_to,
+        } = ut_cap
         else {
             return Err(Error::InvalidCapability);
         };
@@ -167,16 +202,22 @@ impl<M: Machine> Kernel<M> {
         if (0..count).any(|i| !self.machine.slot(dest(i)).cap.is_null()) {
             return Err(Error::DeleteFirst);
         }
-        // Reuse the whole region once nothing made from it remains.
-        let watermark = if slot::has_children(&self.machine, ut_slot) {
-            free_offset
+        // Reuse the whole region once nothing made from it remains; what
+        // those objects left in it must be zeroed again before reuse (a
+        // watermark already at zero means nothing was used since).
+        let size = 1u64 << size_bits;
+        let (watermark, zeroed) = if slot::has_children(&self.machine, ut_slot) || free_offset == 0
+        {
+            (free_offset, zeroed_to)
+        } else if device {
+            (0, size)
         } else {
-            0
+            (0, 0)
         };
         let start = (base.0 + watermark).next_multiple_of(1 << bits);
         let end = start
             .checked_add(count << bits)
-            .filter(|&e| e <= base.0 + (1u64 << size_bits))
+            .filter(|&e| e <= base.0 + size)
             .ok_or(Error::NotEnoughMemory)?;
         let tagged = matches!(ty, ObjectType::VSpace | ObjectType::GuestSpace);
         if tagged && self.free_asids() < count {
@@ -184,9 +225,29 @@ impl<M: Machine> Kernel<M> {
         }
         debug_assert!(bits >= MIN_UNTYPED_BITS);
 
-        if let Cap::Untyped { free_offset, .. } = &mut self.machine.slot_mut(ut_slot).cap {
-            *free_offset = end - base.0;
+        // Every check passed. Zero what the new objects need (untyped
+        // children inherit the record instead), recording progress.
+        let (start_offset, end_offset) = (start - base.0, end - base.0);
+        let mut zeroed = zeroed;
+        self.set_untyped_marks(ut_slot, watermark, zeroed);
+        if !device && ty != ObjectType::Untyped {
+            while zeroed < end_offset {
+                let chunk_end = (zeroed + ZERO_CHUNK)
+                    .min(end_offset)
+                    .next_multiple_of(MIN_ZERO)
+                    .min(size);
+                let range = RamRange::inside(&ut_cap, zeroed, chunk_end - zeroed)
+                    .ok_or(Error::InvalidCapability)?;
+                self.machine.zero_memory(range);
+                zeroed = chunk_end;
+                self.set_untyped_marks(ut_slot, watermark, zeroed);
+                if zeroed < end_offset {
+                    self.preemption_point()?;
+                }
+            }
         }
+
+        self.set_untyped_marks(ut_slot, end_offset, zeroed.max(end_offset));
         for i in 0..count {
             let object = PhysAddr(start + (i << bits));
             self.machine.create_object(ty, object, bits, device);
@@ -196,7 +257,14 @@ impl<M: Machine> Kernel<M> {
                 ObjectType::GuestSpace => self.allocate_asid(object, SpaceKind::Guest),
                 _ => 0,
             };
-            let cap = new_object_cap(ty, object, bits, device, asid);
+            // A child untyped knows zero what its parent knew zero.
+            let child_start = start_offset + (i << bits);
+            let child_zeroed = if device {
+                1u64 << bits
+            } else {
+                zeroed.saturating_sub(child_start).min(1u64 << bits)
+            };
+            let cap = new_object_cap(ty, object, bits, device, asid, child_zeroed);
             self.install_original(ut_slot, dest(i), cap);
         }
         Ok(())

@@ -58,6 +58,18 @@ impl<M: Machine> Kernel<M> {
         Some(AddressSpace { root, id, kind })
     }
 
+    /// Empties the top-level table of the space `root` whose last
+    /// capability is going, and every table below it (preemptibly): a
+    /// table left holding entries could later be mapped again, bringing
+    /// back translations to memory that has been reused.
+    pub(crate) fn empty_space(&mut self, root: PhysAddr, id: Asid) -> Result<(), Error> {
+        let space = self.space_of(id).filter(|s| s.root == root);
+        while !self.machine.empty_table(space, root, 1) {
+            self.preemption_point()?;
+        }
+        Ok(())
+    }
+
     /// Frees the identifier of a space whose last capability is gone.
     pub(crate) fn release_space(&mut self, id: Asid) {
         if let Some(space) = self.space_of(id) {

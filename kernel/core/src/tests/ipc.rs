@@ -83,7 +83,7 @@ fn badges_identify_senders() {
 fn long_messages_travel_in_the_ipc_buffer() {
     let (mut w, server, client) = pair();
     let words: [u64; 10] = core::array::from_fn(|i| 100 + i as u64);
-    w.kernel.machine.write_words(
+    w.kernel.machine.poke(
         PhysAddr(client.buffer.0 + IPC_BUFFER_MSG_OFFSET as u64 + 32),
         &words[4..],
     );
@@ -96,7 +96,7 @@ fn long_messages_travel_in_the_ipc_buffer() {
     let got = w.regs(server);
     assert_eq!(MessageInfo::from_raw(got[1]).length(), 10);
     let mut rest = [0u64; 6];
-    w.kernel.machine.read_words(
+    w.kernel.machine.peek(
         PhysAddr(server.buffer.0 + IPC_BUFFER_MSG_OFFSET as u64 + 32),
         &mut rest,
     );
@@ -112,7 +112,7 @@ fn capability_transfer_requires_grant() {
     // slot 44 with all 64 address bits.
     let set_receive = |w: &mut World| {
         let at = PhysAddr(server.buffer.0 + IPC_BUFFER_CAPS_OFFSET as u64 + 24);
-        w.kernel.machine.write_words(at, &[44, 41, 64]);
+        w.kernel.machine.poke(at, &[44, 41, 64]);
     };
     // Slot 44: a CNode capability naming the root CNode (guard 58: resolves
     // with 64 bits), used as the receive CNode.
@@ -126,7 +126,7 @@ fn capability_transfer_requires_grant() {
     w.kernel
         .install_original(crate::cap::SlotRef::NONE, World::slot(44), guarded);
     set_receive(&mut w);
-    w.kernel.machine.write_words(
+    w.kernel.machine.poke(
         PhysAddr(client.buffer.0 + IPC_BUFFER_CAPS_OFFSET as u64),
         &[40],
     );

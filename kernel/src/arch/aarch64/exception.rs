@@ -118,6 +118,12 @@ impl skyscope_core::machine::ThreadContext for UserContext {
         self.pc = self.pc.wrapping_add(4);
     }
 
+    fn restart_syscall(&mut self) {
+        // ELR_EL2 of an `svc` points after it (Arm ARM D1.10.1, preferred
+        // exception return for SVC); every A64 instruction is 4 bytes.
+        self.pc = self.pc.wrapping_sub(4);
+    }
+
     fn register(&self, index: usize) -> u64 {
         use skyscope_abi::invocation::{REG_FLAGS, REG_PC, REG_SP, REG_TPIDR, REG_X0};
         match index {

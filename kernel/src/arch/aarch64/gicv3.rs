@@ -3,7 +3,7 @@
 //! Register offsets from the GICv3/v4 Architecture Specification (Arm IHI
 //! 0069), chapter 12: GICD_* (12.9), GICR_* (12.10, 12.11), ICC_* (12.2).
 
-use super::mmu::phys_to_virt;
+use super::mmu::device_virt;
 use skyscope_core::memory::Region;
 use tock_registers::{
     interfaces::{Readable, Writeable},
@@ -94,7 +94,7 @@ impl Gic {
         // mapped as device memory in the physmap for the kernel's lifetime;
         // the register block layout matches the GICv3 specification.
         let d: &'static GicdRegisters =
-            unsafe { &*(phys_to_virt(gicd.start) as *const GicdRegisters) };
+            unsafe { &*(device_virt(gicd.start) as *const GicdRegisters) };
         let rd = Self::find_redistributor(gicr)?;
         // SAFETY: SGI_base follows RD_base at +64 KiB inside the same
         // redistributor, which `find_redistributor` checked lies in `gicr`.
@@ -121,7 +121,7 @@ impl Gic {
             // SAFETY: `base` is a redistributor frame inside the range the
             // device tree gives, mapped as device memory.
             let rd: &'static GicrRdRegisters =
-                unsafe { &*(phys_to_virt(skyscope_core::PhysAddr(base)) as *const _) };
+                unsafe { &*(device_virt(skyscope_core::PhysAddr(base)) as *const _) };
             let typer = rd.typer.get();
             if typer >> 32 == me {
                 return Ok(rd);

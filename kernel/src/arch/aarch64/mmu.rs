@@ -8,6 +8,7 @@
 //! (TTBR0_EL2) is the current thread's address space.
 
 use bitflags::bitflags;
+use core::sync::atomic::{AtomicU64, Ordering};
 use skyscope_core::{
     PhysAddr, VirtAddr,
     addr::PAGE_SIZE,
@@ -174,13 +175,40 @@ impl Permissions {
     }
 }
 
-/// Converts a physical address to its physmap virtual address.
+/// The RAM the physmap maps, `[start, end)`, set once at boot.
+static RAM_START: AtomicU64 = AtomicU64::new(u64::MAX);
+static RAM_END: AtomicU64 = AtomicU64::new(0);
+
+/// Records where RAM is; from then on [`phys_to_virt`] accepts only it.
+pub fn set_ram_bounds(ram: &skyscope_core::memory::FreeRegions) {
+    let start = ram.iter().map(|r| r.start.0).min().unwrap_or(u64::MAX);
+    let end = ram.iter().map(|r| r.end.0).max().unwrap_or(0);
+    assert!(end <= 1 << VA_BITS, "RAM beyond the physmap's reach");
+    RAM_START.store(start, Ordering::Relaxed);
+    RAM_END.store(end, Ordering::Relaxed);
+}
+
+/// The physmap address of RAM at `pa`: kernel objects, translation tables
+/// and user memory the kernel reads or writes on a thread's behalf.
 ///
-/// Physical addresses the kernel uses lie below 2^39 (the physmap's reach),
-/// so this is a single OR.
+/// Checked in every build: an address outside RAM (a device frame, or one
+/// above the physmap's 2^39 reach, which would wrap onto other memory)
+/// stops the kernel here instead of becoming an access to MMIO or to an
+/// alias of some other page. The core's `RamRange` makes that unreachable
+/// from user input; this is the check behind it.
 #[inline(always)]
-pub const fn phys_to_virt(pa: PhysAddr) -> u64 {
-    debug_assert!(pa.0 < 1 << VA_BITS);
+pub fn phys_to_virt(pa: PhysAddr) -> u64 {
+    let in_ram =
+        pa.0 >= RAM_START.load(Ordering::Relaxed) && pa.0 < RAM_END.load(Ordering::Relaxed);
+    assert!(in_ram, "kernel access to {pa} outside RAM");
+    pa.0 | KERNEL_VIRT_OFFSET
+}
+
+/// The physmap address of a boot-time structure (the device tree) or of
+/// the registers of a device the kernel drives, which the kernel map
+/// maps at the same place. Below 2^39, so it never wraps.
+pub fn device_virt(pa: PhysAddr) -> u64 {
+    assert!(pa.0 < 1 << VA_BITS, "device at {pa} beyond the physmap");
     pa.0 | KERNEL_VIRT_OFFSET
 }
 
@@ -698,6 +726,71 @@ pub fn unmap_table(space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) 
             parent.write(index, 0);
             flush_space(space);
         }
+    }
+}
+
+/// Removes a bounded number of entries under `table` (serving `level`),
+/// deepest first: one level-3 table's entries, or one level-2 table's
+/// frame entries plus the entries of tables below it that are already
+/// empty. Every table stays consistent in between (an entry is removed
+/// only once what it leads to is empty). Flushes `space` if anything was
+/// removed; returns whether `table` is empty.
+pub fn empty_table(space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool {
+    let (empty, removed) = empty_step(Table(table), u32::from(level));
+    if removed && let Some(space) = space {
+        flush_space(space);
+    }
+    empty
+}
+
+/// One step of [`empty_table`]: returns (now empty, removed anything).
+fn empty_step(table: Table, level: u32) -> (bool, bool) {
+    let mut removed = false;
+    for index in 0..512 {
+        let entry = table.read(index);
+        if entry & 1 == 0 {
+            continue;
+        }
+        let is_table = level < 3 && entry & 0b11 == 0b11;
+        if is_table {
+            let child = Table(PhysAddr(entry & ADDRESS_MASK));
+            let (child_empty, child_removed) = empty_step(child, level + 1);
+            if !child_empty {
+                return (false, true);
+            }
+            if child_removed {
+                // The child's entries went first; its own entry goes in
+                // the next step, so each step stays bounded.
+                return (false, true);
+            }
+        }
+        table.write(index, 0);
+        removed = true;
+        if level < 3 && is_table {
+            // Bound a step to the entries of one table below the top.
+            return (table_is_empty(table), true);
+        }
+    }
+    (true, removed)
+}
+
+fn table_is_empty(table: Table) -> bool {
+    (0..512).all(|i| table.read(i) & 1 == 0)
+}
+
+/// Entry `index` of `table` (serving `level`), decoded.
+pub fn table_entry(table: PhysAddr, level: u8, index: usize) -> skyscope_core::machine::TableEntry {
+    use skyscope_core::{cap::FrameSize, machine::TableEntry};
+    if index >= 512 {
+        return TableEntry::Invalid;
+    }
+    let entry = Table(table).read(index);
+    let address = PhysAddr(entry & ADDRESS_MASK);
+    match (level, entry & 0b11) {
+        (1 | 2, 0b11) => TableEntry::Table(address),
+        (2, 0b01) => TableEntry::Frame(address, FrameSize::Large),
+        (3, 0b11) => TableEntry::Frame(address, FrameSize::Small),
+        _ => TableEntry::Invalid,
     }
 }
 

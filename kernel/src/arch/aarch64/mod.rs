@@ -11,7 +11,7 @@ pub mod trap;
 pub mod vcpu;
 
 pub use exception::{SPSR_EL0, UserContext, enter_user};
-pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, phys_to_virt, zero_phys};
+pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, zero_phys};
 pub use trap::wait_for_interrupt;
 
 /// Tells user code where its IPC buffer is (TPIDRRO_EL0: readable, not
@@ -28,6 +28,17 @@ pub fn set_fp_trap(trap: bool) {
     let value: u64 = if trap { 0b01 << 20 } else { 0b11 << 20 };
     // SAFETY: only the FP/SIMD trap changes; the kernel does not use FP.
     unsafe { core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) value, options(nomem, nostack)) };
+}
+
+/// Whether an IRQ is waiting (ISR_EL1.I, Arm ARM D23.2.92: with
+/// HCR_EL2.TGE set it reports physical interrupts), while the kernel runs
+/// with interrupts masked: a long operation stops at its next preemption
+/// point.
+pub fn interrupt_pending() -> bool {
+    let isr: u64;
+    // SAFETY: reads a status register; no side effects.
+    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
+    isr & (1 << 7) != 0
 }
 
 /// Whether PSTATE.PAN is set (the kernel cannot touch user memory by

@@ -7,7 +7,7 @@
 //! host); a tree missing any of the essentials stops the boot with a
 //! message naming what is missing.
 
-use super::mmu::phys_to_virt;
+use super::mmu::device_virt;
 use skyscope_core::{
     PhysAddr, devicetree,
     memory::{FreeRegions, Region},
@@ -67,7 +67,7 @@ impl Platform {
 
 /// Reads a big-endian u32 at `pa` through the physmap.
 fn read_be32(pa: u64) -> u32 {
-    let va = phys_to_virt(PhysAddr(pa)) as *const u32;
+    let va = device_virt(PhysAddr(pa)) as *const u32;
     // SAFETY: `pa` lies in the first gigabyte of RAM, mapped by the boot
     // map, and is 4-byte aligned.
     u32::from_be(unsafe { va.read_volatile() })
@@ -100,7 +100,7 @@ pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
     // gigabyte of RAM, which the boot map covers; `size` is capped so the
     // slice stays in RAM; nothing writes the tree (it is reserved).
     let blob = unsafe {
-        core::slice::from_raw_parts(phys_to_virt(PhysAddr(dtb_pa)) as *const u8, size as usize)
+        core::slice::from_raw_parts(device_virt(PhysAddr(dtb_pa)) as *const u8, size as usize)
     };
     let dt = devicetree::parse(blob).map_err(|e| match e {
         devicetree::DtError::BadHeader => "device tree header is invalid",
