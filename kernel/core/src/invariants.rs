@@ -10,9 +10,9 @@
 
 use crate::{
     PhysAddr,
-    cap::{Cap, SlotRef},
+    cap::{Cap, Mapping, SlotRef},
     kernel::Kernel,
-    machine::Machine,
+    machine::{Machine, TABLE_ENTRIES, TableEntry},
     object::{
         endpoint::EndpointState,
         tcb::{self, ThreadState},
@@ -20,6 +20,11 @@ use crate::{
     sched::PRIORITIES,
     slot::{self, SLOT_BITS},
 };
+
+/// Index of `va` in a table serving `level`.
+fn index_at(va: u64, level: u8) -> usize {
+    ((va >> (12 + 9 * (3 - u32::from(level)))) & 0x1ff) as usize
+}
 
 /// Most CNodes one check visits (and remembers, to handle cycles).
 const MAX_CNODES: usize = 512;
@@ -42,17 +47,17 @@ impl<M: Machine> Kernel<M> {
     /// `roots`; returns what it checked, or the first violation found.
     pub fn check_invariants(&mut self, roots: &[Cap]) -> Result<Checked, &'static str> {
         self.check_scheduler()?;
-        let mut seen = [PhysAddr(0); MAX_CNODES];
+        let mut seen = [(PhysAddr(0), 0u8); MAX_CNODES];
         let mut seen_count = 0;
         let mut stack = [(PhysAddr(0), 0u8); MAX_CNODES];
         let mut depth = 0;
         let mut checked = Checked::default();
         for root in roots {
             if let Cap::CNode { ptr, radix, .. } = *root
-                && !seen[..seen_count].contains(&ptr)
+                && !seen[..seen_count].iter().any(|&(p, _)| p == ptr)
                 && seen_count < MAX_CNODES
             {
-                seen[seen_count] = ptr;
+                seen[seen_count] = (ptr, radix);
                 seen_count += 1;
                 stack[depth] = (ptr, radix);
                 depth += 1;
@@ -96,8 +101,9 @@ impl<M: Machine> Kernel<M> {
                     _ => {}
                 }
                 for (ptr, radix) in containers.into_iter().flatten() {
-                    if !seen[..seen_count].contains(&ptr) && seen_count < MAX_CNODES {
-                        seen[seen_count] = ptr;
+                    if !seen[..seen_count].iter().any(|&(p, _)| p == ptr) && seen_count < MAX_CNODES
+                    {
+                        seen[seen_count] = (ptr, radix);
                         seen_count += 1;
                         stack[depth] = (ptr, radix);
                         depth += 1;
@@ -105,7 +111,107 @@ impl<M: Machine> Kernel<M> {
                 }
             }
         }
+        self.check_translation(&seen[..seen_count])?;
         Ok(checked)
+    }
+
+    /// Every capability in the CNodes `cnodes`, with its slot.
+    fn caps_in<'a>(&'a self, cnodes: &'a [(PhysAddr, u8)]) -> impl Iterator<Item = Cap> + 'a {
+        cnodes.iter().flat_map(move |&(cnode, radix)| {
+            (0..1u64 << radix)
+                .map(move |i| self.machine.slot(SlotRef(cnode.0 + (i << SLOT_BITS))).cap)
+        })
+    }
+
+    /// No translation entry outlives what it points to: every valid entry
+    /// of every table of a live space leads to a frame or table whose
+    /// capability (in `cnodes`) records that very mapping, and a table
+    /// not installed where its capability says is empty.
+    fn check_translation(&self, cnodes: &[(PhysAddr, u8)]) -> Result<(), &'static str> {
+        for cap in self.caps_in(cnodes) {
+            match cap {
+                Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. } => {
+                    if self.space_of(id).is_some_and(|s| s.root == ptr) {
+                        self.check_table(cnodes, ptr, 1, 0, id)?;
+                    }
+                }
+                Cap::PageTable {
+                    ptr,
+                    mapping,
+                    level,
+                } => {
+                    let installed = mapping.get().is_some_and(|(id, va)| {
+                        self.space_of(id)
+                            .is_some_and(|s| self.table_at(s.root, va, level) == Some(ptr))
+                    });
+                    if !installed
+                        && (0..TABLE_ENTRIES).any(|i| {
+                            self.machine.table_entry(ptr, level.max(1), i) != TableEntry::Invalid
+                        })
+                    {
+                        return Err("a page table outside its space still holds entries");
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The table installed at `level` on `va`'s walk from `root`.
+    fn table_at(&self, root: PhysAddr, va: u64, level: u8) -> Option<PhysAddr> {
+        let mut table = root;
+        for l in 1..level {
+            match self.machine.table_entry(table, l, index_at(va, l)) {
+                TableEntry::Table(t) => table = t,
+                _ => return None,
+            }
+        }
+        Some(table)
+    }
+
+    fn check_table(
+        &self,
+        cnodes: &[(PhysAddr, u8)],
+        table: PhysAddr,
+        level: u8,
+        base: u64,
+        id: crate::cap::Asid,
+    ) -> Result<(), &'static str> {
+        let span = 1u64 << (12 + 9 * (3 - u32::from(level)));
+        for i in 0..TABLE_ENTRIES {
+            let va = base + i as u64 * span;
+            match self.machine.table_entry(table, level, i) {
+                TableEntry::Invalid => {}
+                TableEntry::Table(t) => {
+                    // A table's capability records the address it was
+                    // mapped at: any address in the range the entry covers.
+                    let recorded = self.caps_in(cnodes).any(|c| {
+                        matches!(c, Cap::PageTable { ptr, mapping, level: l }
+                        if ptr == t && l == level + 1
+                            && mapping.get().is_some_and(|(m_id, m_va)| {
+                                m_id == id && m_va & !(span - 1) == va
+                            }))
+                    });
+                    if !recorded {
+                        return Err("a table entry leads to a table no capability records there");
+                    }
+                    self.check_table(cnodes, t, level + 1, va, id)?;
+                }
+                TableEntry::Frame(f, size) => {
+                    let recorded = self.caps_in(cnodes).any(|c| {
+                        matches!(c, Cap::Frame { base, size: s, mapping, .. }
+                            if base == f && s == size && mapping == Mapping::new(id, va))
+                    });
+                    if !recorded {
+                        return Err(
+                            "a translation entry leads to a frame no capability records there",
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_slot(&self, s: SlotRef) -> Result<(), &'static str> {
@@ -126,11 +232,15 @@ impl<M: Machine> Kernel<M> {
             base,
             size_bits,
             free_offset,
+            zeroed_to,
             ..
         } = here.cap
         {
             if free_offset > 1u64 << size_bits {
                 return Err("untyped watermark beyond its region");
+            }
+            if zeroed_to < free_offset || zeroed_to > 1u64 << size_bits {
+                return Err("untyped zeroed mark below its watermark or beyond its region");
             }
             let (start, end) = (base.0, base.0 + free_offset);
             let mut at = here.next;

@@ -172,6 +172,26 @@ impl HostMachine {
         }
     }
 
+    /// Every translation table and its valid entries.
+    pub fn table_contents(&self) -> BTreeMap<u64, BTreeMap<usize, TableEntry>> {
+        self.tables
+            .iter()
+            .map(|(&t, entries)| {
+                let decoded = entries
+                    .iter()
+                    .map(|(&i, &e)| {
+                        let e = match e {
+                            Entry::Table(t) => TableEntry::Table(t),
+                            Entry::Frame(f, size) => TableEntry::Frame(f, size),
+                        };
+                        (i, e)
+                    })
+                    .collect();
+                (t, decoded)
+            })
+            .collect()
+    }
+
     /// Number of valid entries in the table at `table`.
     pub fn table_len(&self, table: PhysAddr) -> usize {
         self.tables.get(&table.0).map_or(0, BTreeMap::len)

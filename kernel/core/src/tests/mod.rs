@@ -6,4 +6,5 @@ mod fastpath;
 mod ipc;
 mod model;
 mod objects;
+mod security;
 mod vcpu;
