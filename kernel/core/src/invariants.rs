@@ -130,10 +130,10 @@ impl<M: Machine> Kernel<M> {
     fn check_translation(&self, cnodes: &[(PhysAddr, u8)]) -> Result<(), &'static str> {
         for cap in self.caps_in(cnodes) {
             match cap {
-                Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. } => {
-                    if self.space_of(id).is_some_and(|s| s.root == ptr) {
-                        self.check_table(cnodes, ptr, 1, 0, id)?;
-                    }
+                Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. }
+                    if self.space_of(id).is_some_and(|s| s.root == ptr) =>
+                {
+                    self.check_table(cnodes, ptr, 1, 0, id)?;
                 }
                 Cap::PageTable {
                     ptr,
