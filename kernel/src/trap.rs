@@ -39,6 +39,8 @@ pub enum GuestExitKind {
     Memory,
     /// A trapped system-register access.
     SystemRegister,
+    /// A physical SError the guest caused, synchronised at its exit.
+    SError,
     /// Anything else.
     Other,
 }
@@ -65,6 +67,7 @@ impl GuestExit {
             GuestExitKind::MonitorCall => f::EXIT_MONITOR_CALL,
             GuestExitKind::Memory => f::EXIT_MEMORY,
             GuestExitKind::SystemRegister => f::EXIT_SYSTEM_REGISTER,
+            GuestExitKind::SError => f::EXIT_SERROR,
             GuestExitKind::Other => f::EXIT_OTHER,
         };
         (f::GUEST_EXIT, [self.pc, self.syndrome, self.address, kind])

@@ -35,6 +35,11 @@ pub const EXIT_MEMORY: u64 = 3;
 pub const EXIT_SYSTEM_REGISTER: u64 = 4;
 /// Guest exit: anything else the kernel does not handle itself.
 pub const EXIT_OTHER: u64 = 5;
+/// Guest exit: a physical SError (asynchronous external abort) the guest
+/// caused; `syndrome` is DISR_EL1 (or ESR_EL2) as the kernel read it. The
+/// kernel takes it at the guest's exit so it is never charged to another
+/// thread; the trapping instruction, if any, runs again on resume.
+pub const EXIT_SERROR: u64 = 6;
 
 /// Fault reply flag (word 0 of the reply): resume after the faulting
 /// instruction instead of retrying it.

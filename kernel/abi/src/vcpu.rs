@@ -61,8 +61,32 @@ pub mod aarch64 {
     pub const CNTVOFF_EL2: u64 = 23;
     /// VMPIDR_EL2: what the guest reads as MPIDR_EL1.
     pub const VMPIDR_EL2: u64 = 24;
+    /// CSSELR_EL1: which cache CCSIDR_EL1 describes (the guest's own).
+    pub const CSSELR_EL1: u64 = 25;
+    /// APIAKeyLo_EL1: pointer-authentication instruction key A, low half
+    /// (this and the following keys read as 0 and are ignored on CPUs
+    /// without pointer authentication).
+    pub const APIAKEYLO_EL1: u64 = 26;
+    /// APIAKeyHi_EL1.
+    pub const APIAKEYHI_EL1: u64 = 27;
+    /// APIBKeyLo_EL1: instruction key B.
+    pub const APIBKEYLO_EL1: u64 = 28;
+    /// APIBKeyHi_EL1.
+    pub const APIBKEYHI_EL1: u64 = 29;
+    /// APDAKeyLo_EL1: data key A.
+    pub const APDAKEYLO_EL1: u64 = 30;
+    /// APDAKeyHi_EL1.
+    pub const APDAKEYHI_EL1: u64 = 31;
+    /// APDBKeyLo_EL1: data key B.
+    pub const APDBKEYLO_EL1: u64 = 32;
+    /// APDBKeyHi_EL1.
+    pub const APDBKEYHI_EL1: u64 = 33;
+    /// APGAKeyLo_EL1: generic key.
+    pub const APGAKEYLO_EL1: u64 = 34;
+    /// APGAKeyHi_EL1.
+    pub const APGAKEYHI_EL1: u64 = 35;
     /// Number of registers.
-    pub const COUNT: u64 = 25;
+    pub const COUNT: u64 = 36;
 
     /// PSTATE mode field values a guest may run in (SPSR_EL2.M, bits 3..0).
     pub mod mode {

@@ -163,14 +163,15 @@ impl Permissions {
     fn leaf_bits(self, kind: SpaceKind) -> u64 {
         match kind {
             SpaceKind::User => self.user_bits().bits(),
-            SpaceKind::Guest => {
-                skyscope_el2::stage2::leaf_bits(skyscope_el2::stage2::GuestAccess {
+            SpaceKind::Guest => skyscope_el2::stage2::leaf_bits(
+                skyscope_el2::stage2::GuestAccess {
                     write: self.write,
                     execute: self.execute,
                     device: self.device,
-                })
-                .bits()
-            }
+                },
+                super::vcpu::forced_write_back(),
+            )
+            .bits(),
         }
     }
 }
@@ -657,6 +658,13 @@ pub fn map_frame(
     if table.read(index) & 1 != 0 {
         return Err(UserMapError::AlreadyMapped);
     }
+    if space.kind == SpaceKind::Guest && !perms.device && !super::vcpu::forced_write_back() {
+        // Without FEAT_S2FWB a guest may map its RAM non-cacheable and
+        // read DRAM directly: what the kernel wrote through the caches
+        // (the zeroes of retype) must be there, not the previous owner's
+        // data (Arm ARM B2.15 "Mismatched memory attributes").
+        clean_to_coherency(frame, size);
+    }
     let kind = if level == 3 { 0b11 } else { 0b01 };
     table.write(
         index,
@@ -666,6 +674,25 @@ pub fn map_frame(
     // SAFETY: a barrier only.
     unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
     Ok(())
+}
+
+/// Cleans and invalidates `[pa, pa + size)` of RAM to the point of
+/// coherency (`dc civac` per line, line size from CTR_EL0.DminLine).
+fn clean_to_coherency(pa: PhysAddr, size: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let start = phys_to_virt(pa);
+    let mut va = start;
+    while va < start + size {
+        // SAFETY: cache maintenance of RAM the physmap maps (checked by
+        // `phys_to_virt`); it changes no data.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) va, options(nostack)) };
+        va += line;
+    }
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("dsb sy", options(nostack)) };
 }
 
 /// Removes the mapping of `frame` at `vaddr`, if that is what is mapped.

@@ -14,6 +14,7 @@ mod ec {
     pub const FP_ACCESS: u64 = 0x07;
     pub const ILLEGAL_STATE: u64 = 0x0e;
     pub const SVC64: u64 = 0x15;
+    pub const HVC64: u64 = 0x16;
     pub const SYSREG: u64 = 0x18;
     pub const SVE: u64 = 0x19;
     pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
@@ -145,11 +146,31 @@ fn guest_was_running() -> bool {
 
 /// Entry from a guest (EL1 or EL0 of a Vcpu thread).
 fn handle_guest_entry(kind: u64, context: *mut UserContext) -> ! {
+    // Still in the guest's configuration: an SError it caused and that is
+    // pending now is the guest's (reported to its VMM), not whatever runs
+    // next. The trapping instruction, if any, is retried on resume.
+    let serror = super::vcpu::take_pending_serror();
     super::vcpu::restore_host_configuration();
     // SAFETY: `context` is the current thread's register area the vector
     // code just filled; nothing else refers to it while the kernel runs.
     let context = unsafe { &mut *context };
+    let guest_serror = |pc, syndrome| {
+        Event::GuestExit(crate::trap::GuestExit {
+            kind: crate::trap::GuestExitKind::SError,
+            pc,
+            syndrome,
+            address: 0,
+        })
+    };
     let event = match kind {
+        _ if let Some(disr) = serror => {
+            if kind == EntryKind::Sync as u64 && read_esr() >> 26 == ec::HVC64 {
+                // ELR is past the `hvc`: retry it after the SError.
+                context.pc = context.pc.wrapping_sub(4);
+            }
+            guest_serror(context.pc, disr)
+        }
+        k if k == EntryKind::SError as u64 => guest_serror(context.pc, read_esr()),
         k if k == EntryKind::Sync as u64 => super::vcpu::decode_guest_sync(
             read_esr(),
             read_far(),

@@ -80,11 +80,16 @@ macro_rules! write_sysreg {
 /// translation control, what the guest reads as its CPU ID, the debug and
 /// performance-monitor traps. Returns what `enter` needs.
 pub fn init() -> GuestSupport {
-    let support = skyscope_el2::config::guest_config(
-        read_sysreg!("S3_0_C0_C7_0"), // ID_AA64MMFR0_EL1
-        read_sysreg!("S3_0_C0_C7_1"), // ID_AA64MMFR1_EL1
-        read_sysreg!("S3_0_C0_C6_1"), // ID_AA64ISAR1_EL1
-    );
+    let support = skyscope_el2::config::guest_config(skyscope_el2::config::IdRegisters {
+        mmfr0: read_sysreg!("S3_0_C0_C7_0"), // ID_AA64MMFR0_EL1
+        mmfr1: read_sysreg!("S3_0_C0_C7_1"), // ID_AA64MMFR1_EL1
+        mmfr2: read_sysreg!("S3_0_C0_C7_2"), // ID_AA64MMFR2_EL1
+        isar1: read_sysreg!("S3_0_C0_C6_1"), // ID_AA64ISAR1_EL1
+        pfr0: read_sysreg!("S3_0_C0_C4_0"),  // ID_AA64PFR0_EL1
+    });
+    FORCED_WRITE_BACK.store(support.fwb, core::sync::atomic::Ordering::Relaxed);
+    POINTER_AUTH.store(support.pauth, core::sync::atomic::Ordering::Relaxed);
+    RAS.store(support.ras, core::sync::atomic::Ordering::Relaxed);
     write_sysreg!("S3_4_C2_C1_2", support.vtcr); // VTCR_EL2
     write_sysreg!("S3_4_C2_C1_0", 0); // VTTBR_EL2
     let midr = read_sysreg!("S3_0_C0_C0_0"); // MIDR_EL1
@@ -99,8 +104,25 @@ pub fn init() -> GuestSupport {
     support
 }
 
-/// Loads `registers` into the CPU's EL1 state.
+/// Whether stage 2 forces write-back (HCR_EL2.FWB); set once at boot.
+static FORCED_WRITE_BACK: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+/// Whether the CPU has pointer authentication; set once at boot.
+static POINTER_AUTH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Whether the CPU has FEAT_RAS (`esb`, DISR_EL1); set once at boot.
+static RAS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether guest RAM mappings get forced write-back attributes (else the
+/// frame is cleaned to the point of coherency when mapped).
+pub fn forced_write_back() -> bool {
+    FORCED_WRITE_BACK.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Loads `registers` into the CPU's EL1 state. With pointer
+/// authentication, the keys belong to the Vcpu: a guest may read and set
+/// its own keys, so another guest's must never be left in the registers.
 pub fn load(registers: &[u64; reg::COUNT as usize]) {
+    let pauth = POINTER_AUTH.load(core::sync::atomic::Ordering::Relaxed);
     let r = |i: u64| registers[i as usize];
     write_sysreg!("S3_5_C1_C0_0", r(reg::SCTLR_EL1));
     write_sysreg!("S3_5_C2_C0_0", r(reg::TTBR0_EL1));
@@ -125,10 +147,24 @@ pub fn load(registers: &[u64; reg::COUNT as usize]) {
     write_sysreg!("S3_5_C14_C3_1", r(reg::CNTV_CTL_EL0));
     write_sysreg!("S3_4_C14_C0_3", r(reg::CNTVOFF_EL2));
     write_sysreg!("S3_4_C0_C0_5", r(reg::VMPIDR_EL2));
+    write_sysreg!("S3_2_C0_C0_0", r(reg::CSSELR_EL1));
+    if pauth {
+        write_sysreg!("S3_0_C2_C1_0", r(reg::APIAKEYLO_EL1));
+        write_sysreg!("S3_0_C2_C1_1", r(reg::APIAKEYHI_EL1));
+        write_sysreg!("S3_0_C2_C1_2", r(reg::APIBKEYLO_EL1));
+        write_sysreg!("S3_0_C2_C1_3", r(reg::APIBKEYHI_EL1));
+        write_sysreg!("S3_0_C2_C2_0", r(reg::APDAKEYLO_EL1));
+        write_sysreg!("S3_0_C2_C2_1", r(reg::APDAKEYHI_EL1));
+        write_sysreg!("S3_0_C2_C2_2", r(reg::APDBKEYLO_EL1));
+        write_sysreg!("S3_0_C2_C2_3", r(reg::APDBKEYHI_EL1));
+        write_sysreg!("S3_0_C2_C3_0", r(reg::APGAKEYLO_EL1));
+        write_sysreg!("S3_0_C2_C3_1", r(reg::APGAKEYHI_EL1));
+    }
 }
 
-/// Saves the CPU's EL1 state into `registers`.
+/// Saves the CPU's EL1 state into `registers` (the keys too, see [`load`]).
 pub fn save(registers: &mut [u64; reg::COUNT as usize]) {
+    let pauth = POINTER_AUTH.load(core::sync::atomic::Ordering::Relaxed);
     let mut w = |i: u64, v: u64| registers[i as usize] = v;
     w(reg::SCTLR_EL1, read_sysreg!("S3_5_C1_C0_0"));
     w(reg::TTBR0_EL1, read_sysreg!("S3_5_C2_C0_0"));
@@ -153,6 +189,19 @@ pub fn save(registers: &mut [u64; reg::COUNT as usize]) {
     w(reg::CNTV_CTL_EL0, read_sysreg!("S3_5_C14_C3_1"));
     w(reg::CNTVOFF_EL2, read_sysreg!("S3_4_C14_C0_3"));
     w(reg::VMPIDR_EL2, read_sysreg!("S3_4_C0_C0_5"));
+    w(reg::CSSELR_EL1, read_sysreg!("S3_2_C0_C0_0"));
+    if pauth {
+        w(reg::APIAKEYLO_EL1, read_sysreg!("S3_0_C2_C1_0"));
+        w(reg::APIAKEYHI_EL1, read_sysreg!("S3_0_C2_C1_1"));
+        w(reg::APIBKEYLO_EL1, read_sysreg!("S3_0_C2_C1_2"));
+        w(reg::APIBKEYHI_EL1, read_sysreg!("S3_0_C2_C1_3"));
+        w(reg::APDAKEYLO_EL1, read_sysreg!("S3_0_C2_C2_0"));
+        w(reg::APDAKEYHI_EL1, read_sysreg!("S3_0_C2_C2_1"));
+        w(reg::APDBKEYLO_EL1, read_sysreg!("S3_0_C2_C2_2"));
+        w(reg::APDBKEYHI_EL1, read_sysreg!("S3_0_C2_C2_3"));
+        w(reg::APGAKEYLO_EL1, read_sysreg!("S3_0_C2_C3_0"));
+        w(reg::APGAKEYHI_EL1, read_sysreg!("S3_0_C2_C3_1"));
+    }
     // TPIDRRO_EL0 is not kept in the CPU between runs (native threads
     // use it); `enter` loads it and `leave` saves it.
 }
@@ -187,6 +236,26 @@ pub fn enter_guest(context: &mut UserContext, support: &GuestSupport) -> ! {
     // stage 2 on, so the guest runs behind its GuestSpace (made current by
     // `activate_guest_space`) and every trap returns to the kernel.
     unsafe { return_to_guest(context, support.hcr) }
+}
+
+/// Takes a guest's pending SError at its exit, while the kernel still
+/// knows whose it is: with FEAT_RAS, `esb` defers a pending physical
+/// SError (masked at EL2) into DISR_EL1 (Arm ARM D23.2.38), which is read
+/// and cleared. Returns DISR_EL1 if an SError was pending. Without this, a
+/// guest's late SError would be taken by whatever ran next.
+pub fn take_pending_serror() -> Option<u64> {
+    if !RAS.load(core::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: `esb` only synchronises errors; PSTATE.A is set in the
+    // kernel, so a pending SError is deferred, not taken.
+    unsafe { core::arch::asm!(".arch_extension ras", "esb", "isb", options(nostack)) };
+    let disr = read_sysreg!("S3_0_C12_C1_1"); // DISR_EL1
+    if disr & (1 << 31) == 0 {
+        return None;
+    }
+    write_sysreg!("S3_0_C12_C1_1", 0);
+    Some(disr)
 }
 
 /// Puts HCR_EL2 back to the host setting after a guest exit.
