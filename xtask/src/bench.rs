@@ -2,7 +2,7 @@
 //! `-icount shift=0`, nanoseconds under plain TCG), writes
 //! `target/bench/ipc.json` and prints a table beside seL4's figures.
 
-use crate::{BenchArgs, build, qemu, setup};
+use crate::{BenchArgs, build, qemu, setup, toolchain};
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
@@ -103,7 +103,7 @@ fn boot(
 /// `cargo xtask bench ipc`.
 pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "ipc");
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     println!(

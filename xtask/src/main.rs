@@ -1,8 +1,9 @@
 //! `cargo xtask`: builds the images, boots them in QEMU, runs the tests.
 //!
-//! Everything a developer or CI does goes through here, so a fresh machine
-//! needs only `cargo xtask run` or `cargo xtask test`: missing Rust targets
-//! are installed through rustup and a missing or too old QEMU through apt
+//! Everything a developer or CI does goes through here (started by `./x`,
+//! which first installs the pinned toolchain), so a fresh machine needs only
+//! `./x run` or `./x test`: missing Rust targets and components are added
+//! through rustup and a missing or too old QEMU is installed through apt
 //! (or the exact command to run is printed).
 
 mod bench;
@@ -10,6 +11,7 @@ mod build;
 mod qemu;
 mod setup;
 mod test;
+mod toolchain;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,7 +36,7 @@ enum Command {
     Run(RunArgs),
     /// Run host tests, lints and every QEMU scenario whose name contains FILTER.
     Test(TestArgs),
-    /// Check for (and install if needed) QEMU and the Rust targets.
+    /// Check for (and install if needed) the Rust targets and components and QEMU.
     Setup,
     /// Run a benchmark (`ipc`): JSON in target/bench/, a table on the terminal.
     Bench(BenchArgs),
@@ -97,7 +99,7 @@ pub struct TestArgs {
 /// `cargo xtask fuzz syscalls`: one long boot of the `fuzz::syscalls` scenario.
 fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "syscalls");
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images_with(build::Profile::Dev)?;
     let scenario =
@@ -133,7 +135,7 @@ fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build => setup::ensure_rust_targets()
+        Command::Build => toolchain::ensure()
             .and_then(|()| build::build_images())
             .map(|images| {
                 println!("kernel image: {}", images.kernel.display());
@@ -143,7 +145,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
-        Command::Setup => setup::ensure_rust_targets()
+        Command::Setup => toolchain::ensure()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {
                 println!("ready: {} ({})", qemu.path, qemu.version);

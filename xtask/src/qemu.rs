@@ -1,6 +1,6 @@
 //! Booting images in QEMU and reading their console.
 
-use crate::{RunArgs, build, setup};
+use crate::{RunArgs, build, setup, toolchain};
 use regex::Regex;
 use std::{
     io::{Read, Write},
@@ -172,7 +172,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             Regex::new(re).map_err(|e| format!("--expect is not a valid regular expression: {e}"))
         })
         .transpose()?;
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     let mut command = machine_command(&qemu, &images.kernel, &args.append);
