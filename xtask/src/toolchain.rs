@@ -268,7 +268,9 @@ fn check_sysroot(pin: &Pin) -> Result<(), String> {
         .current_dir(workspace_root())
         .output()
         .map_err(|e| {
-            format!("cannot run rustc ({e}); install Rust with rustup (https://rustup.rs) and run ./x")
+            format!(
+                "cannot run rustc ({e}); install Rust with rustup (https://rustup.rs) and run ./x"
+            )
         })?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     let absent: Vec<_> = pin
@@ -300,7 +302,10 @@ mod tests {
     fn parses_the_workspace_file() {
         let pin = read_pin().unwrap();
         assert!(pin.channel.starts_with("1."), "{pin:?}");
-        assert!(pin.targets.contains(&"aarch64-unknown-none-softfloat".into()));
+        assert!(
+            pin.targets
+                .contains(&"aarch64-unknown-none-softfloat".into())
+        );
         assert!(pin.components.contains(&"rust-src".into()));
         assert_eq!(pin.profile.as_deref(), Some("minimal"));
     }
