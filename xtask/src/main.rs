@@ -6,8 +6,11 @@
 //! through rustup and a missing or too old QEMU is installed through apt
 //! (or the exact command to run is printed).
 
+mod apt;
 mod bench;
 mod build;
+mod cpio;
+mod payload;
 mod qemu;
 mod setup;
 mod test;
@@ -42,6 +45,8 @@ enum Command {
     Bench(BenchArgs),
     /// The long form of a fuzzer (`syscalls`: the in-kernel syscall fuzzer).
     Fuzz(FuzzArgs),
+    /// Fetch the Linux guest (Debian arm64 kernel, busybox initramfs) into .cache/guest.
+    Payload(PayloadArgs),
 }
 
 /// Options of `cargo xtask run`.
@@ -84,6 +89,23 @@ pub struct FuzzArgs {
     /// Seed (default: from the clock; printed either way).
     #[arg(long)]
     seed: Option<u64>,
+}
+
+/// Options of `cargo xtask payload`.
+#[derive(clap::Args)]
+pub struct PayloadArgs {
+    /// Look for newer packages even if the cache is complete.
+    #[arg(long)]
+    refresh: bool,
+    /// Then boot it directly under QEMU and check init, the shell, Ctrl-C and poweroff.
+    #[arg(long, conflicts_with = "shell")]
+    boot: bool,
+    /// Then boot it directly under QEMU with the console on this terminal.
+    #[arg(long)]
+    shell: bool,
+    /// Extra guest kernel command-line words (after `console=ttyAMA0 panic=-1`).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    append: String,
 }
 
 /// Options of `cargo xtask test`.
@@ -145,6 +167,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
+        Command::Payload(args) => payload::run(&args),
         Command::Setup => toolchain::ensure()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {

@@ -128,7 +128,7 @@ fn os_release() -> Vec<(String, String)> {
 }
 
 /// The URI of the machine's main Debian archive, to reuse for backports.
-fn debian_archive_uri() -> String {
+pub fn debian_archive_uri() -> String {
     let deb822 = fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     for stanza in deb822.split("\n\n") {
         let field = |name: &str| {
