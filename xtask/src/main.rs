@@ -10,6 +10,7 @@ mod apt;
 mod bench;
 mod build;
 mod cpio;
+mod loc;
 mod payload;
 mod qemu;
 mod setup;
@@ -45,6 +46,8 @@ enum Command {
     Bench(BenchArgs),
     /// The long form of a fuzzer (`syscalls`: the in-kernel syscall fuzzer).
     Fuzz(FuzzArgs),
+    /// Lines of code per crate: the trusted kernel apart, tests excluded.
+    Loc(loc::LocArgs),
     /// Fetch the Linux guest (Debian arm64 kernel, busybox initramfs) into .cache/guest.
     Payload(PayloadArgs),
 }
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
         Command::Payload(args) => payload::run(&args),
+        Command::Loc(args) => loc::run(&args),
         Command::Setup => toolchain::ensure()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {
