@@ -23,9 +23,10 @@ struct Record {
     n: u64,
 }
 
-/// seL4 on the same emulator (../shared/BENCHMARKS.md): release build with
-/// fastpath, kernel at EL2, counter overhead subtracted; the same within
-/// and across address spaces.
+/// seL4 measured once on the same emulator with the same method (release
+/// build with fastpath, kernel at EL2, counter overhead subtracted); the
+/// same within and across address spaces. Kept here as fixed reference
+/// figures: seL4 is not built by this repository.
 fn sel4_reference(words: u32, metric: &str) -> Option<u64> {
     match (words, metric) {
         (0, "call") => Some(255),
