@@ -293,6 +293,7 @@ fn check_sysroot(pin: &Pin) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -386,5 +387,219 @@ mod tests {
         assert!(is_pinned("1.95.0-x86_64-unknown-linux-gnu", &pin));
         assert!(!is_pinned("1.95.01-x86_64-unknown-linux-gnu", &pin));
         assert!(!is_pinned("stable-x86_64-unknown-linux-gnu", &pin));
+    }
+
+    /// A stand-in for rustup that keeps its installed toolchain, targets and
+    /// components in files and logs every call, so the launcher's
+    /// decisions are checked without a network or a real installation.
+    const FAKE_RUSTUP: &str = r#"#!/bin/bash
+s=$FAKE_STATE
+echo "rustup $*" >> "$s/log"
+host=x86_64-unknown-linux-gnu
+add() { # FILE WORDS...: records them unless told to refuse
+    local f=$1; shift
+    [ -n "${FAKE_REFUSE:-}" ] && return 0
+    for w in "$@"; do echo "$w" >> "$s/$f"; done
+}
+case "$1 $2" in
+"toolchain list")
+    if [ -f "$s/installed" ]; then echo "1.95.0-$host (active)"; else echo "no installed toolchains"; fi ;;
+"toolchain install")
+    touch "$s/installed"; shift 3
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --component) add components ${2//,/ }; shift ;;
+        --target) add targets ${2//,/ }; shift ;;
+        esac
+        shift
+    done ;;
+"target list")
+    [ -f "$s/installed" ] || exit 1
+    echo "$host"; cat "$s/targets" 2>/dev/null ;;
+"component list")
+    [ -f "$s/installed" ] || exit 1
+    echo "rustc-$host"; echo "cargo-$host"
+    while read -r c; do
+        if [ "$c" = rust-src ]; then echo "$c"; else echo "$c-$host"; fi
+    done < <(cat "$s/components" 2>/dev/null) ;;
+"target add") shift 4; add targets "$@" ;;
+"component add") shift 4; add components "$@" ;;
+*) echo "fake rustup: unexpected $*" >&2; exit 2 ;;
+esac
+"#;
+
+    struct Sandbox {
+        dir: PathBuf,
+    }
+
+    impl Sandbox {
+        fn new(name: &str) -> Sandbox {
+            let dir =
+                std::env::temp_dir().join(format!("skyscope-x-test-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("bin")).unwrap();
+            fs::create_dir_all(dir.join("state")).unwrap();
+            fs::create_dir_all(dir.join("home")).unwrap();
+            // Only the basic tools the scripts use are on PATH, so a real
+            // rustup or cargo installed system-wide cannot interfere.
+            fs::create_dir_all(dir.join("tools")).unwrap();
+            for tool in [
+                "awk", "cat", "dirname", "echo", "grep", "head", "sed", "touch", "tr", "xargs",
+            ] {
+                let found = ["/usr/bin", "/bin"]
+                    .iter()
+                    .map(|d| Path::new(d).join(tool))
+                    .find(|p| p.exists())
+                    .unwrap_or_else(|| panic!("{tool} is not in /usr/bin or /bin"));
+                std::os::unix::fs::symlink(found, dir.join("tools").join(tool)).unwrap();
+            }
+            Sandbox { dir }
+        }
+
+        fn with_rustup(self) -> Sandbox {
+            let write_exec = |name: &str, text: &str| {
+                use std::os::unix::fs::PermissionsExt;
+                let path = self.dir.join("bin").join(name);
+                fs::write(&path, text).unwrap();
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            };
+            write_exec("rustup", FAKE_RUSTUP);
+            write_exec(
+                "cargo",
+                "#!/bin/bash\necho \"cargo $*\" >> \"$FAKE_STATE/log\"\n",
+            );
+            self
+        }
+
+        fn seed(&self, file: &str, lines: &[&str]) {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            fs::write(self.dir.join("state").join(file), text).unwrap();
+        }
+
+        /// Runs `./x setup` with only the sandbox's programs on PATH.
+        fn run(&self, refuse: bool) -> (bool, String, Vec<String>) {
+            let mut command = Command::new("/bin/bash");
+            command
+                .arg(workspace_root().join("x"))
+                .arg("setup")
+                .env_clear()
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        self.dir.join("bin").display(),
+                        self.dir.join("tools").display()
+                    ),
+                )
+                .env("HOME", self.dir.join("home"))
+                .env("FAKE_STATE", self.dir.join("state"));
+            if refuse {
+                command.env("FAKE_REFUSE", "1");
+            }
+            let out = command.output().unwrap();
+            let log = fs::read_to_string(self.dir.join("state/log")).unwrap_or_default();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                log.lines().map(str::to_string).collect(),
+            )
+        }
+    }
+
+    impl Drop for Sandbox {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn launcher_installs_an_absent_toolchain_with_the_pinned_parts() {
+        let pin = read_pin().unwrap();
+        let sandbox = Sandbox::new("absent").with_rustup();
+        let (ok, stderr, log) = sandbox.run(false);
+        assert!(ok, "{stderr}");
+        let install = format!(
+            "rustup toolchain install {} --no-self-update --profile minimal --component {} --target {}",
+            pin.channel,
+            pin.components.join(","),
+            pin.targets.join(",")
+        );
+        assert!(log.contains(&install), "{log:#?}");
+        assert!(!log.iter().any(|l| l.contains(" add ")), "{log:#?}");
+        assert_eq!(log.last().map(String::as_str), Some("cargo xtask setup"));
+    }
+
+    #[test]
+    fn launcher_adds_missing_targets_and_components_to_an_existing_toolchain() {
+        let pin = read_pin().unwrap();
+        let sandbox = Sandbox::new("partial").with_rustup();
+        sandbox.seed("installed", &[]);
+        sandbox.seed("targets", &[pin.targets[0].as_str()]);
+        sandbox.seed("components", &["clippy"]);
+        let (ok, stderr, log) = sandbox.run(false);
+        assert!(ok, "{stderr}");
+        assert!(
+            !log.iter().any(|l| l.contains("toolchain install")),
+            "{log:#?}"
+        );
+        let targets = format!(
+            "rustup target add --toolchain {} {}",
+            pin.channel,
+            pin.targets[1..].join(" ")
+        );
+        assert!(log.contains(&targets), "{log:#?}");
+        let components: Vec<_> = pin
+            .components
+            .iter()
+            .filter(|c| *c != "clippy")
+            .cloned()
+            .collect();
+        let add = format!(
+            "rustup component add --toolchain {} {}",
+            pin.channel,
+            components.join(" ")
+        );
+        assert!(log.contains(&add), "{log:#?}");
+        assert_eq!(log.last().map(String::as_str), Some("cargo xtask setup"));
+    }
+
+    #[test]
+    fn launcher_does_nothing_when_complete_and_stops_when_rustup_fails_silently() {
+        let pin = read_pin().unwrap();
+        let sandbox = Sandbox::new("complete").with_rustup();
+        sandbox.seed("installed", &[]);
+        let targets: Vec<&str> = pin.targets.iter().map(String::as_str).collect();
+        sandbox.seed("targets", &targets);
+        let (ok, stderr, log) = sandbox.run(false);
+        assert!(ok, "{stderr}");
+        // Components are missing: added. Then, complete: only list calls.
+        let components: Vec<&str> = pin.components.iter().map(String::as_str).collect();
+        sandbox.seed("components", &components);
+        let _ = fs::remove_file(sandbox.dir.join("state/log"));
+        let (ok, stderr, log2) = sandbox.run(false);
+        assert!(ok, "{stderr}");
+        assert!(
+            log2.iter()
+                .all(|l| l.contains(" list") || l.starts_with("cargo")),
+            "{log2:#?}"
+        );
+        assert!(log.len() > log2.len());
+
+        // rustup "succeeds" but installs nothing: the launcher must notice.
+        let broken = Sandbox::new("refuse").with_rustup();
+        broken.seed("installed", &[]);
+        let (ok, stderr, log) = broken.run(true);
+        assert!(!ok);
+        assert!(stderr.contains("still lacks"), "{stderr}");
+        assert!(!log.iter().any(|l| l.starts_with("cargo")), "{log:#?}");
+    }
+
+    #[test]
+    fn launcher_without_rustup_says_how_to_get_it() {
+        let sandbox = Sandbox::new("norustup");
+        let (ok, stderr, _) = sandbox.run(false);
+        assert!(!ok);
+        assert!(stderr.contains("rustup was not found"), "{stderr}");
+        assert!(stderr.contains("https://sh.rustup.rs"), "{stderr}");
     }
 }
