@@ -2,7 +2,7 @@
 //! `-icount shift=0`, nanoseconds under plain TCG), writes
 //! `target/bench/ipc.json` and prints a table beside seL4's figures.
 
-use crate::{BenchArgs, build, qemu, setup};
+use crate::{BenchArgs, build, qemu, setup, toolchain};
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
@@ -23,9 +23,10 @@ struct Record {
     n: u64,
 }
 
-/// seL4 on the same emulator (../shared/BENCHMARKS.md): release build with
-/// fastpath, kernel at EL2, counter overhead subtracted; the same within
-/// and across address spaces.
+/// seL4 measured once on the same emulator with the same method (release
+/// build with fastpath, kernel at EL2, counter overhead subtracted); the
+/// same within and across address spaces. Kept here as fixed reference
+/// figures: seL4 is not built by this repository.
 fn sel4_reference(words: u32, metric: &str) -> Option<u64> {
     match (words, metric) {
         (0, "call") => Some(255),
@@ -103,7 +104,7 @@ fn boot(
 /// `cargo xtask bench ipc`.
 pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "ipc");
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     println!(

@@ -1,15 +1,21 @@
 //! `cargo xtask`: builds the images, boots them in QEMU, runs the tests.
 //!
-//! Everything a developer or CI does goes through here, so a fresh machine
-//! needs only `cargo xtask run` or `cargo xtask test`: missing Rust targets
-//! are installed through rustup and a missing or too old QEMU through apt
+//! Everything a developer or CI does goes through here (started by `./x`,
+//! which first installs the pinned toolchain), so a fresh machine needs only
+//! `./x run` or `./x test`: missing Rust targets and components are added
+//! through rustup and a missing or too old QEMU is installed through apt
 //! (or the exact command to run is printed).
 
+mod apt;
 mod bench;
 mod build;
+mod cpio;
+mod loc;
+mod payload;
 mod qemu;
 mod setup;
 mod test;
+mod toolchain;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,12 +40,16 @@ enum Command {
     Run(RunArgs),
     /// Run host tests, lints and every QEMU scenario whose name contains FILTER.
     Test(TestArgs),
-    /// Check for (and install if needed) QEMU and the Rust targets.
+    /// Check for (and install if needed) the Rust targets and components and QEMU.
     Setup,
     /// Run a benchmark (`ipc`): JSON in target/bench/, a table on the terminal.
     Bench(BenchArgs),
     /// The long form of a fuzzer (`syscalls`: the in-kernel syscall fuzzer).
     Fuzz(FuzzArgs),
+    /// Lines of code per crate: the trusted kernel apart, tests excluded.
+    Loc(loc::LocArgs),
+    /// Fetch the Linux guest (Debian arm64 kernel, busybox initramfs) into .cache/guest.
+    Payload(PayloadArgs),
 }
 
 /// Options of `cargo xtask run`.
@@ -84,6 +94,23 @@ pub struct FuzzArgs {
     seed: Option<u64>,
 }
 
+/// Options of `cargo xtask payload`.
+#[derive(clap::Args)]
+pub struct PayloadArgs {
+    /// Look for newer packages even if the cache is complete.
+    #[arg(long)]
+    refresh: bool,
+    /// Then boot it directly under QEMU and check init, the shell, Ctrl-C and poweroff.
+    #[arg(long, conflicts_with = "shell")]
+    boot: bool,
+    /// Then boot it directly under QEMU with the console on this terminal.
+    #[arg(long)]
+    shell: bool,
+    /// Extra guest kernel command-line words (after `console=ttyAMA0 panic=-1`).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    append: String,
+}
+
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -97,7 +124,7 @@ pub struct TestArgs {
 /// `cargo xtask fuzz syscalls`: one long boot of the `fuzz::syscalls` scenario.
 fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "syscalls");
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images_with(build::Profile::Dev)?;
     let scenario =
@@ -133,7 +160,7 @@ fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build => setup::ensure_rust_targets()
+        Command::Build => toolchain::ensure()
             .and_then(|()| build::build_images())
             .map(|images| {
                 println!("kernel image: {}", images.kernel.display());
@@ -143,7 +170,9 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
-        Command::Setup => setup::ensure_rust_targets()
+        Command::Payload(args) => payload::run(&args),
+        Command::Loc(args) => loc::run(&args),
+        Command::Setup => toolchain::ensure()
             .and_then(|()| setup::ensure_qemu())
             .map(|qemu| {
                 println!("ready: {} ({})", qemu.path, qemu.version);

@@ -1,11 +1,11 @@
 //! Booting images in QEMU and reading their console.
 
-use crate::{RunArgs, build, setup};
+use crate::{RunArgs, build, setup, toolchain};
 use regex::Regex;
 use std::{
     io::{Read, Write},
     path::Path,
-    process::{Child, Command, ExitCode, ExitStatus, Stdio},
+    process::{Child, ChildStdin, Command, ExitCode, ExitStatus, Stdio},
     sync::mpsc::{self, Receiver, RecvTimeoutError},
     thread,
     time::{Duration, Instant},
@@ -42,25 +42,50 @@ pub enum ConsoleEvent {
 pub struct Session {
     child: Child,
     events: Receiver<ConsoleEvent>,
+    input: Option<ChildStdin>,
 }
 
 impl Session {
     /// Starts `command`. With `echo`, console output is copied to this
     /// terminal as it arrives and stdin is passed through.
-    pub fn start(mut command: Command, echo: bool) -> Result<Session, String> {
+    pub fn start(command: Command, echo: bool) -> Result<Session, String> {
+        let stdin = if echo {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Session::spawn(command, echo, stdin)
+    }
+
+    /// Starts `command` with its console input fed by [`Session::send`]
+    /// (a script typing at the guest's serial console).
+    pub fn start_scripted(command: Command) -> Result<Session, String> {
+        Session::spawn(command, false, Stdio::piped())
+    }
+
+    /// Types `text` at the console (only for [`Session::start_scripted`]).
+    pub fn send(&mut self, text: &str) -> Result<(), String> {
+        let input = self
+            .input
+            .as_mut()
+            .ok_or("this QEMU session has no scripted input")?;
+        input
+            .write_all(text.as_bytes())
+            .and_then(|()| input.flush())
+            .map_err(|e| format!("cannot write to QEMU's console: {e}"))
+    }
+
+    fn spawn(mut command: Command, echo: bool, stdin: Stdio) -> Result<Session, String> {
         command.stdout(Stdio::piped()).stderr(if echo {
             Stdio::inherit()
         } else {
             Stdio::piped()
         });
-        command.stdin(if echo {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        command.stdin(stdin);
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let input = child.stdin.take();
         let (tx, events) = mpsc::channel();
         let streams: Vec<Box<dyn Read + Send>> = [
             child
@@ -108,7 +133,11 @@ impl Session {
                 }
             });
         }
-        Ok(Session { child, events })
+        Ok(Session {
+            child,
+            events,
+            input,
+        })
     }
 
     /// The next console event, or `None` if `deadline` passes first.
@@ -172,7 +201,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             Regex::new(re).map_err(|e| format!("--expect is not a valid regular expression: {e}"))
         })
         .transpose()?;
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     let mut command = machine_command(&qemu, &images.kernel, &args.append);

@@ -1,6 +1,5 @@
-//! Makes sure the machine has what the build and the tests need: the Rust
-//! targets (through rustup and `rust-toolchain.toml`) and QEMU >= 8.2
-//! (through apt, from `bookworm-backports` on Debian 12).
+//! Makes sure the machine has QEMU >= 8.2 (through apt, from
+//! `bookworm-backports` on Debian 12); the Rust side is in `toolchain.rs`.
 
 use std::{
     fs,
@@ -8,12 +7,6 @@ use std::{
     process::Command,
 };
 
-/// Bare-metal targets the workspace builds for (see rust-toolchain.toml).
-pub const TARGETS: [&str; 3] = [
-    "aarch64-unknown-none",
-    "aarch64-unknown-none-softfloat",
-    "x86_64-unknown-none",
-];
 /// Oldest QEMU with what the system needs (SMMUv3 stage 2, VHE CPUs).
 const MIN_QEMU: (u32, u32) = (8, 2);
 
@@ -37,38 +30,6 @@ pub fn run_command(command: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("{command:?} failed ({status})"))
     }
-}
-
-/// Installs missing bare-metal Rust targets through rustup.
-pub fn ensure_rust_targets() -> Result<(), String> {
-    let output = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .current_dir(workspace_root())
-        .output()
-        .map_err(|e| {
-            format!("cannot run rustc ({e}); install Rust with rustup: https://rustup.rs")
-        })?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    let missing: Vec<_> = TARGETS
-        .iter()
-        .filter(|t| !sysroot.join("lib/rustlib").join(t).exists())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("==> installing Rust targets {missing:?} (rust-toolchain.toml) through rustup");
-    if run_command(Command::new("rustup").args(["toolchain", "install"])).is_err() {
-        let mut add = Command::new("rustup");
-        add.args(["target", "add"])
-            .args(missing.iter().map(|t| **t));
-        run_command(&mut add).map_err(|e| {
-            format!(
-                "{e}; install the targets by hand: rustup target add {}",
-                TARGETS.join(" ")
-            )
-        })?;
-    }
-    Ok(())
 }
 
 /// A usable QEMU.
@@ -167,7 +128,7 @@ fn os_release() -> Vec<(String, String)> {
 }
 
 /// The URI of the machine's main Debian archive, to reuse for backports.
-fn debian_archive_uri() -> String {
+pub fn debian_archive_uri() -> String {
     let deb822 = fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     for stanza in deb822.split("\n\n") {
         let field = |name: &str| {

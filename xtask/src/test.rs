@@ -1,7 +1,7 @@
 //! `cargo xtask test`: host tests, lints and the in-QEMU scenarios, each a
 //! named item with one verdict line, ending with `N passed, N failed`.
 
-use crate::{TestArgs, build, qemu, setup};
+use crate::{TestArgs, build, qemu, setup, toolchain};
 use regex::Regex;
 use skyscope_tests::{CATALOG, Scenario, protocol};
 use std::{
@@ -558,7 +558,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
             "no test matches '{filter}' (see cargo xtask test --list)"
         ));
     }
-    setup::ensure_rust_targets()?;
+    toolchain::ensure()?;
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut skipped = 0usize;
     let mut report = |name: &str, verdict: Verdict, took: Duration| match verdict {
