@@ -32,9 +32,6 @@ use zerocopy::IntoBytes;
 const ROOT_PRIORITY: u8 = 255;
 /// Largest untyped block handed out (1 GiB).
 const MAX_UNTYPED_BLOCK_BITS: u8 = 30;
-/// Device untyped covers physical addresses below this (1 TiB, the
-/// `virt` board's 40-bit physical address space).
-const DEVICE_SPACE_END: u64 = 1 << 40;
 
 /// The root task's ELF image, built by `cargo xtask` before the kernel.
 static ROOT_TASK_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_ROOT_TASK_ELF"));
@@ -346,17 +343,35 @@ pub fn create(
             }
         }
     }
+    // Device memory: the registers of the devices the device tree
+    // describes, except the kernel's own and those that can reach memory
+    // by themselves (DMA masters such as the GIC ITS, an SMMU, the PCIe
+    // root complex, virtio-mmio and fw_cfg), whose registers would let a
+    // thread read and write any RAM. Nothing the tree does not describe.
+    let page_round = |r: Region| Region {
+        start: r.start.align_down(PAGE_SIZE),
+        end: r.end.checked_align_up(PAGE_SIZE).unwrap_or(r.end),
+    };
     let mut device = FreeRegions::new();
-    let _ = device.add(Region {
-        start: PhysAddr(0),
-        end: PhysAddr(DEVICE_SPACE_END),
-    });
-    for r in platform.ram.iter().chain(kernel_devices.iter().copied()) {
-        let page_aligned = Region {
-            start: r.start.align_down(PAGE_SIZE),
-            end: r.end.checked_align_up(PAGE_SIZE).unwrap_or(r.end),
-        };
-        let _ = device.remove(page_aligned);
+    for r in platform.devices.iter() {
+        if device.add(page_round(r)).is_err() {
+            kprintln!("root task: too many device regions; {r:?} not handed out");
+        }
+    }
+    for r in platform
+        .ram
+        .iter()
+        .chain(kernel_devices.iter().copied())
+        .chain(platform.withheld.iter())
+    {
+        let _ = device.remove(page_round(r));
+    }
+    for r in platform.withheld.iter() {
+        kprintln!(
+            "root task: withheld DMA-capable device {:#x}..{:#x}",
+            r.start.0,
+            r.end.0
+        );
     }
     let mut dropped = 0;
     for region in device.iter() {

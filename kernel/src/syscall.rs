@@ -22,14 +22,10 @@ pub fn handle(s: &mut State) -> Next {
     let syscall = Syscall::from_number(number)
         .filter(|call| !(call.is_debug() && cfg!(feature = "hardened")));
     let result = match syscall {
-        Some(Syscall::ConsoleWrite) => capability(
-            s,
-            a0,
-            |c| matches!(c, Cap::Console { rights } if rights.contains(CapRights::WRITE)),
-        )
-        .and_then(|()| console_write(s, t, a1, context.arg(2)))
-        .map(|()| 0),
-        Some(Syscall::PowerOff) => match capability(s, a0, |c| matches!(c, Cap::PowerControl)) {
+        Some(Syscall::ConsoleWrite) => capability(s, a0, Needed::ConsoleWrite)
+            .and_then(|()| console_write(s, t, a1, context.arg(2)))
+            .map(|()| 0),
+        Some(Syscall::PowerOff) => match capability(s, a0, Needed::PowerControl) {
             Ok(()) => {
                 kprintln!(
                     "kernel: power off requested by thread {} with status {}",
@@ -40,16 +36,14 @@ pub fn handle(s: &mut State) -> Next {
             }
             Err(e) => Err(e),
         },
-        Some(call) if call.is_debug() => {
-            capability(s, a0, |c| matches!(c, Cap::Debug)).map(|()| match call {
-                Syscall::DebugTimerTicks => s.ticks,
-                Syscall::DebugFastpath => {
-                    s.core.fastpath_enabled = a1 != 0;
-                    s.core.counters.fastpath_hits
-                }
-                _ => u64::from(!check_invariants(s)),
-            })
-        }
+        Some(call) if call.is_debug() => capability(s, a0, Needed::Debug).map(|()| match call {
+            Syscall::DebugTimerTicks => s.ticks,
+            Syscall::DebugFastpath => {
+                s.core.fastpath_enabled = a1 != 0;
+                s.core.counters.fastpath_hits
+            }
+            _ => u64::from(!check_invariants(s)),
+        }),
         _ => {
             // An unknown syscall is a fault the handler may emulate; without
             // a handler the thread gets an error code.
@@ -68,16 +62,32 @@ pub fn handle(s: &mut State) -> Next {
     Next::Resume
 }
 
-/// Checks that the capability at `cptr` in the current thread's CSpace is
-/// one `wanted` accepts: the authority behind the console, power and
-/// debug syscalls.
-fn capability(s: &State, cptr: u64, wanted: impl Fn(Cap) -> bool) -> Result<(), Error> {
+/// The authority behind a syscall the kernel binary answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needed {
+    /// A console capability with WRITE.
+    ConsoleWrite,
+    /// The power-control capability.
+    PowerControl,
+    /// The debug capability.
+    Debug,
+}
+
+/// Checks that the capability at `cptr` in the current thread's CSpace
+/// grants `needed`.
+fn capability(s: &State, cptr: u64, needed: Needed) -> Result<(), Error> {
     use skyscope_core::slot::SlotStore;
     let slot = s.core.lookup_slot_of_current(cptr)?;
-    match s.core.machine.slot(slot).cap {
-        Cap::Null => Err(Error::InvalidCapability),
-        cap if wanted(cap) => Ok(()),
-        Cap::Console { .. } => Err(Error::InsufficientRights),
+    match (s.core.machine.slot(slot).cap, needed) {
+        (Cap::Null, _) => Err(Error::InvalidCapability),
+        (Cap::Console { rights }, Needed::ConsoleWrite) => {
+            if rights.contains(CapRights::WRITE) {
+                Ok(())
+            } else {
+                Err(Error::InsufficientRights)
+            }
+        }
+        (Cap::PowerControl, Needed::PowerControl) | (Cap::Debug, Needed::Debug) => Ok(()),
         _ => Err(Error::WrongType),
     }
 }

@@ -30,6 +30,8 @@ mod ipc;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
+mod security;
+#[cfg(target_os = "none")]
 mod support;
 #[cfg(target_os = "none")]
 mod vm;
@@ -63,6 +65,9 @@ pub struct Scenario {
     pub console: &'static [&'static str],
     /// Seconds before the harness gives up.
     pub timeout_secs: u32,
+    /// Whether it needs the debug capability (absent in the `hardened`
+    /// kernel, whose run leaves these scenarios out and says so).
+    pub debug: bool,
 }
 
 /// A failed check inside a scenario (details are printed where it failed).
@@ -78,12 +83,20 @@ macro_rules! scenarios {
             about: $about:literal,
             reports: $reports:expr,
             console: $console:expr,
-            timeout: $timeout:expr $(,)?
+            timeout: $timeout:expr
+            $(, debug: $debug:expr)? $(,)?
         }
     ),* $(,)?) => {
         /// Every scenario, in the order the harness runs them.
         pub const CATALOG: &[Scenario] = &[$(
-            Scenario { name: $name, about: $about, reports: $reports, console: $console, timeout_secs: $timeout },
+            Scenario {
+                name: $name,
+                about: $about,
+                reports: $reports,
+                console: $console,
+                timeout_secs: $timeout,
+                debug: false $(|| $debug)?,
+            },
         )*];
 
         #[cfg(target_os = "none")]
@@ -129,6 +142,7 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 30,
+        debug: true,
     },
     "boot::user_fault_reported" => boot::user_fault_reported {
         about: "a store to an unmapped address is reported with its details; the kernel stays up",
@@ -280,12 +294,44 @@ scenarios! {
         reports: true,
         console: &[r"^  fuzz: seed \d+"],
         timeout: 300,
+        debug: true,
     },
     "ipc::fastpath_matches_slowpath" => ipc::fastpath_matches_slowpath {
         about: "500 calls give identical results with the fastpath on and off, and the fastpath did run",
         reports: true,
         console: &[],
         timeout: 60,
+        debug: true,
+    },
+    "security::device_frame_not_ipc_buffer" => security::device_frame_not_ipc_buffer {
+        about: "a device frame is refused as an IPC buffer (the kernel touches RAM only)",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "security::page_table_maps_once" => security::page_table_maps_once {
+        about: "page-table capabilities cannot be copied or minted; a table is installed once",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "security::unmapped_table_is_empty" => security::unmapped_table_is_empty {
+        about: "unmapping a table or deleting its space empties it: no stale entry reaches reused memory",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "security::debug_calls_need_cap" => security::debug_calls_need_cap {
+        about: "console, power-off and debug syscalls need capabilities only the root task has",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "security::revoke_is_preemptible" => security::revoke_is_preemptible {
+        about: "a 256 MiB retype and a 65,536-object revoke run while a 2 ms / 10 ms thread keeps its period",
+        reports: true,
+        console: &[],
+        timeout: 120,
     },
 }
 

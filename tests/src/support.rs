@@ -221,7 +221,34 @@ pub fn spawn_with_fault_handler(
     period_us: u64,
     fault_ep: u64,
 ) -> Result<Thread, Error> {
+    spawn_in_cspace(
+        env,
+        untyped,
+        n,
+        entry,
+        arg,
+        (priority, budget_us, period_us),
+        fault_ep,
+        (ROOT, 64 - ROOT_CNODE_RADIX),
+    )
+}
+
+/// As [`spawn_with_fault_handler`], with `cspace = (CNode slot, guard
+/// bits)` as the thread's CSpace and `schedule = (priority, budget_us,
+/// period_us)`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_in_cspace(
+    env: &mut Env,
+    untyped: u64,
+    n: u64,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    schedule: (u8, u64, u64),
+    fault_ep: u64,
+    cspace: (u64, u8),
+) -> Result<Thread, Error> {
     use skyscope_abi::invocation::{REG_PC, REG_SP, REG_X0};
+    let (priority, budget_us, period_us) = schedule;
     let base = THREAD_AREA + n * THREAD_SPAN;
     for page in 0..THREAD_STACK_PAGES {
         map_fresh_page(env, untyped, base + 0x1_0000 - (page + 1) * 4096)?;
@@ -233,8 +260,8 @@ pub fn spawn_with_fault_handler(
         tcb,
         fault_ep,
         priority,
-        ROOT,
-        64 - ROOT_CNODE_RADIX,
+        cspace.0,
+        cspace.1,
         slots::VSPACE,
         ipc_va,
         ipc_frame,

@@ -67,7 +67,30 @@ pub struct Summary<'a> {
     pub psci: Option<PsciMethod>,
     /// `/chosen/bootargs` (empty if absent or not UTF-8).
     pub bootargs: &'a str,
+    /// MMIO ranges of the devices directly under the root node that can
+    /// be handed to user space as device memory (see [`DMA_CAPABLE`]): the
+    /// kernel's own UART and GIC are among them and removed by the caller.
+    pub devices: FreeRegions,
+    /// MMIO ranges of devices that can access memory on their own, which
+    /// the kernel withholds (their DMA would reach any RAM).
+    pub withheld: FreeRegions,
 }
+
+/// Compatible strings of devices that can write memory by themselves
+/// (bus masters) without an IOMMU the kernel controls: their registers are
+/// never handed to user space as device memory. The GIC ITS writes its
+/// tables in RAM; the SMMU decides what every other master may reach; a
+/// PCIe host bridge and virtio-mmio transports carry DMA-capable devices;
+/// QEMU's fw_cfg has a DMA interface. Devices not directly under the root
+/// node (the ITS, a child of the GIC) are never handed out either.
+pub const DMA_CAPABLE: [&[u8]; 6] = [
+    b"arm,gic-v3-its",
+    b"arm,smmu-v3",
+    b"pci-host-ecam-generic",
+    b"virtio,mmio",
+    b"qemu,fw-cfg-mmio",
+    b"arm,pl330",
+];
 
 fn be32(data: &[u8], at: usize) -> Option<u32> {
     let b = data.get(at..at.checked_add(4)?)?;
@@ -328,6 +351,22 @@ pub fn parse(data: &[u8]) -> Result<Summary<'_>, DtError> {
                         summary.timer_cell_count = i + 1;
                     }
                 }
+                if depth == 1
+                    && !node.reg.is_empty()
+                    && !(node.device_type == b"memory\0" || base_name == b"memory")
+                {
+                    let dma = DMA_CAPABLE
+                        .iter()
+                        .any(|c| compatible_with(node.compatible, c));
+                    let set = if dma {
+                        &mut summary.withheld
+                    } else {
+                        &mut summary.devices
+                    };
+                    for r in regs() {
+                        set.add(r).map_err(|_| DtError::TooManyRegions)?;
+                    }
+                }
                 if depth == 1 && base_name == b"psci" {
                     summary.psci = match node.method.split(|&b| b == 0).next() {
                         Some(b"smc") => Some(PsciMethod::Smc),
@@ -453,6 +492,14 @@ mod tests {
             &Writer::cells(&[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000]),
         );
         w.end();
+        w.begin("pl031@9010000");
+        w.prop("compatible", b"arm,pl031\0arm,primecell\0");
+        w.prop("reg", &Writer::cells(&[0, 0x0901_0000, 0, 0x1000]));
+        w.end();
+        w.begin("fw-cfg@9020000");
+        w.prop("compatible", b"qemu,fw-cfg-mmio\0");
+        w.prop("reg", &Writer::cells(&[0, 0x0902_0000, 0, 0x18]));
+        w.end();
         w.begin("timer");
         w.prop("compatible", b"arm,armv8-timer\0arm,armv7-timer\0");
         w.prop(
@@ -479,6 +526,18 @@ mod tests {
         assert_eq!(&s.timer_cells[9..12], &[1, 10, 4]);
         assert_eq!(s.psci, Some(PsciMethod::Smc));
         assert_eq!(s.bootargs, "test=boot::x exit=semihosting");
+        // Devices under the root: the UART, the GIC and the RTC; fw_cfg
+        // (a DMA master) is withheld.
+        assert!(
+            s.devices
+                .iter()
+                .any(|r| Some(r) == Region::new(0x0901_0000, 0x1000))
+        );
+        assert_eq!(s.devices.iter().count(), 3);
+        assert_eq!(
+            s.withheld.iter().collect::<Vec<_>>(),
+            [Region::new(0x0902_0000, 0x18).unwrap()]
+        );
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct Platform {
     pub bootargs: [u8; 512],
     /// Valid bytes in `bootargs`.
     pub bootargs_len: usize,
+    /// MMIO of the devices user space may be given (the kernel's own
+    /// among them; see `skyscope_core::devicetree::DMA_CAPABLE`).
+    pub devices: FreeRegions,
+    /// MMIO of DMA-capable devices, never handed out.
+    pub withheld: FreeRegions,
 }
 
 impl Platform {
@@ -144,5 +149,7 @@ pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
         psci,
         bootargs,
         bootargs_len: n,
+        devices: dt.devices,
+        withheld: dt.withheld,
     })
 }
