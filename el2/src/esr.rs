@@ -340,7 +340,10 @@ mod tests {
             assert_eq!(class.ec(), ec);
             assert_eq!(Syndrome(u64::from(ec) << 26).class(), class);
         }
-        assert_eq!(ExceptionClass::from_ec(0x24), ExceptionClass::DataAbortLower);
+        assert_eq!(
+            ExceptionClass::from_ec(0x24),
+            ExceptionClass::DataAbortLower
+        );
         assert_eq!(ExceptionClass::from_ec(0x3f), ExceptionClass::Other(0x3f));
     }
 
@@ -372,7 +375,10 @@ mod tests {
         assert!(abort.cache_maintenance && abort.stage1_walk);
         // Not a data abort: no data-abort view.
         assert_eq!(Syndrome(0x20 << 26).data_abort(), None);
-        assert_eq!(Syndrome(0x25 << 26).data_abort().map(|a| a.write), Some(false));
+        assert_eq!(
+            Syndrome(0x25 << 26).data_abort().map(|a| a.write),
+            Some(false)
+        );
     }
 
     #[test]
