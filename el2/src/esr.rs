@@ -205,7 +205,7 @@ pub enum WaitInstruction {
 /// The ISS of a data abort.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataAbort {
-    /// The instruction syndrome (ISS[23:14]) when ISV says it is valid:
+    /// The instruction syndrome (ISS bits 23:14) when ISV says it is valid:
     /// only then can the access be emulated without decoding the
     /// instruction (a single load or store of a general register).
     pub instruction: Option<InstructionSyndrome>,
@@ -223,7 +223,7 @@ pub struct DataAbort {
     pub fault_status: u8,
 }
 
-/// ISS[23:14] of a data abort with ISV set: what a load or store did.
+/// ISS bits 23:14 of a data abort with ISV set: what a load or store did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstructionSyndrome {
     /// Access size in bytes (SAS: 1, 2, 4 or 8).

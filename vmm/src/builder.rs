@@ -7,12 +7,12 @@
 //! The builder decides what to make and in which order; two small traits
 //! carry it out: an [`ObjectAllocator`] (the process's own CSpace
 //! bookkeeping: which slot, which untyped) and a [`Kernel`] that performs
-//! the [`Invocation`]s — on the target the syscalls ([`Syscalls`]), in the
+//! the [`Invocation`]s — on the target the syscalls (`Syscalls`), in the
 //! host tests a model that checks them.
 
 use crate::arch::aarch64::cpu::{EntryState, mpidr};
 use crate::channel::ExitChannel;
-use crate::memory::{GuestAddress, GuestRange};
+use crate::memory::GuestRange;
 use crate::vcpu::{MAX_VCPUS, VcpuId};
 use skyscope_abi::{
     CapRights, Error, ObjectType,
@@ -566,16 +566,12 @@ impl Guest {
             .invoke(Invocation::TcbResume { tcb: parts.tcb })
             .map_err(at("resume"))
     }
-
-    /// The guest-physical address where RAM starts, if there is RAM.
-    pub fn ram_start(&self) -> Option<GuestAddress> {
-        self.ram.map(|r| r.guest.start())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::GuestAddress;
     use std::collections::BTreeSet;
     use std::vec::Vec;
 

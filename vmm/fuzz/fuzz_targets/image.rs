@@ -14,19 +14,19 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(header.image_size >= data.len() as u64);
     assert!(header.text_offset < IMAGE_ALIGN);
-    // RAM size, DTB and initrd sizes from the tail of the input.
+    // RAM base and size, DTB and initrd sizes from the tail of the input.
     let word = |i: usize| {
         let mut b = [0u8; 8];
         for (j, byte) in b.iter_mut().enumerate() {
             *byte = data
-                .get(data.len().saturating_sub(24) + 8 * i + j)
+                .get(data.len().saturating_sub(32) + 8 * i + j)
                 .copied()
                 .unwrap_or(0);
         }
         u64::from_le_bytes(b)
     };
     let ram_size = (word(0) % (4 << 30)).max(1);
-    let Some(ram) = GuestRange::new(GuestAddress(0x4000_0000), ram_size) else {
+    let Some(ram) = GuestRange::new(GuestAddress(word(3) >> (word(3) % 64)), ram_size) else {
         return;
     };
     let (dtb_len, initrd_len) = (word(1) % (3 << 20), word(2) >> (word(2) % 64));

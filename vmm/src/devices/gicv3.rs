@@ -364,10 +364,10 @@ impl Gicv3 {
     /// [`Gicv3::end_of_interrupt`]), and an edge or software pending state
     /// is consumed. Returns whether it was deliverable.
     pub fn acknowledge(&mut self, vcpu: VcpuId, intid: u32) -> bool {
-        if vcpu.index() >= self.vcpus {
+        if vcpu.index() >= self.vcpus || intid >= NR_INTIDS {
             return false;
         }
-        let deliverable = self.deliverable_mask(vcpu) & (1 << intid.min(127)) != 0;
+        let deliverable = self.deliverable_mask(vcpu) & (1 << intid) != 0;
         if deliverable && let Some(irq) = self.irq_mut(vcpu, intid) {
             irq.pending_latch = false;
             irq.active = true;

@@ -128,8 +128,8 @@ impl Pl031 {
         self.imsc.then_some(self.match_at)
     }
 
-    /// A 32-bit load from register `offset` at counter value `now`; other
-    /// offsets and sizes read as zero.
+    /// A load from register `offset` at counter value `now` (the registers
+    /// are 32 bits wide); unknown offsets read as zero.
     pub fn read(&mut self, offset: u64, now: u64) -> Access<u32> {
         self.poll_at(now);
         let value = match offset {

@@ -203,10 +203,13 @@ pub fn plan(
         return Err(ImageError::ImageTooLarge);
     }
     // The DTB's block: the last whole 2 MiB block of RAM, above the Image.
-    let dtb_block = GuestAddress(ram.end().raw() - DTB_MAX).align_down(IMAGE_ALIGN);
-    if dtb_block < ram.start() || dtb_block < kernel_footprint.end() {
-        return Err(ImageError::NoRoom);
-    }
+    let dtb_block = ram
+        .end()
+        .raw()
+        .checked_sub(DTB_MAX)
+        .map(|a| GuestAddress(a).align_down(IMAGE_ALIGN))
+        .filter(|&b| b >= ram.start() && b >= kernel_footprint.end())
+        .ok_or(ImageError::NoRoom)?;
     let initrd = match initrd_len {
         0 => None,
         len => {
@@ -352,6 +355,10 @@ mod tests {
             plan(&h, ram(512 * MIB), 8, 600 * MIB),
             Err(ImageError::NoRoom)
         );
+        // RAM smaller than the DTB's block, at address 0: no underflow.
+        let tiny = ImageHeader::parse(&header(0, 64, 0)).unwrap();
+        let low = GuestRange::new(GuestAddress(0), 0x1000).unwrap();
+        assert_eq!(plan(&tiny, low, 8, 0), Err(ImageError::NoRoom));
         // Huge image_size values neither wrap nor panic.
         let huge = ImageHeader::parse(&header(0, u64::MAX, 0)).unwrap();
         assert_eq!(
@@ -365,7 +372,8 @@ mod tests {
         /// error or a plan whose pieces are in RAM, aligned and disjoint.
         #[test]
         fn any_header(bytes in proptest::collection::vec(any::<u8>(), 0..128), magic: bool,
-                      ram_mib in 2u64..2048, dtb_len in 0u64..3 * MIB, initrd_len in 0u64..1 << 32) {
+                      ram_base in 0u64..1 << 36, ram_size in 1u64..1 << 32,
+                      dtb_len in 0u64..3 * MIB, initrd_len in 0u64..1 << 32) {
             let mut bytes = bytes;
             if magic && bytes.len() >= 64 {
                 bytes[56..60].copy_from_slice(&MAGIC.to_le_bytes());
@@ -374,7 +382,7 @@ mod tests {
             }
             let Ok(h) = ImageHeader::parse(&bytes) else { return Ok(()); };
             prop_assert!(h.image_size >= bytes.len() as u64);
-            let ram = ram(ram_mib * MIB);
+            let ram = GuestRange::new(GuestAddress(ram_base), ram_size).unwrap();
             let Ok(p) = plan(&h, ram, dtb_len, initrd_len) else { return Ok(()); };
             prop_assert!(ram.covers(p.kernel_footprint));
             prop_assert_eq!(p.kernel.raw() % IMAGE_ALIGN, h.text_offset);
