@@ -264,8 +264,9 @@ impl Gicv3 {
         }
     }
 
-    /// The vCPU SPI `intid` is routed to (none if its IROUTER names no
-    /// vCPU: the interrupt then stays pending and is not forwarded).
+    /// The vCPU SPI number `spi` (INTID 32 + `spi`) is routed to (none if
+    /// its IROUTER names no vCPU: the interrupt then stays pending and is
+    /// not forwarded).
     fn spi_target(&self, spi: usize) -> Option<VcpuId> {
         vcpu_with_affinity(self.routes[spi], self.vcpus)
     }
@@ -450,7 +451,8 @@ impl Gicv3 {
                 | (SGIR::AFF1.read(value) << 8);
             for v in self.all().iter() {
                 let m = mpidr(v) & AFFINITY_MASK;
-                if m & !0xff == cluster && list & (1 << (m & 0xff)) != 0 {
+                let aff0 = m & 0xff;
+                if m & !0xff == cluster && aff0 < 16 && list & (1 << aff0) != 0 {
                     targets.insert(v);
                 }
             }
