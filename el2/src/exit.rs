@@ -1,15 +1,8 @@
-//! Classifying a synchronous exception taken from a guest (ESR_EL2, Arm
-//! ARM D23.2.41: EC in bits 31:26, ISS in 24:0).
+//! Classifying a synchronous exception taken from a guest: what the
+//! kernel does with it (handle it, or send it to the VMM as an exit). The
+//! syndrome fields come from [`crate::esr`].
 
-/// ESR_EL2.EC values of guest traps.
-mod ec {
-    pub const WFX: u64 = 0x01;
-    pub const HVC64: u64 = 0x16;
-    pub const SMC64: u64 = 0x17;
-    pub const SYSREG: u64 = 0x18;
-    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
-    pub const DATA_ABORT_LOWER: u64 = 0x24;
-}
+use crate::esr::{ExceptionClass, Syndrome, WaitInstruction};
 
 /// What a synchronous trap from a guest is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,23 +36,26 @@ pub enum GuestTrap {
 
 /// Classifies a trap from its syndrome, FAR_EL2 and HPFAR_EL2.
 pub fn classify(esr: u64, far: u64, hpfar: u64) -> GuestTrap {
-    let class = (esr >> 26) & 0x3f;
-    let iss = esr & 0x1ff_ffff;
-    match class {
-        ec::WFX if iss & 0b11 == 0 => GuestTrap::WaitForInterrupt,
-        ec::WFX => GuestTrap::Yield,
-        ec::HVC64 => GuestTrap::Hypercall {
-            imm: (iss & 0xffff) as u16,
+    let syndrome = Syndrome(esr);
+    match syndrome.class() {
+        ExceptionClass::WaitForInterruptOrEvent => match syndrome.wait() {
+            Some(WaitInstruction::Wfi) => GuestTrap::WaitForInterrupt,
+            _ => GuestTrap::Yield,
         },
-        ec::SMC64 => GuestTrap::MonitorCall {
-            imm: (iss & 0xffff) as u16,
+        ExceptionClass::Hvc64 => GuestTrap::Hypercall {
+            imm: syndrome.immediate(),
         },
-        ec::SYSREG => GuestTrap::SystemRegister,
-        ec::DATA_ABORT_LOWER | ec::INSTRUCTION_ABORT_LOWER => GuestTrap::Memory {
-            // HPFAR_EL2.FIPA (bits 43:4) holds IPA bits 51:12 of a stage-2
-            // fault; FAR_EL2 supplies the offset within the page.
-            ipa: (((hpfar >> 4) & ((1 << 40) - 1)) << 12) | (far & 0xfff),
+        ExceptionClass::Smc64 => GuestTrap::MonitorCall {
+            imm: syndrome.immediate(),
         },
+        ExceptionClass::SystemRegister => GuestTrap::SystemRegister,
+        ExceptionClass::DataAbortLower | ExceptionClass::InstructionAbortLower => {
+            GuestTrap::Memory {
+                // HPFAR_EL2.FIPA (bits 43:4) holds IPA bits 51:12 of a
+                // stage-2 fault; FAR_EL2 supplies the offset within the page.
+                ipa: (((hpfar >> 4) & ((1 << 40) - 1)) << 12) | (far & 0xfff),
+            }
+        }
         _ => GuestTrap::Other,
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::{
     Outcome,
-    support::{Env, ROOT, ROOT_DEPTH, give_sched_context, map_fresh_page},
+    support::{Carve, Env, ROOT, ROOT_DEPTH, give_sched_context, map_fresh_page},
 };
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use skyscope_abi::{
@@ -21,7 +21,11 @@ use skyscope_abi::{
     invocation::{self as inv, MAP_EXECUTE, REG_PC, REG_SP, REG_X0},
     ipc, println,
     syscall::{counter_now, debug_check_invariants, raw_syscall7, yield_now},
-    vcpu::aarch64 as vreg,
+};
+use skyscope_vmm::{
+    arch::aarch64::cpu::EntryState,
+    builder::{Exits, GuestBuilder, Syscalls, ThreadCSpace},
+    vcpu::VcpuId,
 };
 
 const ARENA_RADIX: u8 = 8;
@@ -426,32 +430,36 @@ pub fn syscalls(info: &'static BootInfo) -> Outcome {
     // A guest thread in the arena: it runs whatever its GuestSpace holds
     // (zeroes, at first: undefined instructions, then stage-2 faults), its
     // exits go to the server, which answers them with arbitrary words.
-    let guest_space = env.retype(ut, ObjectType::GuestSpace, 0, 1).map_err(e)?;
-    check_ok!(put(guest_space, arena::GUEST_SPACE, CapRights::ALL));
-    let vcpus = env.retype(ut, ObjectType::Vcpu, 0, 2).map_err(e)?;
-    for i in 0..2 {
-        check_ok!(put(vcpus + i, arena::VCPUS + i, CapRights::ALL));
-    }
-    let guest = env.retype(ut, ObjectType::Tcb, 0, 1).map_err(e)?;
-    check_ok!(inv::tcb_configure(
-        guest,
-        server_ep,
-        100,
-        arena_cnode,
-        ARENA_GUARD,
-        guest_space,
-        0,
-        0
-    ));
-    check_ok!(put(guest, arena::GUEST, CapRights::ALL));
-    check_ok!(inv::vcpu_set_tcb(vcpus, guest));
-    check_ok!(inv::vcpu_write_register(
-        vcpus,
-        vreg::PSTATE,
-        vreg::mode::EL1H | vreg::PSTATE_DAIF
-    ));
-    give_sched_context(&mut env, ut, guest, 1_000, 10_000).map_err(e)?;
-    check_ok!(inv::tcb_resume(guest));
+    // The VMM's builder makes it (no RAM: the worker maps frames into its
+    // GuestSpace as it goes), with a second Vcpu beside it that the worker
+    // swaps in and out.
+    let built = GuestBuilder::new(slots::SCHED_CONTROL)
+        .priority(100)
+        .budget(1_000, 10_000)
+        .exits(Exits::Endpoint(server_ep))
+        .cspace(ThreadCSpace::Given {
+            cnode: arena_cnode,
+            guard_bits: ARENA_GUARD,
+        })
+        .build(
+            &mut Carve {
+                env: &mut env,
+                untyped: ut,
+            },
+            &mut Syscalls,
+        )
+        .map_err(|x| fail!("{x}"))?;
+    let guest = *built
+        .vcpu(VcpuId::BOOT)
+        .ok_or_else(|| fail!("no guest vcpu"))?;
+    let spare_vcpu = env.retype(ut, ObjectType::Vcpu, 0, 1).map_err(e)?;
+    check_ok!(put(built.guest_space, arena::GUEST_SPACE, CapRights::ALL));
+    check_ok!(put(guest.vcpu, arena::VCPUS, CapRights::ALL));
+    check_ok!(put(spare_vcpu, arena::VCPUS + 1, CapRights::ALL));
+    check_ok!(put(guest.tcb, arena::GUEST, CapRights::ALL));
+    built
+        .start(&mut Syscalls, VcpuId::BOOT, EntryState::kernel(0, 0))
+        .map_err(|x| fail!("{x}"))?;
     check_ok!(put(fz.tcb, arena::FUZZER, CapRights::ALL));
     check_ok!(put(wk.tcb, arena::WORKER, CapRights::ALL));
     for (t, budget) in [(&srv, 10_000), (&dog, 1_000), (&fz, 10_000), (&wk, 10_000)] {

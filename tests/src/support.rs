@@ -388,3 +388,31 @@ pub fn spawn_process(
     inv::tcb_resume(tcb)?;
     Ok(tcb)
 }
+
+/// The VMM guest builder's object allocator for a scenario: fresh root
+/// slots, objects carved from one untyped.
+pub struct Carve<'a> {
+    /// The scenario's slots.
+    pub env: &'a mut Env,
+    /// Where objects come from.
+    pub untyped: u64,
+}
+
+impl skyscope_vmm::builder::ObjectAllocator for Carve<'_> {
+    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
+        self.env.retype(self.untyped, ty, size_bits, count)
+    }
+
+    fn copy(&mut self, cap: u64, rights: skyscope_abi::CapRights) -> Result<u64, Error> {
+        self.env.copy(cap, rights)
+    }
+
+    fn mint(
+        &mut self,
+        cap: u64,
+        rights: skyscope_abi::CapRights,
+        badge: u64,
+    ) -> Result<u64, Error> {
+        self.env.mint(cap, rights, badge)
+    }
+}

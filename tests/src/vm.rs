@@ -4,23 +4,26 @@
 
 use crate::{
     Outcome,
-    support::{Env, ROOT, ROOT_DEPTH, give_sched_context, map_into},
+    support::{Carve, Env, ROOT, ROOT_DEPTH},
 };
 use skyscope_abi::{
-    BootInfo, CapRights, ObjectType,
-    bootinfo::slots,
-    fault,
-    invocation::{self as inv, MAP_EXECUTE, REG_PC, REG_X0},
-    println,
-    syscall::counter_now,
-    vcpu::aarch64 as vreg,
+    BootInfo, bootinfo::slots, fault, invocation as inv, println, syscall::counter_now,
+    vcpu::aarch64 as vreg, window::MappedWindow,
 };
 use skyscope_guest_minimal as guest;
 use skyscope_vmm::{
-    exit::{Exit, Resume},
-    pl011::{self, Pl011},
-    psci,
-    vcpu::{ExitChannel, ExitMessage, guest_register},
+    arch::aarch64::{
+        cpu::EntryState,
+        exit::{Exit, SystemRegister, SystemRegisterAccess},
+        layout,
+        psci::{self, Psci},
+    },
+    builder::{Exits, GuestBuilder, RamMapping, Syscalls, VcpuThread},
+    bus::{MmioBus, Target},
+    channel::{ExitChannel, ExitMessage, Resume},
+    devices::pl011::Pl011,
+    memory::{GuestAddress, GuestMemory, GuestRange},
+    vcpu::{VcpuId, call_arguments, general_register},
 };
 
 /// Where the VMM maps the guest's RAM in its own address space.
@@ -29,14 +32,20 @@ const VMM_WINDOW: u64 = 0x20_0000_0000;
 const GUEST_BADGE: u64 = 0x77;
 /// Priority the guest runs at (the root task runs at 255).
 const GUEST_PRIORITY: u8 = 200;
+/// Where the guests' scratch page is (the page after the program).
+const SCRATCH: GuestAddress = GuestAddress(guest::LOAD_ADDRESS + 0x1000);
+
+/// The devices on the minimal guests' bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Device {
+    Uart,
+}
 
 /// A guest the root task built and is the VMM of.
 struct Guest {
-    tcb: u64,
-    vcpu: u64,
+    vcpu: VcpuThread,
     channel: ExitChannel,
-    /// The VMM's mapping of the guest's scratch page.
-    scratch: u64,
+    memory: GuestMemory<MappedWindow>,
 }
 
 /// Builds a guest running `program` at guest-physical `guest::LOAD_ADDRESS`
@@ -49,118 +58,49 @@ fn build_guest(
     budget_us: u64,
     period_us: u64,
 ) -> Result<Guest, crate::Failure> {
-    let e = |what: &str, err: skyscope_abi::Error| fail!("{what}: {err}");
-    let endpoint = env
-        .retype(ut, ObjectType::Endpoint, 0, 1)
-        .map_err(|x| e("endpoint", x))?;
-    let reply = env
-        .retype(ut, ObjectType::Reply, 0, 1)
-        .map_err(|x| e("reply", x))?;
-    let handler = env
-        .mint(endpoint, CapRights::ALL, GUEST_BADGE)
-        .map_err(|x| e("mint", x))?;
-    let guest_space = env
-        .retype(ut, ObjectType::GuestSpace, 0, 1)
-        .map_err(|x| e("guest space", x))?;
-    let vcpu = env
-        .retype(ut, ObjectType::Vcpu, 0, 1)
-        .map_err(|x| e("vcpu", x))?;
-    let tcb = env
-        .retype(ut, ObjectType::Tcb, 0, 1)
-        .map_err(|x| e("tcb", x))?;
-    // The guest cannot make syscalls (its `svc` goes to its own EL1), but
-    // a thread needs a CSpace: give it an empty one.
-    let cspace = env
-        .retype(ut, ObjectType::CNode, 1, 1)
-        .map_err(|x| e("cnode", x))?;
-    check_ok!(inv::tcb_configure(
-        tcb,
-        handler,
-        GUEST_PRIORITY,
-        cspace,
-        63,
-        guest_space,
-        0,
-        0
-    ));
-
-    // Guest RAM: frames mapped read-write-execute into the GuestSpace, and
-    // read-write into the VMM's own space to load the program.
-    let pages = guest::RAM_BYTES / 4096;
-    for i in 0..pages {
-        let frame = env
-            .retype(ut, ObjectType::Frame4K, 0, 1)
-            .map_err(|x| e("frame", x))?;
-        map_into(
-            env,
-            ut,
-            guest_space,
-            frame,
-            guest::LOAD_ADDRESS + i * 4096,
-            CapRights::ALL,
-            MAP_EXECUTE,
-        )
-        .map_err(|x| e("map into guest", x))?;
-        let view = env.copy(frame, CapRights::ALL).map_err(|x| e("copy", x))?;
-        map_into(
-            env,
-            ut,
-            slots::VSPACE,
-            view,
-            VMM_WINDOW + i * 4096,
-            CapRights::ALL,
-            0,
-        )
-        .map_err(|x| e("map into vmm", x))?;
-    }
+    let ram = RamMapping {
+        guest: GuestRange::new(GuestAddress(guest::LOAD_ADDRESS), guest::RAM_BYTES)
+            .ok_or_else(|| fail!("guest RAM range"))?,
+        vmm_address: VMM_WINDOW,
+        vmm_space: slots::VSPACE,
+    };
+    let built = GuestBuilder::new(slots::SCHED_CONTROL)
+        .priority(GUEST_PRIORITY)
+        .budget(budget_us, period_us)
+        .exits(Exits::NewChannel { badge: GUEST_BADGE })
+        .ram(ram)
+        .build(&mut Carve { env, untyped: ut }, &mut Syscalls)
+        .map_err(|e| fail!("{e}"))?;
+    // SAFETY: the builder has just mapped `RAM_BYTES` of fresh frames at
+    // `VMM_WINDOW` in this VSpace (the kernel refuses to map over an
+    // existing mapping, so no Rust object lives there), the mapping stays
+    // until the scenario revokes its untyped at the end, and only this
+    // window reaches it.
+    let window = unsafe { MappedWindow::new(VMM_WINDOW as usize, guest::RAM_BYTES as usize) };
+    let mut memory = GuestMemory::new(ram.guest.start(), window).map_err(|e| fail!("{e}"))?;
     check!(
         !program.is_empty() && program.len() <= 4096,
         "the program is {} bytes",
         program.len()
     );
-    load(VMM_WINDOW, program);
-
-    check_ok!(inv::vcpu_set_tcb(vcpu, tcb));
+    memory
+        .load(GuestAddress(guest::LOAD_ADDRESS), program)
+        .map_err(|e| fail!("{e}"))?;
     // Start at EL1h with interrupts masked and the MMU off, like a kernel.
-    check_ok!(inv::vcpu_write_register(
-        vcpu,
-        vreg::PSTATE,
-        vreg::mode::EL1H | vreg::PSTATE_DAIF
-    ));
-    let mut regs = [0u64; REG_X0 + 1];
-    regs[REG_PC] = guest::LOAD_ADDRESS;
-    check_ok!(inv::tcb_write_registers(tcb, &regs));
-    give_sched_context(env, ut, tcb, budget_us, period_us).map_err(|x| e("sched", x))?;
-    check_ok!(inv::tcb_resume(tcb));
+    built
+        .start(
+            &mut Syscalls,
+            VcpuId::BOOT,
+            EntryState::kernel(guest::LOAD_ADDRESS, 0),
+        )
+        .map_err(|e| fail!("{e}"))?;
     Ok(Guest {
-        tcb,
-        vcpu,
-        channel: ExitChannel { endpoint, reply },
-        scratch: VMM_WINDOW + 4096,
+        vcpu: *built
+            .vcpu(VcpuId::BOOT)
+            .ok_or_else(|| fail!("no boot vcpu"))?,
+        channel: built.channel.ok_or_else(|| fail!("no exit channel"))?,
+        memory,
     })
-}
-
-/// Copies `program` to `address` and makes it visible to instruction
-/// fetches (clean to the point of coherency, invalidate the I-cache).
-fn load(address: u64, program: &[u8]) {
-    for (i, b) in program.iter().enumerate() {
-        // SAFETY: `address` is the start of a page the VMM just mapped
-        // read-write for itself; the program fits in it.
-        unsafe { ((address + i as u64) as *mut u8).write_volatile(*b) };
-    }
-    for line in (address..address + program.len() as u64).step_by(64) {
-        // SAFETY: cache maintenance by address on memory this thread maps
-        // (EL0 may do it: SCTLR_EL2.UCI is set).
-        unsafe { core::arch::asm!("dc civac, {}", in(reg) line, options(nostack)) };
-    }
-    // SAFETY: as above, then barriers only.
-    unsafe {
-        core::arch::asm!("dsb ish", options(nostack));
-        for line in (address..address + program.len() as u64).step_by(64) {
-            core::arch::asm!("ic ivau, {}", in(reg) line, options(nostack));
-        }
-        core::arch::asm!("dsb ish", "isb", options(nostack));
-    }
 }
 
 /// Checks an exit came from the guest as a guest exit.
@@ -174,14 +114,14 @@ pub fn guest_hello(info: &'static BootInfo) -> Outcome {
     let mut env = Env::new(info);
     let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
     let g = build_guest(&mut env, ut, guest::hello(), 10_000, 10_000)?;
+    let (tcb, vcpu) = (g.vcpu.tcb, g.vcpu.vcpu);
     // A register the guest never touches must survive its runs in the CPU.
-    check_ok!(inv::vcpu_write_register(
-        g.vcpu,
-        vreg::TPIDR_EL1,
-        0x5ca1_ab1e
-    ));
+    check_ok!(inv::vcpu_write_register(vcpu, vreg::TPIDR_EL1, 0x5ca1_ab1e));
 
+    let mut bus = MmioBus::<Device, 1>::new();
+    check_ok!(bus.insert(layout::UART.into(), Device::Uart));
     let mut uart = Pl011::default();
+    let mut psci = Psci::new(1, g.memory.range());
     let mut printed = [0u8; 64];
     let mut printed_len = 0;
     let mut reports = [None::<u64>; 5];
@@ -193,40 +133,53 @@ pub fn guest_hello(info: &'static BootInfo) -> Outcome {
         check!(exits < 1000, "the guest keeps exiting");
         from_guest(&message)?;
         let resume = match message.exit {
+            // PSCI through `hvc #0`, the device tree's conduit.
             Exit::Hypercall { imm: 0 } => {
-                let x0 = guest_register(g.tcb, 0).map_err(|e| fail!("{e}"))?;
-                check_eq!(psci::Call::decode(x0), psci::Call::SystemOff);
-                check_ok!(inv::tcb_suspend(g.tcb));
+                let x = call_arguments(tcb).map_err(|e| fail!("{e}"))?;
+                let outcome = psci.call(VcpuId::BOOT, x);
+                check_eq!(outcome.action, psci::Action::SystemOff);
+                check_ok!(inv::tcb_suspend(tcb));
                 break;
             }
             Exit::Hypercall { imm } if usize::from(imm) < reports.len() => {
-                let x0 = guest_register(g.tcb, 0).map_err(|e| fail!("{e}"))?;
+                let x0 = general_register(tcb, 0).map_err(|e| fail!("{e}"))?;
                 reports[usize::from(imm)] = Some(x0);
                 Resume::SKIP
             }
-            Exit::Mmio(access)
-                if (guest::UART..guest::UART + pl011::WINDOW).contains(&access.address) =>
-            {
-                mmio += 1;
-                let offset = access.address - guest::UART;
-                if access.write {
-                    let value = match access.register {
-                        Some(r) => guest_register(g.tcb, r).map_err(|e| fail!("{e}"))?,
-                        None => 0,
-                    };
-                    if let Some(line) = uart.write(offset, value) {
-                        let n = line.len().min(printed.len() - printed_len);
-                        printed[printed_len..printed_len + n].copy_from_slice(&line[..n]);
-                        printed_len += n;
+            Exit::Mmio(access) => match bus.find_access(access.address, u64::from(access.size)) {
+                Some(Target {
+                    device: Device::Uart,
+                    offset,
+                }) => {
+                    mmio += 1;
+                    if access.write {
+                        let value = match access.register {
+                            Some(r) => general_register(tcb, r).map_err(|e| fail!("{e}"))?,
+                            None => 0,
+                        };
+                        if let Some(byte) = uart.write(offset, access.store_value(value)).value
+                            && printed_len < printed.len()
+                        {
+                            printed[printed_len] = byte;
+                            printed_len += 1;
+                        }
+                        Resume::SKIP
+                    } else {
+                        let value = uart.read(offset, access.size).value;
+                        Resume::skip_setting(access.register, access.load_result(value.into()))
                     }
-                    Resume::SKIP
-                } else {
-                    Resume::skip_setting(access.register, access.load_result(uart.read(offset)))
                 }
-            }
-            Exit::Mmio(access) if access.address == guest::UNMAPPED_READ && !access.write => {
-                Resume::skip_setting(access.register, 0xdead_beef)
-            }
+                None if access.address == GuestAddress(guest::UNMAPPED_READ) && !access.write => {
+                    Resume::skip_setting(access.register, 0xdead_beef)
+                }
+                None => {
+                    return Err(fail!(
+                        "access to {:#x} at pc {:#x}",
+                        access.address,
+                        message.pc
+                    ));
+                }
+            },
             other => return Err(fail!("unexpected exit {other:?} at pc {:#x}", message.pc)),
         };
         message = g
@@ -245,18 +198,21 @@ pub fn guest_hello(info: &'static BootInfo) -> Outcome {
     check_eq!(reports[3], Some(guest::SCRATCH_SUM));
     check_eq!(reports[4], Some(0xdead_beef));
     // The guest's memory is the VMM's frames.
-    check_eq!(crate::support::read(g.scratch + 8 * 100), 100);
+    check_eq!(
+        g.memory.read_u64(GuestAddress(SCRATCH.0 + 8 * 100)),
+        Ok(100)
+    );
     // EL1 state went through the CPU and back.
     check_eq!(
-        inv::vcpu_read_register(g.vcpu, vreg::TPIDR_EL1),
+        inv::vcpu_read_register(vcpu, vreg::TPIDR_EL1),
         Ok(0x5ca1_ab1e)
     );
     check_eq!(
-        inv::vcpu_read_register(g.vcpu, vreg::SCTLR_EL1),
+        inv::vcpu_read_register(vcpu, vreg::SCTLR_EL1),
         Ok(0x30c5_0838)
     );
     check_eq!(
-        inv::vcpu_read_register(g.vcpu, vreg::COUNT),
+        inv::vcpu_read_register(vcpu, vreg::COUNT),
         Err(skyscope_abi::Error::InvalidArgument)
     );
     println!(
@@ -278,14 +234,19 @@ pub fn guest_contained(info: &'static BootInfo) -> Outcome {
     let m = next(ch.wait())?;
     from_guest(&m)?;
     check_eq!(m.exit, Exit::MonitorCall { imm: 0 });
-    check_eq!(guest_register(g.tcb, 0), Ok(guest::PSCI_SYSTEM_OFF));
-    // 2. A write to PMCR_EL0 (performance monitors: trapped).
-    let m = next(ch.resume_and_wait(Resume::skip_setting(Some(0), psci::NOT_SUPPORTED)))?;
+    check_eq!(general_register(g.vcpu.tcb, 0), Ok(guest::PSCI_SYSTEM_OFF));
+    // 2. A write to PMCR_EL0 (performance monitors: trapped), decoded down
+    // to the register and the source (`msr PMCR_EL0, xzr`).
+    let not_supported = i64::from(psci::code::NOT_SUPPORTED) as u64;
+    let m = next(ch.resume_and_wait(Resume::skip_setting(Some(0), not_supported)))?;
     from_guest(&m)?;
-    check!(
-        matches!(m.exit, Exit::SystemRegister { .. }),
-        "expected a system-register exit, got {:?}",
-        m.exit
+    check_eq!(
+        m.exit,
+        Exit::SystemRegister(SystemRegisterAccess {
+            register: SystemRegister::PMCR_EL0,
+            rt: 31,
+            read: false,
+        })
     );
     // 3. A load from guest-physical 0x4100_0000, where host RAM is: the
     // GuestSpace maps nothing there, so it is an exit, not host memory.
@@ -294,7 +255,7 @@ pub fn guest_contained(info: &'static BootInfo) -> Outcome {
     let Exit::Mmio(access) = m.exit else {
         return Err(fail!("expected a memory exit, got {:?}", m.exit));
     };
-    check_eq!(access.address, guest::HOST_RAM_PROBE);
+    check_eq!(access.address, GuestAddress(guest::HOST_RAM_PROBE));
     check!(!access.write, "the probe is a load");
     // 4. `hvc #1`, then the guest spins.
     let m = next(ch.resume_and_wait(Resume::skip_setting(access.register, 0)))?;
@@ -317,7 +278,7 @@ pub fn guest_contained(info: &'static BootInfo) -> Outcome {
     }
     check_ok!(inv::tcb_set_priority(slots::TCB, 255));
     let share = ran * 1000 / (last - start);
-    let spins = crate::support::read(g.scratch);
+    let spins = g.memory.read_u64(SCRATCH).map_err(|e| fail!("{e}"))?;
     println!(
         "  guest exits: smc, PMCR_EL0 write, host-RAM probe, hvc; then it spun {spins} times on a 2 ms / 10 ms budget while the VMM kept {}.{}% of the CPU",
         share / 10,
@@ -329,13 +290,13 @@ pub fn guest_contained(info: &'static BootInfo) -> Outcome {
         "the VMM kept {share} per mille; the guest's budget should leave ~800"
     );
     // Deleting its Vcpu stops the guest thread for good.
-    check_ok!(inv::cnode_delete(ROOT, g.vcpu, ROOT_DEPTH));
-    let before = crate::support::read(g.scratch);
+    check_ok!(inv::cnode_delete(ROOT, g.vcpu.vcpu, ROOT_DEPTH));
+    let before = g.memory.read_u64(SCRATCH);
     let wait_until = counter_now() + f / 20;
     while counter_now() < wait_until {}
-    check_eq!(crate::support::read(g.scratch), before);
+    check_eq!(g.memory.read_u64(SCRATCH), before);
     check_eq!(
-        inv::tcb_resume(g.tcb),
+        inv::tcb_resume(g.vcpu.tcb),
         Err(skyscope_abi::Error::IllegalOperation)
     );
     check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));

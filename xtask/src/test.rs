@@ -100,10 +100,10 @@ fn host_fuzz() -> Verdict {
         return Verdict::Fail(why);
     }
     let mut runs = Vec::new();
-    for target in FUZZ_TARGETS {
+    for (dir, target) in FUZZ_TARGETS {
         let mut command = std::process::Command::new("cargo");
         command
-            .current_dir(setup::workspace_root().join("kernel/core"))
+            .current_dir(setup::workspace_root().join(dir))
             .args([
                 "+nightly",
                 "fuzz",
@@ -186,14 +186,17 @@ fn seed_devicetree_corpus() -> Result<(), String> {
     fs::write(&seed, &blob).map_err(|e| format!("cannot write {}: {e}", seed.display()))
 }
 
-/// The host libFuzzer targets in kernel/core/fuzz.
-const FUZZ_TARGETS: [&str; 6] = [
-    "elf",
-    "message",
-    "cspace",
-    "invocation",
-    "devicetree",
-    "guest_exit",
+/// The host libFuzzer targets: the crate directory whose `fuzz/` holds
+/// them, and the target.
+const FUZZ_TARGETS: [(&str, &str); 8] = [
+    ("kernel/core", "elf"),
+    ("kernel/core", "message"),
+    ("kernel/core", "cspace"),
+    ("kernel/core", "invocation"),
+    ("kernel/core", "devicetree"),
+    ("kernel/core", "guest_exit"),
+    ("vmm", "image"),
+    ("vmm", "devices"),
 ];
 
 /// The item that runs every scenario on the hardened kernel.

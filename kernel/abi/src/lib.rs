@@ -4,7 +4,8 @@
 //! syscall numbers ([`Syscall`]), the register convention ([`regs`]), the
 //! message-info word ([`MessageInfo`]), error codes ([`Error`]) and the
 //! boot-info page ([`BootInfo`]). The safe wrappers in [`syscall`] issue
-//! the actual traps on aarch64.
+//! the actual traps on aarch64. [`window`] is the one place user space
+//! touches memory it shares with a guest.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod message;
 pub mod object;
 pub mod syscall;
 pub mod vcpu;
+pub mod window;
 
 #[cfg(all(feature = "rt", target_os = "none"))]
 pub mod rt;

@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use skyscope_abi::fault;
 use skyscope_el2::exit::{GuestTrap, classify};
-use skyscope_vmm::exit::Exit;
+use skyscope_vmm::arch::aarch64::exit::Exit;
 
 fuzz_target!(|input: [u64; 4]| {
     let [esr, far, hpfar, raw] = input;
@@ -24,7 +24,7 @@ fuzz_target!(|input: [u64; 4]| {
     match Exit::decode([0, esr, address, kind]) {
         Exit::Mmio(access) => {
             assert_eq!(kind, fault::EXIT_MEMORY);
-            assert_eq!(access.address, address);
+            assert_eq!(access.address.raw(), address);
             assert!(matches!(access.size, 1 | 2 | 4 | 8));
             assert!(access.register.is_none_or(|r| r < 31));
             let value = access.load_result(raw);

@@ -1,0 +1,849 @@
+//! Making a guest out of untyped memory: the GuestSpace, its page tables,
+//! RAM frames mapped for the guest (at guest-physical addresses) and for
+//! the VMM (at a VMM virtual address), one Vcpu and one thread per vCPU
+//! (bound together, configured, on a scheduling context), the exit
+//! channel; then starting vCPUs.
+//!
+//! The builder decides what to make and in which order; two small traits
+//! carry it out: an [`ObjectAllocator`] (the process's own CSpace
+//! bookkeeping: which slot, which untyped) and a [`Kernel`] that performs
+//! the [`Invocation`]s — on the target the syscalls (`Syscalls`), in the
+//! host tests a model that checks them.
+
+use crate::arch::aarch64::cpu::{EntryState, mpidr};
+use crate::channel::ExitChannel;
+use crate::memory::GuestRange;
+use crate::vcpu::{MAX_VCPUS, VcpuId};
+use skyscope_abi::{
+    CapRights, Error, ObjectType,
+    invocation::{MAP_EXECUTE, REG_PC, REG_X0},
+    vcpu::aarch64 as vreg,
+};
+
+const PAGE: u64 = 0x1000;
+const LARGE_PAGE: u64 = 0x20_0000;
+/// Registers `TCB::WriteRegisters` sets when a vCPU starts: pc, sp,
+/// flags, x0..x3.
+pub const START_REGISTERS: usize = REG_X0 + 4;
+
+/// Where new capabilities come from: the VMM process's slot allocation
+/// and untyped memory.
+pub trait ObjectAllocator {
+    /// Makes `count` objects of type `ty` (`size_bits` as for
+    /// `Untyped::Retype`) in consecutive fresh slots; returns the first.
+    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error>;
+    /// Copies the capability in slot `cap` to a fresh slot with `rights`.
+    fn copy(&mut self, cap: u64, rights: CapRights) -> Result<u64, Error>;
+    /// Mints the capability in slot `cap` to a fresh slot with `rights`
+    /// and `badge`.
+    fn mint(&mut self, cap: u64, rights: CapRights, badge: u64) -> Result<u64, Error>;
+}
+
+/// An invocation the builder makes (see [`skyscope_abi::Label`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// `TCB::Configure` with no IPC buffer.
+    TcbConfigure {
+        /// The thread.
+        tcb: u64,
+        /// Where its faults (the guest's exits) go.
+        fault_endpoint: u64,
+        /// Its priority.
+        priority: u8,
+        /// Its CSpace root.
+        cspace: u64,
+        /// Guard bits of that root.
+        guard_bits: u8,
+        /// Its address space: the GuestSpace.
+        space: u64,
+    },
+    /// `Frame::Map`.
+    FrameMap {
+        /// The frame.
+        frame: u64,
+        /// A VSpace or GuestSpace.
+        space: u64,
+        /// Virtual or guest-physical address.
+        address: u64,
+        /// Rights of the mapping.
+        rights: CapRights,
+        /// `MAP_*` attributes.
+        attributes: u64,
+    },
+    /// `PageTable::Map`.
+    PageTableMap {
+        /// The table.
+        table: u64,
+        /// A VSpace or GuestSpace.
+        space: u64,
+        /// An address the table will translate.
+        address: u64,
+    },
+    /// `Vcpu::SetTcb`.
+    VcpuSetTcb {
+        /// The Vcpu.
+        vcpu: u64,
+        /// The thread that runs as it.
+        tcb: u64,
+    },
+    /// `Vcpu::WriteRegister`.
+    VcpuWriteRegister {
+        /// The Vcpu.
+        vcpu: u64,
+        /// Register index ([`skyscope_abi::vcpu::aarch64`]).
+        register: u64,
+        /// The value.
+        value: u64,
+    },
+    /// `TCB::WriteRegisters` of pc, sp, flags, x0..x3.
+    TcbWriteRegisters {
+        /// The thread.
+        tcb: u64,
+        /// The values, in the ABI's register order.
+        values: [u64; START_REGISTERS],
+    },
+    /// `SchedControl::Configure`.
+    SchedControlConfigure {
+        /// The scheduling-control capability.
+        control: u64,
+        /// The scheduling context.
+        sched_context: u64,
+        /// CPU time per period.
+        budget_us: u64,
+        /// The period.
+        period_us: u64,
+    },
+    /// `SchedContext::Bind`.
+    SchedContextBind {
+        /// The scheduling context.
+        sched_context: u64,
+        /// The thread.
+        tcb: u64,
+    },
+    /// `TCB::Resume`.
+    TcbResume {
+        /// The thread.
+        tcb: u64,
+    },
+}
+
+/// Performs invocations.
+pub trait Kernel {
+    /// Performs one invocation.
+    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error>;
+}
+
+/// The kernel itself: each invocation is its syscall.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Syscalls;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+impl Kernel for Syscalls {
+    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error> {
+        use skyscope_abi::invocation as inv;
+        match invocation {
+            Invocation::TcbConfigure {
+                tcb,
+                fault_endpoint,
+                priority,
+                cspace,
+                guard_bits,
+                space,
+            } => inv::tcb_configure(
+                tcb,
+                fault_endpoint,
+                priority,
+                cspace,
+                guard_bits,
+                space,
+                0,
+                0,
+            ),
+            Invocation::FrameMap {
+                frame,
+                space,
+                address,
+                rights,
+                attributes,
+            } => inv::frame_map(frame, space, address, rights, attributes),
+            Invocation::PageTableMap {
+                table,
+                space,
+                address,
+            } => inv::page_table_map(table, space, address),
+            Invocation::VcpuSetTcb { vcpu, tcb } => inv::vcpu_set_tcb(vcpu, tcb),
+            Invocation::VcpuWriteRegister {
+                vcpu,
+                register,
+                value,
+            } => inv::vcpu_write_register(vcpu, register, value),
+            Invocation::TcbWriteRegisters { tcb, values } => inv::tcb_write_registers(tcb, &values),
+            Invocation::SchedControlConfigure {
+                control,
+                sched_context,
+                budget_us,
+                period_us,
+            } => inv::sched_control_configure(control, sched_context, budget_us, period_us),
+            Invocation::SchedContextBind { sched_context, tcb } => {
+                inv::sched_context_bind(sched_context, tcb)
+            }
+            Invocation::TcbResume { tcb } => inv::tcb_resume(tcb),
+        }
+    }
+}
+
+/// Where the guest's exits go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exits {
+    /// A new endpoint and reply object (an [`ExitChannel`]); vCPU `i`'s
+    /// exits carry badge `badge + i`.
+    NewChannel {
+        /// Badge of vCPU 0.
+        badge: u64,
+    },
+    /// An existing endpoint capability, used as it is (unbadged exits
+    /// unless it carries a badge).
+    Endpoint(u64),
+}
+
+/// The CSpace the vCPU threads get. A guest makes no syscalls (its `svc`
+/// goes to its own EL1), but a thread needs a CSpace root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadCSpace {
+    /// A new, empty two-slot CNode.
+    Empty,
+    /// An existing CNode with this many guard bits.
+    Given {
+        /// The CNode.
+        cnode: u64,
+        /// Its guard bits.
+        guard_bits: u8,
+    },
+}
+
+/// RAM for the guest, mapped at `guest` in the GuestSpace and at
+/// `vmm_address` in the VMM's VSpace `vmm_space`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamMapping {
+    /// Guest-physical range (page aligned).
+    pub guest: GuestRange,
+    /// The VMM's address of its first byte.
+    pub vmm_address: u64,
+    /// The VMM's VSpace.
+    pub vmm_space: u64,
+}
+
+/// A step of building that failed, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildError {
+    /// What was being done.
+    pub step: &'static str,
+    /// The kernel's (or allocator's) answer.
+    pub error: Error,
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
+    }
+}
+
+fn at(step: &'static str) -> impl Fn(Error) -> BuildError {
+    move |error| BuildError { step, error }
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestBuilder {
+    sched_control: u64,
+    priority: u8,
+    budget_us: u64,
+    period_us: u64,
+    vcpus: usize,
+    exits: Exits,
+    cspace: ThreadCSpace,
+    ram: Option<RamMapping>,
+}
+
+/// One vCPU: its Vcpu object and the thread that runs as it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuThread {
+    /// The thread.
+    pub tcb: u64,
+    /// The Vcpu bound to it.
+    pub vcpu: u64,
+    /// Its scheduling context.
+    pub sched_context: u64,
+}
+
+/// A built guest (its vCPUs not started yet).
+#[derive(Clone, Copy, Debug)]
+pub struct Guest {
+    /// The guest-physical address space.
+    pub guest_space: u64,
+    vcpus: [Option<VcpuThread>; MAX_VCPUS],
+    /// The exit channel, if the builder made one.
+    pub channel: Option<ExitChannel>,
+    /// The RAM mapping, if the guest has RAM.
+    pub ram: Option<RamMapping>,
+}
+
+impl GuestBuilder {
+    /// A guest with one vCPU at priority 200 on a full budget (10 ms of
+    /// every 10 ms), a new exit channel with badge 0, an empty CSpace and
+    /// no RAM; `sched_control` configures its scheduling contexts.
+    pub fn new(sched_control: u64) -> GuestBuilder {
+        GuestBuilder {
+            sched_control,
+            priority: 200,
+            budget_us: 10_000,
+            period_us: 10_000,
+            vcpus: 1,
+            exits: Exits::NewChannel { badge: 0 },
+            cspace: ThreadCSpace::Empty,
+            ram: None,
+        }
+    }
+
+    /// The vCPU threads' priority.
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Each vCPU's CPU time: `budget_us` per `period_us`.
+    pub fn budget(mut self, budget_us: u64, period_us: u64) -> Self {
+        self.budget_us = budget_us;
+        self.period_us = period_us;
+        self
+    }
+
+    /// Number of vCPUs (1 to [`MAX_VCPUS`]).
+    pub fn vcpus(mut self, count: usize) -> Self {
+        self.vcpus = count;
+        self
+    }
+
+    /// Where exits go.
+    pub fn exits(mut self, exits: Exits) -> Self {
+        self.exits = exits;
+        self
+    }
+
+    /// The vCPU threads' CSpace.
+    pub fn cspace(mut self, cspace: ThreadCSpace) -> Self {
+        self.cspace = cspace;
+        self
+    }
+
+    /// Guest RAM and where the VMM sees it.
+    pub fn ram(mut self, ram: RamMapping) -> Self {
+        self.ram = Some(ram);
+        self
+    }
+
+    /// Makes and connects everything; the vCPUs stay stopped until
+    /// [`Guest::start`].
+    pub fn build(
+        &self,
+        objects: &mut impl ObjectAllocator,
+        kernel: &mut impl Kernel,
+    ) -> Result<Guest, BuildError> {
+        if !(1..=MAX_VCPUS).contains(&self.vcpus) {
+            return Err(BuildError {
+                step: "vcpu count",
+                error: Error::RangeError,
+            });
+        }
+        let (channel, endpoint, badge) = match self.exits {
+            Exits::NewChannel { badge } => {
+                let endpoint = objects
+                    .make(ObjectType::Endpoint, 0, 1)
+                    .map_err(at("endpoint"))?;
+                let reply = objects.make(ObjectType::Reply, 0, 1).map_err(at("reply"))?;
+                (Some(ExitChannel { endpoint, reply }), endpoint, Some(badge))
+            }
+            Exits::Endpoint(endpoint) => (None, endpoint, None),
+        };
+        let guest_space = objects
+            .make(ObjectType::GuestSpace, 0, 1)
+            .map_err(at("guest space"))?;
+        let (cspace, guard_bits) = match self.cspace {
+            ThreadCSpace::Empty => {
+                let cnode = objects.make(ObjectType::CNode, 1, 1).map_err(at("cnode"))?;
+                (cnode, 63)
+            }
+            ThreadCSpace::Given { cnode, guard_bits } => (cnode, guard_bits),
+        };
+        let mut guest = Guest {
+            guest_space,
+            vcpus: [None; MAX_VCPUS],
+            channel,
+            ram: self.ram,
+        };
+        for i in 0..self.vcpus {
+            let fault_endpoint = match badge {
+                Some(b) => objects
+                    .mint(endpoint, CapRights::ALL, b + i as u64)
+                    .map_err(at("exit badge"))?,
+                None => endpoint,
+            };
+            let tcb = objects.make(ObjectType::Tcb, 0, 1).map_err(at("tcb"))?;
+            kernel
+                .invoke(Invocation::TcbConfigure {
+                    tcb,
+                    fault_endpoint,
+                    priority: self.priority,
+                    cspace,
+                    guard_bits,
+                    space: guest_space,
+                })
+                .map_err(at("tcb configure"))?;
+            let vcpu = objects.make(ObjectType::Vcpu, 0, 1).map_err(at("vcpu"))?;
+            kernel
+                .invoke(Invocation::VcpuSetTcb { vcpu, tcb })
+                .map_err(at("vcpu bind"))?;
+            let sched_context = objects
+                .make(ObjectType::SchedContext, 0, 1)
+                .map_err(at("sched context"))?;
+            kernel
+                .invoke(Invocation::SchedControlConfigure {
+                    control: self.sched_control,
+                    sched_context,
+                    budget_us: self.budget_us,
+                    period_us: self.period_us,
+                })
+                .map_err(at("sched configure"))?;
+            kernel
+                .invoke(Invocation::SchedContextBind { sched_context, tcb })
+                .map_err(at("sched bind"))?;
+            guest.vcpus[i] = Some(VcpuThread {
+                tcb,
+                vcpu,
+                sched_context,
+            });
+        }
+        if let Some(ram) = self.ram {
+            map_ram(objects, kernel, guest_space, ram)?;
+        }
+        Ok(guest)
+    }
+}
+
+/// Maps fresh frames over `ram.guest` in the GuestSpace (readable,
+/// writable, executable) and copies of them over the VMM's window
+/// (readable, writable). 2 MiB frames where both addresses allow, 4 KiB
+/// ones elsewhere.
+fn map_ram(
+    objects: &mut impl ObjectAllocator,
+    kernel: &mut impl Kernel,
+    guest_space: u64,
+    ram: RamMapping,
+) -> Result<(), BuildError> {
+    let misaligned = |a: u64| !a.is_multiple_of(PAGE);
+    if misaligned(ram.guest.start().raw())
+        || misaligned(ram.guest.size())
+        || misaligned(ram.vmm_address)
+        || ram.vmm_address.checked_add(ram.guest.size()).is_none()
+    {
+        return Err(BuildError {
+            step: "ram layout",
+            error: Error::AlignmentError,
+        });
+    }
+    let mut offset = 0;
+    while offset < ram.guest.size() {
+        let ipa = ram.guest.start().raw() + offset;
+        let va = ram.vmm_address + offset;
+        let large = ipa.is_multiple_of(LARGE_PAGE)
+            && va.is_multiple_of(LARGE_PAGE)
+            && ram.guest.size() - offset >= LARGE_PAGE;
+        let (ty, size) = if large {
+            (ObjectType::Frame2M, LARGE_PAGE)
+        } else {
+            (ObjectType::Frame4K, PAGE)
+        };
+        let frame = objects.make(ty, 0, 1).map_err(at("ram frame"))?;
+        map_creating_tables(
+            objects,
+            kernel,
+            frame,
+            guest_space,
+            ipa,
+            CapRights::ALL,
+            MAP_EXECUTE,
+        )
+        .map_err(at("map into the guest"))?;
+        let view = objects
+            .copy(frame, CapRights::ALL)
+            .map_err(at("ram frame copy"))?;
+        map_creating_tables(objects, kernel, view, ram.vmm_space, va, CapRights::ALL, 0)
+            .map_err(at("map into the vmm"))?;
+        offset += size;
+    }
+    Ok(())
+}
+
+/// Maps `frame` at `address` in `space`, making page tables for the levels
+/// the walk lacks (the kernel installs each at the first missing level).
+fn map_creating_tables(
+    objects: &mut impl ObjectAllocator,
+    kernel: &mut impl Kernel,
+    frame: u64,
+    space: u64,
+    address: u64,
+    rights: CapRights,
+    attributes: u64,
+) -> Result<(), Error> {
+    // A 39-bit space walks three levels and the root exists: at most two
+    // tables are missing.
+    for _ in 0..3 {
+        match kernel.invoke(Invocation::FrameMap {
+            frame,
+            space,
+            address,
+            rights,
+            attributes,
+        }) {
+            Err(Error::FailedLookup) => {
+                let table = objects.make(ObjectType::PageTable, 0, 1)?;
+                kernel.invoke(Invocation::PageTableMap {
+                    table,
+                    space,
+                    address,
+                })?;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::FailedLookup)
+}
+
+impl Guest {
+    /// vCPU `vcpu`'s objects.
+    pub fn vcpu(&self, vcpu: VcpuId) -> Option<&VcpuThread> {
+        self.vcpus.get(vcpu.index())?.as_ref()
+    }
+
+    /// Starts `vcpu` with `entry`: its MPIDR (VMPIDR_EL2, from
+    /// [`mpidr`]), PSTATE, pc and `x0..x3`, then resumes its thread. Used
+    /// for the boot vCPU and for PSCI CPU_ON.
+    pub fn start(
+        &self,
+        kernel: &mut impl Kernel,
+        vcpu: VcpuId,
+        entry: EntryState,
+    ) -> Result<(), BuildError> {
+        let parts = self.vcpu(vcpu).ok_or(BuildError {
+            step: "no such vcpu",
+            error: Error::RangeError,
+        })?;
+        kernel
+            .invoke(Invocation::VcpuWriteRegister {
+                vcpu: parts.vcpu,
+                register: vreg::VMPIDR_EL2,
+                value: mpidr(vcpu),
+            })
+            .map_err(at("mpidr"))?;
+        kernel
+            .invoke(Invocation::VcpuWriteRegister {
+                vcpu: parts.vcpu,
+                register: vreg::PSTATE,
+                value: entry.pstate,
+            })
+            .map_err(at("pstate"))?;
+        let mut values = [0; START_REGISTERS];
+        values[REG_PC] = entry.pc;
+        values[REG_X0..].copy_from_slice(&entry.x);
+        kernel
+            .invoke(Invocation::TcbWriteRegisters {
+                tcb: parts.tcb,
+                values,
+            })
+            .map_err(at("registers"))?;
+        kernel
+            .invoke(Invocation::TcbResume { tcb: parts.tcb })
+            .map_err(at("resume"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::GuestAddress;
+    use std::collections::BTreeSet;
+    use std::vec::Vec;
+
+    /// Slots of 2 MiB frames (and of their copies) are numbered from here,
+    /// so the kernel model can tell them apart by slot.
+    const LARGE: u64 = 1_000_000;
+
+    /// Allocates slots counting up and remembers what each is.
+    #[derive(Default)]
+    struct Slots {
+        next: u64,
+        made: Vec<(u64, ObjectType)>,
+        copies: Vec<(u64, u64)>,
+        mints: Vec<(u64, u64, u64)>,
+    }
+
+    impl Slots {
+        fn fresh(&mut self, large: bool) -> u64 {
+            self.next += 1;
+            self.next + if large { LARGE } else { 100 }
+        }
+    }
+
+    impl ObjectAllocator for Slots {
+        fn make(&mut self, ty: ObjectType, _: u64, count: u64) -> Result<u64, Error> {
+            let first = self.fresh(ty == ObjectType::Frame2M);
+            self.next += count - 1;
+            for i in 0..count {
+                self.made.push((first + i, ty));
+            }
+            Ok(first)
+        }
+
+        fn copy(&mut self, cap: u64, _: CapRights) -> Result<u64, Error> {
+            let slot = self.fresh(cap >= LARGE);
+            self.copies.push((slot, cap));
+            Ok(slot)
+        }
+
+        fn mint(&mut self, cap: u64, _: CapRights, badge: u64) -> Result<u64, Error> {
+            let slot = self.fresh(false);
+            self.mints.push((slot, cap, badge));
+            Ok(slot)
+        }
+    }
+
+    /// A kernel model for 39-bit spaces: a frame maps only under an L2
+    /// table (per 1 GiB) and, for a 4 KiB frame, an L3 table (per 2 MiB);
+    /// `PageTable::Map` installs the first missing one; mapping over a
+    /// mapping is refused. It records every invocation.
+    #[derive(Default)]
+    struct Model {
+        l2: BTreeSet<(u64, u64)>,
+        l3: BTreeSet<(u64, u64)>,
+        mapped: BTreeSet<(u64, u64)>,
+        log: Vec<Invocation>,
+    }
+
+    impl Kernel for Model {
+        fn invoke(&mut self, i: Invocation) -> Result<(), Error> {
+            self.log.push(i);
+            match i {
+                Invocation::FrameMap {
+                    frame,
+                    space,
+                    address,
+                    ..
+                } => {
+                    if !self.l2.contains(&(space, address >> 30))
+                        || (frame < LARGE && !self.l3.contains(&(space, address >> 21)))
+                    {
+                        return Err(Error::FailedLookup);
+                    }
+                    if !self.mapped.insert((space, address)) {
+                        return Err(Error::DeleteFirst);
+                    }
+                    Ok(())
+                }
+                Invocation::PageTableMap { space, address, .. } => {
+                    if self.l2.insert((space, address >> 30))
+                        || self.l3.insert((space, address >> 21))
+                    {
+                        Ok(())
+                    } else {
+                        Err(Error::DeleteFirst)
+                    }
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
+    const VMM_SPACE: u64 = 3;
+
+    fn ram(start: u64, size: u64, vmm: u64) -> RamMapping {
+        RamMapping {
+            guest: GuestRange::new(GuestAddress(start), size).unwrap(),
+            vmm_address: vmm,
+            vmm_space: VMM_SPACE,
+        }
+    }
+
+    #[test]
+    fn a_minimal_guest_like_vm_guest_hello() {
+        let builder = GuestBuilder::new(9)
+            .priority(200)
+            .budget(2_000, 10_000)
+            .exits(Exits::NewChannel { badge: 0x77 })
+            .ram(ram(0x4000_0000, 0x2000, 0x20_0000_0000));
+        let mut slots = Slots::default();
+        let mut model = Model::default();
+        let guest = builder.build(&mut slots, &mut model).unwrap();
+        let v0 = *guest.vcpu(VcpuId::BOOT).unwrap();
+        assert_eq!(guest.vcpu(VcpuId::new(1).unwrap()), None);
+        let channel = guest.channel.unwrap();
+        // The thread's exits carry the badge, on the channel's endpoint.
+        let handler = slots.mints[0].0;
+        assert_eq!(slots.mints, [(handler, channel.endpoint, 0x77)]);
+        assert!(
+            model.log.contains(&Invocation::TcbConfigure {
+                tcb: v0.tcb,
+                fault_endpoint: handler,
+                priority: 200,
+                cspace: slots
+                    .made
+                    .iter()
+                    .find(|(_, t)| *t == ObjectType::CNode)
+                    .unwrap()
+                    .0,
+                guard_bits: 63,
+                space: guest.guest_space,
+            })
+        );
+        assert!(model.log.contains(&Invocation::VcpuSetTcb {
+            vcpu: v0.vcpu,
+            tcb: v0.tcb
+        }));
+        assert!(model.log.contains(&Invocation::SchedControlConfigure {
+            control: 9,
+            sched_context: v0.sched_context,
+            budget_us: 2_000,
+            period_us: 10_000
+        }));
+        // Two 4 KiB pages, each in both spaces; guest mappings executable,
+        // the VMM's not.
+        assert_eq!(
+            model.mapped,
+            [
+                (guest.guest_space, 0x4000_0000),
+                (guest.guest_space, 0x4000_1000),
+                (VMM_SPACE, 0x20_0000_0000),
+                (VMM_SPACE, 0x20_0000_1000)
+            ]
+            .into()
+        );
+        for i in &model.log {
+            if let Invocation::FrameMap {
+                space, attributes, ..
+            } = *i
+            {
+                assert_eq!(space == guest.guest_space, attributes == MAP_EXECUTE);
+            }
+        }
+        // Page tables: an L2 and an L3 in each space, made on demand.
+        assert_eq!((model.l2.len(), model.l3.len()), (2, 2));
+        // Nothing runs yet.
+        assert!(
+            !model
+                .log
+                .iter()
+                .any(|i| matches!(i, Invocation::TcbResume { .. }))
+        );
+        // Starting: MPIDR, PSTATE, registers, resume, in that order.
+        let before = model.log.len();
+        guest
+            .start(&mut model, VcpuId::BOOT, EntryState::kernel(0x4000_0000, 0))
+            .unwrap();
+        let mut values = [0; START_REGISTERS];
+        values[REG_PC] = 0x4000_0000;
+        assert_eq!(
+            model.log[before..],
+            [
+                Invocation::VcpuWriteRegister {
+                    vcpu: v0.vcpu,
+                    register: vreg::VMPIDR_EL2,
+                    value: 0x8000_0000
+                },
+                Invocation::VcpuWriteRegister {
+                    vcpu: v0.vcpu,
+                    register: vreg::PSTATE,
+                    value: 0x3c5
+                },
+                Invocation::TcbWriteRegisters {
+                    tcb: v0.tcb,
+                    values
+                },
+                Invocation::TcbResume { tcb: v0.tcb },
+            ]
+        );
+        let no_such = guest.start(
+            &mut model,
+            VcpuId::new(1).unwrap(),
+            EntryState::kernel(0, 0),
+        );
+        assert!(no_such.is_err());
+    }
+
+    #[test]
+    fn large_ram_uses_2mib_frames_and_existing_endpoints() {
+        let builder = GuestBuilder::new(9)
+            .vcpus(2)
+            .exits(Exits::Endpoint(55))
+            .cspace(ThreadCSpace::Given {
+                cnode: 44,
+                guard_bits: 56,
+            })
+            .ram(ram(0x4000_0000, 0x40_1000, 0x20_0000_0000));
+        let mut slots = Slots::default();
+        let mut model = Model::default();
+        let guest = builder.build(&mut slots, &mut model).unwrap();
+        assert!(guest.channel.is_none());
+        assert!(slots.mints.is_empty());
+        let count = |ty| slots.made.iter().filter(|(_, t)| *t == ty).count();
+        assert_eq!(
+            (count(ObjectType::Frame2M), count(ObjectType::Frame4K)),
+            (2, 1)
+        );
+        assert_eq!(model.mapped.len(), 6);
+        // 2 MiB frames need no L3 table; the trailing 4 KiB page does.
+        assert_eq!((model.l2.len(), model.l3.len()), (2, 2));
+        // Both vCPUs: own thread and Vcpu, the given CSpace and endpoint.
+        for i in 0..2 {
+            let v = guest.vcpu(VcpuId::new(i).unwrap()).unwrap();
+            assert!(model.log.contains(&Invocation::TcbConfigure {
+                tcb: v.tcb,
+                fault_endpoint: 55,
+                priority: 200,
+                cspace: 44,
+                guard_bits: 56,
+                space: guest.guest_space
+            }));
+            assert!(model.log.contains(&Invocation::VcpuSetTcb {
+                vcpu: v.vcpu,
+                tcb: v.tcb
+            }));
+        }
+    }
+
+    #[test]
+    fn bad_requests_fail_cleanly() {
+        let mut slots = Slots::default();
+        let mut model = Model::default();
+        let e = GuestBuilder::new(1).vcpus(0).build(&mut slots, &mut model);
+        assert_eq!(e.err().map(|e| e.step), Some("vcpu count"));
+        let e = GuestBuilder::new(1)
+            .ram(ram(0x4000_0000, 0x1000, 0x20_0000_0800))
+            .build(&mut slots, &mut model);
+        assert_eq!(e.err().map(|e| e.error), Some(Error::AlignmentError));
+        // Mapping over something already mapped is the kernel's refusal,
+        // reported with its step.
+        model.l2.insert((VMM_SPACE, 0x20_0000_0000 >> 30));
+        model.l3.insert((VMM_SPACE, 0x20_0000_0000 >> 21));
+        model.mapped.insert((VMM_SPACE, 0x20_0000_0000));
+        let e = GuestBuilder::new(1)
+            .ram(ram(0x4000_0000, 0x1000, 0x20_0000_0000))
+            .build(&mut slots, &mut model);
+        assert_eq!(
+            e.err(),
+            Some(BuildError {
+                step: "map into the vmm",
+                error: Error::DeleteFirst
+            })
+        );
+    }
+}
