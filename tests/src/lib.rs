@@ -271,6 +271,12 @@ scenarios! {
         console: &[],
         timeout: 30,
     },
+    "audit::authority_changes_recorded" => audit::authority_changes_recorded {
+        about: "retype, IRQ grants, copy, mint, move, message transfer, map, unmap, Vcpu binding and revoke are recorded, timestamped",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
     "audit::overflow_counted" => audit::overflow_counted {
         about: "a full ring counts lost events and never blocks the kernel",
         reports: true,

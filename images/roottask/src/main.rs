@@ -49,14 +49,19 @@ fn main(boot_info: &'static BootInfo) -> ! {
 /// Prints what the kernel's audit stream holds (the root task's debug
 /// service for it).
 fn drain_audit_log() {
-    const KINDS: [&str; 5] = ["?", "denied", "finalised", "fault", "lifecycle"];
-    let mut records = [[0u64; 6]; 6];
+    use skyscope_abi::{audit::Record, invocation::AUDIT_READ_MAX};
+    let mut records = [Record::default(); AUDIT_READ_MAX];
     while let Ok((lost, n)) = skyscope_abi::invocation::audit_read(slots::AUDIT_LOG, &mut records) {
         for r in &records[..n] {
-            let kind = KINDS.get(r[1] as usize).copied().unwrap_or("?");
             println!(
-                "audit #{}: {kind} thread {:#x} object {:#x} detail {:#x} reason {}",
-                r[0], r[2], r[3], r[4], r[5]
+                "audit #{} at {}: {:?} thread {:#x} object {:#x} detail {:#x} reason {}",
+                r.sequence,
+                r.time,
+                r.kind(),
+                r.thread,
+                r.object,
+                r.detail,
+                r.reason
             );
         }
         if n == 0 {

@@ -92,9 +92,9 @@ pub enum Label {
     /// SchedContext: no arguments. The bound thread stops being scheduled.
     SchedContextUnbind = 72,
 
-    /// AuditLog: `(max)`. Removes up to `max` records (at most 6 fit one
+    /// AuditLog: `(max)`. Removes up to `max` records (at most 5 fit one
     /// reply) and replies `[lost, count, records…]`, each record being
-    /// `[sequence, kind, thread, object, detail, reason]`.
+    /// [`crate::audit::Record::words`].
     AuditRead = 80,
 
     /// Vcpu: extra cap 0 = TCB. The thread runs as this virtual CPU (its
@@ -577,12 +577,23 @@ mod user {
         ))
     }
 
-    /// `AuditLog::Read`: `(lost, records)` with up to 6 records.
-    pub fn audit_read(log: u64, out: &mut [[u64; 6]; 6]) -> Result<(u64, usize), Error> {
-        let r = invoke(log, Label::AuditRead, &[6], &[])?;
-        let count = (r.words[1] as usize).min(6);
+    /// Records one `AuditLog::Read` returns at most.
+    pub const AUDIT_READ_MAX: usize = 5;
+
+    /// `AuditLog::Read`: `(lost, records)` with up to [`AUDIT_READ_MAX`]
+    /// records, oldest first.
+    pub fn audit_read(
+        log: u64,
+        out: &mut [crate::audit::Record; AUDIT_READ_MAX],
+    ) -> Result<(u64, usize), Error> {
+        use crate::audit::{RECORD_WORDS, Record};
+        let r = invoke(log, Label::AuditRead, &[AUDIT_READ_MAX as u64], &[])?;
+        let count = (r.words[1] as usize).min(AUDIT_READ_MAX);
         for (i, record) in out.iter_mut().enumerate().take(count) {
-            record.copy_from_slice(&r.words[2 + 6 * i..8 + 6 * i]);
+            let at = 2 + RECORD_WORDS * i;
+            let mut w = [0u64; RECORD_WORDS];
+            w.copy_from_slice(&r.words[at..at + RECORD_WORDS]);
+            *record = Record::from_words(w);
         }
         Ok((r.words[0], count))
     }

@@ -9,6 +9,7 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod bootinfo;
 pub mod error;
 pub mod fault;

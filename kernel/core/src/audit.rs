@@ -1,64 +1,19 @@
 //! The audit stream: security-relevant events in a bounded ring.
 //!
-//! The kernel appends a record for every refused invocation or IPC
-//! syscall, every object finalised by a delete or revoke, every thread
-//! fault and every thread start, stop and destruction. The ring never
-//! blocks the kernel: when it is full, new events are counted as lost.
-//! Only a holder of the `AuditLog` capability (with READ) can drain it.
+//! The kernel appends a timestamped record (layout in
+//! `skyscope_abi::audit`) for every issuance of authority (retype, IRQ
+//! handlers), delegation (copy, mint, move, transfer in a message),
+//! revocation, mapping and unmapping, Vcpu binding, refused invocation or
+//! IPC syscall, finalised object, thread fault and thread start, stop and
+//! destruction. The ring never blocks the kernel: when it is full, new
+//! events are counted as lost. Only a holder of the `AuditLog` capability
+//! (with READ) can drain it.
 
 use crate::PhysAddr;
 
 /// Records the ring holds.
 pub const AUDIT_CAPACITY: usize = 256;
-/// Words per record in an `AuditRead` reply.
-pub const RECORD_WORDS: usize = 6;
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum AuditKind {
-    /// An invocation or IPC syscall was refused: `detail` = label,
-    /// `reason` = error code, `object` = capability address.
-    Denied = 1,
-    /// The last capability to an object went: `object` = its address,
-    /// `detail` = its object type.
-    Finalised = 2,
-    /// A thread faulted: `detail` = fault label, `object` = pc.
-    Fault = 3,
-    /// A thread was started (`detail` = 1), stopped (2) or destroyed (3).
-    Lifecycle = 4,
-}
-
-/// One event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// Sequence number (counts every event, lost ones included).
-    pub sequence: u64,
-    /// What happened.
-    pub kind: AuditKind,
-    /// The thread concerned (0 if none).
-    pub thread: PhysAddr,
-    /// Capability address, object address or pc (see [`AuditKind`]).
-    pub object: u64,
-    /// Label, object type, fault label or lifecycle step.
-    pub detail: u64,
-    /// Error code for refusals.
-    pub reason: u64,
-}
-
-impl AuditRecord {
-    /// The record as reply words.
-    pub fn words(&self) -> [u64; RECORD_WORDS] {
-        [
-            self.sequence,
-            self.kind as u64,
-            self.thread.0,
-            self.object,
-            self.detail,
-            self.reason,
-        ]
-    }
-}
+pub use skyscope_abi::audit::{Kind as AuditKind, RECORD_WORDS, Record as AuditRecord};
 
 /// The ring.
 #[derive(Clone)]
@@ -89,10 +44,12 @@ impl AuditLog {
         }
     }
 
-    /// Appends an event, or counts it lost if the ring is full.
+    /// Appends an event that happened at `time`, or counts it lost if the
+    /// ring is full.
     pub fn record(
         &mut self,
         kind: AuditKind,
+        time: u64,
         thread: PhysAddr,
         object: u64,
         detail: u64,
@@ -107,8 +64,9 @@ impl AuditLog {
         let at = (self.head + self.len) % AUDIT_CAPACITY;
         self.records[at] = Some(AuditRecord {
             sequence,
-            kind,
-            thread,
+            kind: kind as u64,
+            time,
+            thread: thread.0,
             object,
             detail,
             reason,
@@ -139,6 +97,14 @@ impl AuditLog {
 }
 
 impl<M: crate::machine::Machine> crate::kernel::Kernel<M> {
+    /// Records an event of the running thread, timestamped now.
+    pub(crate) fn audit_event(&mut self, kind: AuditKind, object: u64, detail: u64, reason: u64) {
+        let time = self.machine.now();
+        let thread = self.current.unwrap_or(PhysAddr(0));
+        self.audit
+            .record(kind, time, thread, object, detail, reason);
+    }
+
     /// `AuditLog::Read(max)`: replies `[lost, count, records…]`, oldest
     /// first, at most `max` records (and at most what one reply holds).
     pub(crate) fn invoke_audit_log(
@@ -178,12 +144,12 @@ mod tests {
     fn overflow_is_counted_never_blocks() {
         let mut log = AuditLog::new();
         for i in 0..AUDIT_CAPACITY as u64 + 10 {
-            log.record(AuditKind::Denied, PhysAddr(1), i, 0, 0);
+            log.record(AuditKind::Denied, i, PhysAddr(1), i, 0, 0);
         }
         assert_eq!(log.len(), AUDIT_CAPACITY);
         assert_eq!(log.lost, 10);
         assert_eq!(log.pop().map(|r| r.object), Some(0));
-        log.record(AuditKind::Fault, PhysAddr(2), 99, 0, 0);
+        log.record(AuditKind::Fault, 7, PhysAddr(2), 99, 0, 0);
         let last = core::iter::from_fn(|| log.pop()).last().unwrap();
         assert_eq!(
             (last.object, last.sequence),

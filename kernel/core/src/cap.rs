@@ -363,6 +363,16 @@ impl Cap {
         self
     }
 
+    /// What the audit stream names the capability's object by: its
+    /// address, the IRQ number of a handler, 0 for other object-less
+    /// capabilities.
+    pub fn audit_object(&self) -> u64 {
+        match *self {
+            Cap::IrqHandler { irq } => u64::from(irq),
+            _ => self.region().map_or(0, |(base, _)| base.0),
+        }
+    }
+
     /// The badge of an endpoint or notification capability (0 otherwise).
     pub fn badge(&self) -> u64 {
         match *self {

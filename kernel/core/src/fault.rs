@@ -15,8 +15,14 @@ impl<M: Machine> Kernel<M> {
     /// handler answers to restart the thread. Returns `false` if the
     /// thread has no usable fault endpoint; it is then stopped.
     pub fn deliver_fault(&mut self, t: PhysAddr, label: u64, words: [u64; WORDS]) -> bool {
-        self.audit
-            .record(crate::audit::AuditKind::Fault, t, words[0], label, 0);
+        self.audit.record(
+            crate::audit::AuditKind::Fault,
+            self.machine.now(),
+            t,
+            words[0],
+            label,
+            0,
+        );
         let handler = self
             .machine
             .slot(tcb::slot_ref(t, tcb::slots::FAULT_HANDLER))

@@ -287,6 +287,15 @@ impl<M: Machine> Kernel<M> {
             }
             let Ok(derived) = cap.derive() else { break };
             self.install_derived(src, dest, derived);
+            let time = self.machine.now();
+            self.audit.record(
+                crate::audit::AuditKind::Delegated,
+                time,
+                sender,
+                derived.audit_object(),
+                skyscope_abi::audit::TRANSFER,
+                u64::from(derived.rights().bits()),
+            );
             slot_used = true;
             done += 1;
         }

@@ -361,6 +361,7 @@ impl<M: Machine> Kernel<M> {
             let thread = self.current.unwrap_or(PhysAddr(0));
             self.audit.record(
                 crate::audit::AuditKind::Finalised,
+                self.machine.now(),
                 thread,
                 base.0,
                 ty as u64,

@@ -64,8 +64,14 @@ impl<M: Machine> Kernel<M> {
     fn fail(&mut self, t: PhysAddr, e: Error) {
         let args = self.machine.tcb(t).context.syscall_args();
         let label = MessageInfo::from_raw(args[regs::MESSAGE_INFO]).label();
-        self.audit
-            .record(crate::audit::AuditKind::Denied, t, args[0], label, e.code());
+        self.audit.record(
+            crate::audit::AuditKind::Denied,
+            self.machine.now(),
+            t,
+            args[0],
+            label,
+            e.code(),
+        );
         let context = &mut self.machine.tcb_mut(t).context;
         context.set_arg(0, 0);
         context.set_arg(regs::MESSAGE_INFO, MessageInfo::new(e.code(), 0, 0).raw());
@@ -240,6 +246,7 @@ impl<M: Machine> Kernel<M> {
         if let Err(e) = result {
             self.audit.record(
                 crate::audit::AuditKind::Denied,
+                self.machine.now(),
                 t,
                 context[0],
                 info.label(),

@@ -9,6 +9,16 @@ use crate::{
 use skyscope_abi::{CapRights, Error, Label};
 
 impl<M: Machine> Kernel<M> {
+    /// Records that `cap` was handed on (`how`: copy, mint or move).
+    fn audit_delegation(&mut self, cap: &Cap, how: u64) {
+        self.audit_event(
+            crate::audit::AuditKind::Delegated,
+            cap.audit_object(),
+            how,
+            u64::from(cap.rights().bits()),
+        );
+    }
+
     pub(crate) fn invoke_cnode(
         &mut self,
         cnode: &Cap,
@@ -36,7 +46,10 @@ impl<M: Machine> Kernel<M> {
                 return Ok(Reply::empty());
             }
             Label::CNodeRevoke => {
+                let cap = self.machine.slot(dest).cap;
                 self.revoke(dest)?;
+                let ty = cap.object_type().map_or(0, |t| t as u64);
+                self.audit_event(crate::audit::AuditKind::Revoked, cap.audit_object(), ty, 0);
                 return Ok(Reply::empty());
             }
             _ => {}
@@ -54,6 +67,7 @@ impl<M: Machine> Kernel<M> {
             Label::CNodeCopy => {
                 let cap = src_cap.derive()?.masked(CapRights::from_word(inv.arg(4)?));
                 self.install_derived(src, dest, cap);
+                self.audit_delegation(&cap, skyscope_abi::audit::COPY);
             }
             Label::CNodeMint => {
                 let cap = src_cap
@@ -61,6 +75,7 @@ impl<M: Machine> Kernel<M> {
                     .masked(CapRights::from_word(inv.arg(4)?))
                     .with_data(inv.arg(5)?)?;
                 self.install_derived(src, dest, cap);
+                self.audit_delegation(&cap, skyscope_abi::audit::MINT);
             }
             Label::CNodeMove | Label::CNodeMutate => {
                 let cap = src_cap.derive_for(Derivation::Move)?;
@@ -79,6 +94,7 @@ impl<M: Machine> Kernel<M> {
                 }
                 slot::move_slot(&mut self.machine, src, dest);
                 self.machine.slot_mut(dest).cap = cap;
+                self.audit_delegation(&cap, skyscope_abi::audit::MOVE);
             }
             _ => unreachable!("filtered above"),
         }

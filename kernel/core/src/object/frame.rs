@@ -65,6 +65,12 @@ impl<M: Machine> Kernel<M> {
                 if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
                     *mapping = Mapping::new(space.id, vaddr);
                 }
+                self.audit_event(
+                    crate::audit::AuditKind::Mapped,
+                    base.0,
+                    vaddr,
+                    u64::from(space.id),
+                );
                 Ok(Reply::empty())
             }
             Some(Label::FrameUnmap) => {
@@ -72,6 +78,12 @@ impl<M: Machine> Kernel<M> {
                     && let Some(space) = self.space_of(id)
                 {
                     self.machine.unmap_frame(space, vaddr, base, size);
+                    self.audit_event(
+                        crate::audit::AuditKind::Unmapped,
+                        base.0,
+                        vaddr,
+                        u64::from(id),
+                    );
                 }
                 if let Cap::Frame { mapping, .. } = &mut self.machine.slot_mut(slot).cap {
                     *mapping = Mapping::NONE;

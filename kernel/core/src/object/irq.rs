@@ -34,6 +34,12 @@ impl<M: Machine> Kernel<M> {
         }
         self.install_derived(control, dest, Cap::IrqHandler { irq });
         self.irq_issued[usize::from(irq) / 64] |= 1 << (irq % 64);
+        self.audit_event(
+            crate::audit::AuditKind::Issued,
+            u64::from(irq),
+            skyscope_abi::audit::ISSUED_IRQ_HANDLER,
+            1,
+        );
         Ok(Reply::empty())
     }
 

@@ -42,10 +42,24 @@ impl<M: Machine> Kernel<M> {
                     mapping: Mapping::new(space.id, vaddr),
                     level,
                 };
+                self.audit_event(
+                    crate::audit::AuditKind::Mapped,
+                    ptr.0,
+                    vaddr,
+                    u64::from(space.id),
+                );
                 Ok(Reply::empty())
             }
             Some(Label::PageTableUnmap) => {
                 self.take_table_out(ptr, mapping, level)?;
+                if let Some((id, vaddr)) = mapping.get() {
+                    self.audit_event(
+                        crate::audit::AuditKind::Unmapped,
+                        ptr.0,
+                        vaddr,
+                        u64::from(id),
+                    );
+                }
                 self.machine.slot_mut(slot).cap = Cap::PageTable {
                     ptr,
                     mapping: Mapping::NONE,

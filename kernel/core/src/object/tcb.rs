@@ -333,8 +333,14 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::IllegalOperation);
         }
         if self.machine.tcb(tcb).state == ThreadState::Inactive {
-            self.audit
-                .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 1, 0);
+            self.audit.record(
+                crate::audit::AuditKind::Lifecycle,
+                self.machine.now(),
+                tcb,
+                0,
+                1,
+                0,
+            );
             self.machine.tcb_mut(tcb).state = ThreadState::Runnable;
             self.make_ready(tcb);
         }
@@ -345,8 +351,14 @@ impl<M: Machine> Kernel<M> {
     /// IPC it was in returns `Cancelled` when it resumes.
     pub fn suspend(&mut self, tcb: PhysAddr) {
         if self.machine.tcb(tcb).state != ThreadState::Inactive {
-            self.audit
-                .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 2, 0);
+            self.audit.record(
+                crate::audit::AuditKind::Lifecycle,
+                self.machine.now(),
+                tcb,
+                0,
+                2,
+                0,
+            );
         }
         self.cancel_ipc(tcb);
         self.scheduler.remove(&mut self.machine, tcb);
@@ -360,8 +372,14 @@ impl<M: Machine> Kernel<M> {
     /// its notification and scheduling context.
     pub(crate) fn retire_thread(&mut self, tcb: PhysAddr) {
         self.suspend(tcb);
-        self.audit
-            .record(crate::audit::AuditKind::Lifecycle, tcb, 0, 3, 0);
+        self.audit.record(
+            crate::audit::AuditKind::Lifecycle,
+            self.machine.now(),
+            tcb,
+            0,
+            3,
+            0,
+        );
         let n = core::mem::take(&mut self.machine.tcb_mut(tcb).bound_notification);
         if n.0 != 0 {
             self.machine.notification_mut(n).bound_tcb = PhysAddr(0);

@@ -267,6 +267,7 @@ impl<M: Machine> Kernel<M> {
             let cap = new_object_cap(ty, object, bits, device, asid, child_zeroed);
             self.install_original(ut_slot, dest(i), cap);
         }
+        self.audit_event(crate::audit::AuditKind::Issued, start, ty as u64, count);
         Ok(())
     }
 }

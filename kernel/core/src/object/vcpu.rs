@@ -72,6 +72,7 @@ impl<M: Machine> Kernel<M> {
                 }
                 self.machine.vcpu_mut(vcpu).tcb = t;
                 self.machine.tcb_mut(t).vcpu = vcpu;
+                self.audit_event(crate::audit::AuditKind::Bound, vcpu.0, t.0, 0);
                 Ok(Reply::empty())
             }
             Label::VcpuReadRegister => {
