@@ -42,6 +42,10 @@ pub fn handle(s: &mut State) -> Next {
                 s.core.fastpath_enabled = a1 != 0;
                 s.core.counters.fastpath_hits
             }
+            Syscall::DebugInjectGuestSError => {
+                arch::vcpu::simulate_serror_at_next_exit();
+                0
+            }
             _ => u64::from(!check_invariants(s)),
         }),
         _ => {

@@ -333,6 +333,19 @@ scenarios! {
         console: &[],
         timeout: 30,
     },
+    "security::guest_keys_isolated" => security::guest_keys_isolated {
+        about: "two guests set and read pointer-authentication keys: each only ever sees its own",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "security::guest_serror_contained" => security::guest_serror_contained {
+        about: "a guest's SError reaches its VMM at the guest's exit, the guest resumes, a native canary runs on",
+        reports: true,
+        console: &[],
+        timeout: 30,
+        debug: true,
+    },
     "security::revoke_is_preemptible" => security::revoke_is_preemptible {
         about: "a 256 MiB retype and a 65,536-object revoke run while a 2 ms / 10 ms thread keeps its period",
         reports: true,

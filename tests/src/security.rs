@@ -495,3 +495,150 @@ pub fn revoke_is_preemptible(info: &'static BootInfo) -> Outcome {
     check_ok!(inv::cnode_revoke(ROOT, big, ROOT_DEPTH));
     Ok(())
 }
+
+/// Where the guest scenarios map their guests' RAM in the root task.
+const GUEST_WINDOWS: [u64; 2] = [0x34_0000_0000, 0x35_0000_0000];
+
+/// Two guests, each setting its own pointer-authentication keys: each
+/// finds zeros at first (never the other's keys) and always reads back
+/// its own, however their runs interleave on the one CPU.
+pub fn guest_keys_isolated(info: &'static BootInfo) -> Outcome {
+    use crate::vm::{build_guest_at, from_guest};
+    use skyscope_vmm::{arch::aarch64::exit::Exit, channel::Resume, vcpu::call_arguments};
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let keys = [0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888];
+    let mut guests = [0, 1].map(|i| {
+        build_guest_at(
+            &mut env,
+            ut,
+            skyscope_guest_minimal::keys(),
+            (10_000, 10_000),
+            keys[i],
+            GUEST_WINDOWS[i],
+        )
+    });
+    let [a, b] = &mut guests;
+    let guests = [
+        a.as_mut().map_err(|_| fail!("guest A"))?,
+        b.as_mut().map_err(|_| fail!("guest B"))?,
+    ];
+    // First exits: each reports what it found before setting its keys.
+    let mut pending = [None, None];
+    for (i, g) in guests.iter().enumerate() {
+        let m = g.channel.wait().map_err(|e| fail!("wait: {e}"))?;
+        from_guest(&m)?;
+        check_eq!(m.exit, Exit::Hypercall { imm: 1 });
+        let x = call_arguments(g.vcpu.tcb).map_err(|e| fail!("{e}"))?;
+        check!(
+            x[0] == 0 && x[1] == 0,
+            "guest {i} started with keys {:#x}/{:#x}",
+            x[0],
+            x[1]
+        );
+        pending[i] = Some(m);
+    }
+    // Then alternate: every time a guest exits, its keys are its own.
+    for round in 0..20 {
+        for (i, g) in guests.iter().enumerate() {
+            let m = g
+                .channel
+                .resume_and_wait(Resume::SKIP)
+                .map_err(|e| fail!("resume: {e}"))?;
+            from_guest(&m)?;
+            check_eq!(m.exit, Exit::Hypercall { imm: 2 });
+            let x = call_arguments(g.vcpu.tcb).map_err(|e| fail!("{e}"))?;
+            check!(
+                x[0] == keys[i] && x[1] == keys[i],
+                "round {round}: guest {i} read keys {:#x}/{:#x}, its own are {:#x}",
+                x[0],
+                x[1],
+                keys[i]
+            );
+        }
+    }
+    let _ = pending;
+    println!("  two guests set and read their own pointer-authentication keys 20 times each");
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
+static CANARY: AtomicU64 = AtomicU64::new(0);
+/// The count at which the canary signals [`CANARY_SIGNAL`].
+static CANARY_TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
+static CANARY_SIGNAL: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn canary(_: u64) -> ! {
+    loop {
+        let n = CANARY.fetch_add(1, SeqCst) + 1;
+        if n == CANARY_TARGET.load(SeqCst) {
+            let _ = ipc::signal(CANARY_SIGNAL.load(SeqCst));
+        }
+    }
+}
+
+/// A guest's SError is taken at its exit and reported to its VMM (as
+/// `EXIT_SERROR`), never charged to the thread that runs next: a native
+/// canary keeps running without a fault, and the guest resumes and goes
+/// on. QEMU raises no physical SErrors, so the dev kernel's debug
+/// capability arms one for the next guest exit.
+pub fn guest_serror_contained(info: &'static BootInfo) -> Outcome {
+    use crate::vm::{build_guest_at, from_guest};
+    use skyscope_vmm::{arch::aarch64::exit::Exit, channel::Resume, vcpu::call_arguments};
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let g = build_guest_at(
+        &mut env,
+        ut,
+        skyscope_guest_minimal::caller(),
+        (10_000, 10_000),
+        0,
+        GUEST_WINDOWS[0],
+    )?;
+    // The canary runs below the guest, with no fault handler: a fault
+    // charged to it would stop it (and it would never signal).
+    let signal = env
+        .retype(ut, ObjectType::Notification, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    CANARY_SIGNAL.store(signal, SeqCst);
+    spawn(&mut env, ut, 40, canary, 0, 100, 10_000, 10_000).map_err(|e| fail!("{e}"))?;
+    let mut m = g.channel.wait().map_err(|e| fail!("wait: {e}"))?;
+    from_guest(&m)?;
+    check_eq!(m.exit, Exit::Hypercall { imm: 5 });
+    check_ok!(syscall::debug_inject_guest_serror(slots::DEBUG));
+    let mut serrors = 0;
+    let mut last_count = 0;
+    for _ in 0..10 {
+        m = g
+            .channel
+            .resume_and_wait(Resume::SKIP)
+            .map_err(|e| fail!("resume: {e}"))?;
+        from_guest(&m)?;
+        match m.exit {
+            Exit::SError { syndrome } => {
+                serrors += 1;
+                check_eq!(syndrome >> 31 & 1, 1);
+                // Resume it: the interrupted `hvc` runs again.
+                m = g
+                    .channel
+                    .resume_and_wait(Resume::default())
+                    .map_err(|e| fail!("resume after SError: {e}"))?;
+                check_eq!(m.exit, Exit::Hypercall { imm: 5 });
+            }
+            Exit::Hypercall { imm: 5 } => {}
+            other => check!(false, "unexpected exit {other:?}"),
+        }
+        let x = call_arguments(g.vcpu.tcb).map_err(|e| fail!("{e}"))?;
+        check!(x[0] >= last_count, "the guest's count went back");
+        last_count = x[0];
+    }
+    check_eq!(serrors, 1);
+    // The canary is alive and was never stopped by someone else's SError:
+    // with the root task waiting and the guest waiting for its reply, it
+    // counts on and signals.
+    CANARY_TARGET.store(CANARY.load(SeqCst) + 100_000, SeqCst);
+    check_ok!(ipc::wait(signal).map(drop));
+    println!("  the guest's SError reached its VMM; the guest went on; the canary ran on");
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}

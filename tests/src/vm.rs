@@ -42,10 +42,10 @@ enum Device {
 }
 
 /// A guest the root task built and is the VMM of.
-struct Guest {
-    vcpu: VcpuThread,
-    channel: ExitChannel,
-    memory: GuestMemory<MappedWindow>,
+pub(crate) struct Guest {
+    pub(crate) vcpu: VcpuThread,
+    pub(crate) channel: ExitChannel,
+    pub(crate) memory: GuestMemory<MappedWindow>,
 }
 
 /// Builds a guest running `program` at guest-physical `guest::LOAD_ADDRESS`
@@ -58,10 +58,23 @@ fn build_guest(
     budget_us: u64,
     period_us: u64,
 ) -> Result<Guest, crate::Failure> {
+    build_guest_at(env, ut, program, (budget_us, period_us), 0, VMM_WINDOW)
+}
+
+/// As [`build_guest`], entering the program with `x0` and mapping its RAM
+/// at `window` in the root task (several guests need several windows).
+pub(crate) fn build_guest_at(
+    env: &mut Env,
+    ut: u64,
+    program: &[u8],
+    (budget_us, period_us): (u64, u64),
+    x0: u64,
+    window: u64,
+) -> Result<Guest, crate::Failure> {
     let ram = RamMapping {
         guest: GuestRange::new(GuestAddress(guest::LOAD_ADDRESS), guest::RAM_BYTES)
             .ok_or_else(|| fail!("guest RAM range"))?,
-        vmm_address: VMM_WINDOW,
+        vmm_address: window,
         vmm_space: slots::VSPACE,
     };
     let built = GuestBuilder::new(slots::SCHED_CONTROL)
@@ -72,11 +85,11 @@ fn build_guest(
         .build(&mut Carve { env, untyped: ut }, &mut Syscalls)
         .map_err(|e| fail!("{e}"))?;
     // SAFETY: the builder has just mapped `RAM_BYTES` of fresh frames at
-    // `VMM_WINDOW` in this VSpace (the kernel refuses to map over an
-    // existing mapping, so no Rust object lives there), the mapping stays
-    // until the scenario revokes its untyped at the end, and only this
-    // window reaches it.
-    let window = unsafe { MappedWindow::new(VMM_WINDOW as usize, guest::RAM_BYTES as usize) };
+    // `window` in this VSpace (the kernel refuses to map over an existing
+    // mapping, so no Rust object lives there), the mapping stays until the
+    // scenario revokes its untyped at the end, and only this window
+    // reaches it.
+    let window = unsafe { MappedWindow::new(window as usize, guest::RAM_BYTES as usize) };
     let mut memory = GuestMemory::new(ram.guest.start(), window).map_err(|e| fail!("{e}"))?;
     check!(
         !program.is_empty() && program.len() <= 4096,
@@ -91,7 +104,7 @@ fn build_guest(
         .start(
             &mut Syscalls,
             VcpuId::BOOT,
-            EntryState::kernel(guest::LOAD_ADDRESS, 0),
+            EntryState::kernel(guest::LOAD_ADDRESS, x0),
         )
         .map_err(|e| fail!("{e}"))?;
     Ok(Guest {
@@ -104,7 +117,7 @@ fn build_guest(
 }
 
 /// Checks an exit came from the guest as a guest exit.
-fn from_guest(m: &ExitMessage) -> Outcome {
+pub(crate) fn from_guest(m: &ExitMessage) -> Outcome {
     check_eq!(m.badge, GUEST_BADGE);
     check_eq!(m.label, fault::GUEST_EXIT);
     Ok(())

@@ -52,6 +52,22 @@ pub fn hostile() -> &'static [u8] {
     program::hostile()
 }
 
+/// The guest that uses pointer authentication's key registers. Entered
+/// with `x0` = its own key value. In order:
+/// 1. reads APIAKeyLo_EL1 and APGAKeyHi_EL1 into `x0`, `x1`, `hvc #1`
+///    (a fresh Vcpu's keys are 0: never another guest's);
+/// 2. sets both registers to its key;
+/// 3. forever: reads them back into `x0`, `x1` and `hvc #2`.
+pub fn keys() -> &'static [u8] {
+    program::keys()
+}
+
+/// The guest that only makes hypercalls: forever `hvc #5` with `x0` = a
+/// count of the calls made so far.
+pub fn caller() -> &'static [u8] {
+    program::caller()
+}
+
 #[cfg(target_arch = "aarch64")]
 mod program {
     core::arch::global_asm!(
@@ -115,6 +131,31 @@ mod program {
         "str x2, [x5]",
         "b 7b",
         "skyscope_guest_hostile_end:",
+        "",
+        ".global skyscope_guest_keys_start",
+        ".global skyscope_guest_keys_end",
+        "skyscope_guest_keys_start:",
+        "mov x19, x0",
+        "mrs x0, S3_0_C2_C1_0", // APIAKeyLo_EL1
+        "mrs x1, S3_0_C2_C3_1", // APGAKeyHi_EL1
+        "hvc #1",
+        "msr S3_0_C2_C1_0, x19",
+        "msr S3_0_C2_C3_1, x19",
+        "isb",
+        "8: mrs x0, S3_0_C2_C1_0",
+        "mrs x1, S3_0_C2_C3_1",
+        "hvc #2",
+        "b 8b",
+        "skyscope_guest_keys_end:",
+        "",
+        ".global skyscope_guest_caller_start",
+        ".global skyscope_guest_caller_end",
+        "skyscope_guest_caller_start:",
+        "mov x0, #0",
+        "9: hvc #5",
+        "add x0, x0, #1",
+        "b 9b",
+        "skyscope_guest_caller_end:",
     );
 
     unsafe extern "C" {
@@ -122,6 +163,10 @@ mod program {
         static skyscope_guest_hello_end: u8;
         static skyscope_guest_hostile_start: u8;
         static skyscope_guest_hostile_end: u8;
+        static skyscope_guest_keys_start: u8;
+        static skyscope_guest_keys_end: u8;
+        static skyscope_guest_caller_start: u8;
+        static skyscope_guest_caller_end: u8;
     }
 
     /// The bytes between two symbols of the program section.
@@ -145,6 +190,20 @@ mod program {
             &raw const skyscope_guest_hostile_end,
         )
     }
+
+    pub fn keys() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_keys_start,
+            &raw const skyscope_guest_keys_end,
+        )
+    }
+
+    pub fn caller() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_caller_start,
+            &raw const skyscope_guest_caller_end,
+        )
+    }
 }
 
 #[cfg(not(target_arch = "aarch64"))]
@@ -154,6 +213,14 @@ mod program {
     }
 
     pub fn hostile() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn keys() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn caller() -> &'static [u8] {
         &[]
     }
 }

@@ -55,11 +55,16 @@ pub enum Syscall {
     /// over everything reachable from the root task's CSpace; returns 0, or
     /// 1 after printing the first violation.
     DebugCheckInvariants = 0x104,
+    /// Debug (capability at `x0`): make the next guest exit find a
+    /// physical SError pending, as if the guest had caused one (QEMU's
+    /// TCG never raises physical SErrors; this exercises everything the
+    /// kernel does after the hardware reports one).
+    DebugInjectGuestSError = 0x105,
 }
 
 impl Syscall {
     /// Every syscall, for decoding.
-    pub const ALL: [Syscall; 13] = [
+    pub const ALL: [Syscall; 14] = [
         Syscall::Call,
         Syscall::ReplyRecv,
         Syscall::Send,
@@ -73,6 +78,7 @@ impl Syscall {
         Syscall::DebugTimerTicks,
         Syscall::DebugFastpath,
         Syscall::DebugCheckInvariants,
+        Syscall::DebugInjectGuestSError,
     ];
 
     /// Decodes a syscall number.
@@ -90,7 +96,10 @@ impl Syscall {
     pub const fn is_debug(self) -> bool {
         matches!(
             self,
-            Syscall::DebugTimerTicks | Syscall::DebugFastpath | Syscall::DebugCheckInvariants
+            Syscall::DebugTimerTicks
+                | Syscall::DebugFastpath
+                | Syscall::DebugCheckInvariants
+                | Syscall::DebugInjectGuestSError
         )
     }
 }
@@ -256,6 +265,13 @@ pub fn power_off(power: u64, status: u64) -> Error {
 #[cfg(target_arch = "aarch64")]
 pub fn debug_fastpath(debug: u64, enabled: bool) -> u64 {
     imp::raw2(Syscall::DebugFastpath, debug, u64::from(enabled)).0
+}
+
+/// Makes the next guest exit report a (simulated) pending SError; the
+/// debug capability is at `debug`.
+#[cfg(target_arch = "aarch64")]
+pub fn debug_inject_guest_serror(debug: u64) -> Result<(), Error> {
+    Error::check(imp::raw2(Syscall::DebugInjectGuestSError, debug, 0).0)
 }
 
 /// Asks the kernel to check its invariants; `true` if they hold.

@@ -238,12 +238,29 @@ pub fn enter_guest(context: &mut UserContext, support: &GuestSupport) -> ! {
     unsafe { return_to_guest(context, support.hcr) }
 }
 
+/// Set by the `DebugInjectGuestSError` syscall: the next guest exit
+/// reports an SError as if the hardware had one pending (QEMU's TCG never
+/// raises physical SErrors, so the path after the hardware is tested this
+/// way). Never set in the `hardened` kernel, which has no debug syscalls.
+static SIMULATED_SERROR: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Arms [`SIMULATED_SERROR`].
+pub fn simulate_serror_at_next_exit() {
+    SIMULATED_SERROR.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Takes a guest's pending SError at its exit, while the kernel still
 /// knows whose it is: with FEAT_RAS, `esb` defers a pending physical
 /// SError (masked at EL2) into DISR_EL1 (Arm ARM D23.2.38), which is read
 /// and cleared. Returns DISR_EL1 if an SError was pending. Without this, a
 /// guest's late SError would be taken by whatever ran next.
 pub fn take_pending_serror() -> Option<u64> {
+    if SIMULATED_SERROR.swap(false, core::sync::atomic::Ordering::Relaxed) {
+        // DISR_EL1.A with AET = 0 (uncontainable) and an implementation
+        // defined syndrome marking the simulation.
+        return Some((1 << 31) | 0x5e55);
+    }
     if !RAS.load(core::sync::atomic::Ordering::Relaxed) {
         return None;
     }
