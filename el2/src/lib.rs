@@ -1,16 +1,17 @@
-//! The arm64 EL2 virtualization backend's pure half: what the kernel
-//! writes into stage-2 descriptors and the EL2 control registers for a
-//! guest, which PSTATE a guest may resume with, how a trap from a guest is
-//! classified, and how exception syndromes decode ([`esr`], shared with the
-//! VMM, which decodes the same syndromes from its exit messages). The
-//! kernel's `arch::aarch64::vcpu` does the register moves; everything that
-//! can be decided without touching the hardware is here, where the host
-//! tests reach it.
+//! Everything pure about arm64 traps and virtualization, host-tested and
+//! fuzzed, shared by the kernel and the VMM: how exception syndromes
+//! decode ([`esr`]), what a trap from EL0 or from a guest asks of the
+//! kernel ([`trap`]: the one decode of every native and guest exception),
+//! what the kernel writes into the EL2 control registers ([`config`]:
+//! HCR_EL2, VTCR_EL2, MDCR_EL2) and stage-2 descriptors ([`stage2`]), and
+//! which PSTATE a guest may resume with ([`pstate`]). The kernel's
+//! `arch::aarch64` does the register moves; the VMM decodes its exit
+//! messages with the same [`esr`] types.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod esr;
-pub mod exit;
 pub mod pstate;
 pub mod stage2;
+pub mod trap;

@@ -32,22 +32,13 @@ bitflags! {
     }
 }
 
-/// What a guest mapping allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestAccess {
-    /// Writable.
-    pub write: bool,
-    /// Executable.
-    pub execute: bool,
-    /// Device memory (passthrough MMIO) rather than normal RAM.
-    pub device: bool,
-}
+use skyscope_core::machine::Access;
 
 /// Leaf attribute bits for a guest mapping (the caller adds the
 /// descriptor type and output address); `fwb`: HCR_EL2.FWB is set, which
 /// changes the MemAttr encoding. Always readable: stage 2 has no
 /// write-only use for a VMM.
-pub fn leaf_bits(access: GuestAccess, fwb: bool) -> Stage2Descriptor {
+pub fn leaf_bits(access: Access, fwb: bool) -> Stage2Descriptor {
     let mut d = Stage2Descriptor::VALID | Stage2Descriptor::ACCESSED | Stage2Descriptor::READ;
     if access.device {
         d |= Stage2Descriptor::DEVICE;
@@ -71,7 +62,7 @@ mod tests {
 
     #[test]
     fn ram_and_devices_encode_as_the_manual_says() {
-        let rwx = GuestAccess {
+        let rwx = Access {
             write: true,
             execute: true,
             device: false,
@@ -80,7 +71,7 @@ mod tests {
         assert_eq!(leaf_bits(rwx, false).bits(), 0x7fd);
         // FWB: MemAttr 0b0110 forces write-back.
         assert_eq!(leaf_bits(rwx, true).bits(), 0x7d9);
-        let device = GuestAccess {
+        let device = Access {
             write: true,
             execute: false,
             device: true,
@@ -88,7 +79,7 @@ mod tests {
         assert_eq!(leaf_bits(device, false).bits(), (1 << 54) | 0x4c5);
         assert_eq!(leaf_bits(device, true), leaf_bits(device, false));
         let read_only = leaf_bits(
-            GuestAccess {
+            Access {
                 write: false,
                 execute: false,
                 device: false,

@@ -1,13 +1,11 @@
 //! The kernel's run-time state and its reaction to each event.
 
-use crate::arch::{self, power::PowerControl, timer};
+use crate::arch::{self, KernelMachine, ThreadMode, power::PowerControl, timer};
 use crate::cell::KernelCell;
-use crate::machine::KernelMachine;
-use crate::trap::{Event, UserFault};
-use crate::{kprintln, syscall};
+use crate::kprintln;
+use crate::trap::Event;
 use skyscope_core::{
-    Kernel, PhysAddr,
-    machine::{Machine, ThreadContext},
+    Kernel, PhysAddr, fault::UserFault, machine::prelude::*, syscall::SyscallOutcome,
 };
 
 /// What to do after handling an event.
@@ -32,14 +30,6 @@ pub struct State {
     pub next_tick: u64,
     /// Deadline the timer is armed for.
     pub armed_at: u64,
-    /// The address space in TTBR0 (top-level table, ASID).
-    pub active_space: (PhysAddr, u16),
-    /// Whether EL0 may use the FP/SIMD unit without trapping.
-    pub fp_enabled: bool,
-    /// Kernel timer interrupts taken since boot.
-    pub ticks: u64,
-    /// What running guests needs of this CPU.
-    pub guest: arch::vcpu::GuestSupport,
 }
 
 static STATE: KernelCell<Option<State>> = KernelCell::new(None);
@@ -109,84 +99,33 @@ pub fn try_fastpath(number: u64) -> bool {
 }
 
 impl State {
-    /// Makes `t`'s address space and IPC buffer pointer current, and lets
-    /// it use the FP/SIMD unit directly only if its state is loaded there.
-    /// A thread running as a Vcpu gets its GuestSpace, its EL1 state and
-    /// (eagerly: a guest's FP use cannot be trapped without trapping the
-    /// kernel's own save and restore) its FP/SIMD state. Returns whether
-    /// `t` is a guest.
-    fn switch_to(&mut self, t: PhysAddr) -> Result<bool, &'static str> {
-        use skyscope_core::machine::SpaceKind;
+    /// Makes the CPU ready to run `t` (its address space, IPC buffer, FP
+    /// state, Vcpu); returns how it runs.
+    fn switch_to(&mut self, t: PhysAddr) -> Result<ThreadMode, &'static str> {
         let space = self
             .core
             .thread_space(t)
             .map_err(|_| "no address space that fits it")?;
-        if let Some(v) = self.core.machine.in_guest.take() {
-            arch::vcpu::save_tpidrro(&mut self.core.machine.vcpu_object(v).registers);
-        }
-        match space.kind {
-            SpaceKind::User => {
-                if self.active_space != (space.root, space.id) {
-                    arch::mmu::activate_user_space(space.root, space.id);
-                    self.active_space = (space.root, space.id);
-                }
-                arch::set_ipc_buffer_pointer(self.core.machine.tcb(t).ipc_buffer);
-                let owns_fp = self.core.machine.fp_owner == Some(t);
-                if owns_fp != self.fp_enabled {
-                    arch::set_fp_trap(!owns_fp);
-                    self.fp_enabled = owns_fp;
-                }
-                Ok(false)
-            }
-            SpaceKind::Guest => {
-                if space.id > self.guest.max_vmid {
-                    return Err("its GuestSpace's VMID is beyond what this CPU tags");
-                }
-                let v = self.core.machine.tcb(t).vcpu;
-                self.core.machine.load_vcpu(v);
-                let tpidrro = self.core.machine.vcpu_object(v).registers
-                    [skyscope_abi::vcpu::aarch64::TPIDRRO_EL0 as usize];
-                arch::vcpu::activate_guest_space(space.root, space.id, tpidrro);
-                self.core.machine.in_guest = Some(v);
-                self.load_fp(t);
-                Ok(true)
-            }
-        }
+        let tcb = self.core.machine.tcb(t);
+        let (vcpu, ipc_buffer) = (tcb.vcpu, tcb.ipc_buffer);
+        self.core.machine.switch_to(t, space, vcpu, ipc_buffer)
     }
 
-    /// Enters thread `t` (already switched to), as a guest or natively.
-    fn enter(&mut self, t: PhysAddr, guest: bool) -> ! {
-        let support = self.guest;
-        let context = &mut self.core.machine.tcb_mut(t).context;
-        if guest {
-            arch::vcpu::enter_guest(context, &support)
-        } else {
-            arch::enter_user(context)
-        }
+    /// Enters thread `t` (already switched to).
+    fn enter(&mut self, t: PhysAddr, mode: ThreadMode) -> ! {
+        let machine = &mut self.core.machine;
+        let context: *mut arch::UserContext = &mut machine.tcb_mut(t).context;
+        // SAFETY: the context lives in the TCB, which outlives the return
+        // to the thread; the machine only reads its guest configuration.
+        machine.enter(unsafe { &mut *context }, mode)
     }
 
     /// The current thread touched the FP/SIMD unit while another thread's
-    /// state was loaded: switch the unit's contents over (lazily, so
-    /// threads that never use FP never pay for it).
+    /// state was loaded: switch the unit's contents over.
     fn take_fp(&mut self) {
         if let Some(t) = self.core.current {
-            self.load_fp(t);
+            self.core.machine.load_fp(t);
         }
-    }
-
-    /// Puts `t`'s FP/SIMD state in the unit and stops trapping its use.
-    fn load_fp(&mut self, t: PhysAddr) {
-        let m = &mut self.core.machine;
-        if m.fp_owner != Some(t) {
-            arch::set_fp_trap(false); // the kernel itself may now move FP registers
-            if let Some(owner) = m.fp_owner {
-                m.tcb_mut(owner).context.fp.save();
-            }
-            m.tcb(t).context.fp.restore();
-            m.fp_owner = Some(t);
-        }
-        arch::set_fp_trap(false);
-        self.fp_enabled = true;
     }
 
     /// Arms the timer for the next tick or budget event, whichever is first
@@ -211,7 +150,19 @@ impl State {
         self.core.charge(now);
         self.core.release_due(now);
         match event {
-            Event::Syscall => syscall::handle(self),
+            Event::Syscall { number } => match self.core.syscall(number) {
+                SyscallOutcome::Done => Next::Resume,
+                SyscallOutcome::PowerOff(status) => {
+                    if let Some(t) = self.core.current {
+                        kprintln!(
+                            "kernel: power off requested by thread {} with status {}",
+                            self.thread_name(t),
+                            status
+                        );
+                    }
+                    self.power.shutdown(status)
+                }
+            },
             Event::Interrupt => {
                 self.interrupt();
                 Next::Resume
@@ -244,15 +195,19 @@ impl State {
             }
             Event::GuestExit(exit) => {
                 if let Some(t) = self.core.current {
-                    if !crate::syscall::has_fault_handler(self, t) {
+                    if !self.core.has_fault_handler(t) {
                         kprintln!(
-                            "vcpu: thread {} {}; no VMM (fault handler), thread stopped",
+                            "vcpu: thread {} guest exit ({:?}) at pc {:#x}, address {:#x} \
+                             (syndrome {:#x}); no VMM (fault handler), thread stopped",
                             self.thread_name(t),
-                            exit
+                            exit.kind,
+                            exit.pc,
+                            exit.address,
+                            exit.syndrome
                         );
                     }
-                    let (label, words) = exit.message();
-                    self.core.deliver_fault(t, label, words);
+                    self.core
+                        .deliver_fault(t, skyscope_abi::fault::GUEST_EXIT, exit.words());
                 }
                 Next::Resume
             }
@@ -265,7 +220,7 @@ impl State {
             if intid == self.core.machine.timer_intid {
                 let now = timer::now();
                 if now >= self.next_tick {
-                    self.ticks += 1;
+                    self.core.machine.ticks += 1;
                     self.next_tick = now + self.tick_interval;
                     // Round robin among threads of the running thread's priority.
                     self.core.rotate_current();
@@ -287,7 +242,7 @@ impl State {
     fn fault(&mut self, fault: UserFault) {
         let Some(t) = self.core.current else { return };
         let (label, words) = fault.message();
-        if !crate::syscall::has_fault_handler(self, t) {
+        if !self.core.has_fault_handler(t) {
             kprintln!(
                 "fault: thread {} {}; no fault handler, thread stopped",
                 self.thread_name(t),

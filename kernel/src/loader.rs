@@ -3,7 +3,8 @@
 //! The image comes from the kernel build (embedded), but it is validated as
 //! untrusted bytes all the same (`skyscope_core::elf`, fuzzed on the host).
 
-use crate::arch::{PageTables, Permissions, copy_to_phys, zero_phys};
+use crate::arch::{PageTables, copy_to_phys, zero_phys};
+use skyscope_core::machine::Access;
 use skyscope_core::{
     PhysAddr, VirtAddr,
     addr::PAGE_SIZE,
@@ -46,7 +47,7 @@ pub fn load_elf(
     space: &mut PageTables,
     free: &mut FreeRegions,
 ) -> Result<LoadedImage, LoadError> {
-    let exe = parse_executable(image, elf::abi::EM_AARCH64, crate::arch::mmu::USER_VA_END)
+    let exe = parse_executable(image, elf::abi::EM_AARCH64, crate::arch::USER_VA_END)
         .map_err(LoadError::Invalid)?;
     let mut loaded = LoadedImage {
         entry: exe.entry,
@@ -60,7 +61,7 @@ pub fn load_elf(
         let data = &image
             [segment.file_offset as usize..(segment.file_offset + segment.file_size) as usize];
         copy_to_phys(PhysAddr(frames.0 + (segment.vaddr - start)), data);
-        let perms = Permissions {
+        let perms = Access {
             write: segment.write,
             execute: segment.execute,
             device: false,
@@ -69,7 +70,7 @@ pub fn load_elf(
         space
             .map_range(VirtAddr(start), frames, size, perms, &mut table_alloc)
             .map_err(|e| match e {
-                crate::arch::mmu::MapError::NoMemory => LoadError::NoMemory,
+                crate::arch::MapError::NoMemory => LoadError::NoMemory,
                 _ => LoadError::Map,
             })?;
         loaded.start = loaded.start.min(start);

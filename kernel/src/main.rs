@@ -13,17 +13,13 @@ mod console;
 mod drivers;
 mod kernel;
 mod loader;
-mod machine;
 mod root_task;
-mod syscall;
+
 mod trap;
 
-use arch::{
-    gicv3::Gic,
-    platform::Platform,
-    power::{self, PowerControl},
-};
+use arch::{Platform, PowerControl, power};
 use core::sync::atomic::{AtomicBool, Ordering};
+use drivers::gicv3::Gic;
 use skyscope_core::{
     PhysAddr,
     addr::PAGE_SIZE,
@@ -38,7 +34,7 @@ pub const KERNEL_PANIC_STATUS: u64 = 3;
 /// Rust entry point, called by `arch::boot` on the kernel stack with the
 /// MMU on and the kernel running in the upper half.
 pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
-    let platform = match arch::platform::discover(loader_x0) {
+    let platform = match arch::discover_platform(loader_x0) {
         Ok(p) => p,
         // Without a device tree there is no console to report on.
         Err(_) => power::halt(),
@@ -46,8 +42,8 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
     // SAFETY: the UART range comes from the device tree and lies in the
     // first gigabyte, which the boot map maps as device memory (and the
     // final kernel map maps again at the same address).
-    unsafe { console::init(arch::mmu::device_virt(platform.uart.start)) };
-    arch::mmu::set_ram_bounds(&platform.ram);
+    unsafe { console::init(arch::device_virt(platform.uart.start)) };
+    arch::set_ram_bounds(&platform.ram);
     let power = PowerControl {
         psci: platform.psci,
         semihosting: platform.has_bootarg("exit=semihosting"),
@@ -72,7 +68,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         panic!("this CPU lacks VHE (FEAT_VHE); use -cpu max, cortex-a76 or neoverse-n1");
     }
 
-    let (image_start, image_end) = arch::boot::kernel_image_phys();
+    let (image_start, image_end) = arch::kernel_image_phys();
     let mut free = usable_memory(&platform, image_start, image_end);
     kprintln!(
         "memory: {} MiB RAM in {} bank(s); kernel {:#x}..{:#x}; device tree {:#x} ({} bytes)",
@@ -85,11 +81,11 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
     );
 
     let devices = [platform.uart, platform.gicd, platform.gicr];
-    let kernel_tables = arch::mmu::build_kernel_tables(&platform.ram, &devices, &mut || {
+    let kernel_tables = arch::build_kernel_tables(&platform.ram, &devices, &mut || {
         loader::allocate_zeroed(&mut free, PAGE_SIZE)
     })
     .unwrap_or_else(|e| panic!("cannot build the kernel page tables: {e:?}"));
-    arch::mmu::activate_kernel_tables(&kernel_tables);
+    arch::activate_kernel_tables(&kernel_tables);
     kprintln!(
         "mmu: kernel in the upper half, W^X, stack guard page; root table {}",
         kernel_tables.root()
@@ -113,12 +109,12 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         TICK_HZ
     );
 
-    let guest = arch::vcpu::init();
+    let guest = arch::init_guest_support();
     kprintln!(
         "vcpu: stage 2 with 39-bit guest-physical spaces, VMIDs up to {}",
         guest.max_vmid
     );
-    let machine = machine::KernelMachine {
+    let machine = arch::KernelMachine {
         gic,
         timer_intid: platform.hyp_timer_intid,
         fp_owner: None,
@@ -126,6 +122,10 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         ram: platform.ram.clone(),
         loaded_vcpu: None,
         in_guest: None,
+        active_space: (PhysAddr(0), 0),
+        fp_enabled: false,
+        guest,
+        ticks: 0,
     };
     let mut core = skyscope_core::Kernel::new(machine);
     root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);
@@ -136,10 +136,6 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         tick_interval,
         next_tick,
         armed_at: 0,
-        active_space: (PhysAddr(0), 0),
-        fp_enabled: false,
-        ticks: 0,
-        guest,
     });
     trap::continue_with(kernel::Next::Resume)
 }

@@ -6,11 +6,11 @@
 //! from then on every kernel object comes from user-space retypes.
 
 use crate::arch::{
-    self, PageTables, Permissions, UserContext,
+    self, KernelMachine, PageTables, UserContext,
     mmu::{UserEntry, walk_user_space},
     platform::Platform,
 };
-use crate::{kprintln, loader, machine::KernelMachine};
+use crate::{kprintln, loader};
 use skyscope_abi::{
     BootInfo, CapRights,
     bootinfo::{
@@ -21,7 +21,7 @@ use skyscope_core::{
     Kernel, PhysAddr, VirtAddr,
     addr::PAGE_SIZE,
     cap::{Cap, FrameSize, Mapping, SlotRef},
-    machine::Machine,
+    machine::{Access, prelude::*},
     memory::{FreeRegions, Region, aligned_blocks},
     object::tcb::{self, ThreadState},
     slot::{SLOT_BITS, SlotStore},
@@ -105,21 +105,21 @@ pub fn create(
         free,
         stack_bottom,
         abi_boot::ROOT_STACK_SIZE,
-        Permissions::READ_WRITE,
+        Access::READ_WRITE,
     );
     let ipc_frame = map_new(
         &mut space,
         free,
         abi_boot::IPC_BUFFER_ADDRESS,
         PAGE_SIZE,
-        Permissions::READ_WRITE,
+        Access::READ_WRITE,
     );
     let info_frame = map_new(
         &mut space,
         free,
         abi_boot::BOOT_INFO_ADDRESS,
         PAGE_SIZE,
-        Permissions::READ,
+        Access::READ,
     );
 
     // Kernel objects of the root task, from boot memory.

@@ -150,7 +150,12 @@ mod tests {
 
     #[test]
     fn only_guest_exits_are_decoded() {
-        let hvc = [0x4000_0010, 0x5a00_0002, 2, fault::EXIT_HYPERCALL];
+        let hvc = [
+            0x4000_0010,
+            0x5a00_0002,
+            2,
+            fault::ExitKind::Hypercall as u64,
+        ];
         let m = ExitMessage::decode(Received {
             badge: 0x77,
             info: MessageInfo::new(fault::GUEST_EXIT, 4, 0),

@@ -24,22 +24,80 @@ pub const USER_EXCEPTION: u64 = 3;
 /// guest-physical address of a memory exit or the immediate of a call.
 pub const GUEST_EXIT: u64 = 4;
 
-/// Guest exit: a hypercall (`hvc` on arm64, `vmcall` on x86_64).
-pub const EXIT_HYPERCALL: u64 = 1;
-/// Guest exit: a secure-monitor call (`smc` on arm64), trapped.
-pub const EXIT_MONITOR_CALL: u64 = 2;
-/// Guest exit: an access to a guest-physical address with no mapping (or
-/// a mapping that forbids it) in the GuestSpace: MMIO to emulate.
-pub const EXIT_MEMORY: u64 = 3;
-/// Guest exit: a trapped system-register access.
-pub const EXIT_SYSTEM_REGISTER: u64 = 4;
-/// Guest exit: anything else the kernel does not handle itself.
-pub const EXIT_OTHER: u64 = 5;
-/// Guest exit: a physical SError (asynchronous external abort) the guest
-/// caused; `syndrome` is DISR_EL1 (or ESR_EL2) as the kernel read it. The
-/// kernel takes it at the guest's exit so it is never charged to another
-/// thread; the trapping instruction, if any, runs again on resume.
-pub const EXIT_SERROR: u64 = 6;
+/// Why a guest exited to its VMM: word 3 of a [`GUEST_EXIT`] message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ExitKind {
+    /// A hypercall (`hvc` on arm64, `vmcall` on x86_64); `address` holds
+    /// the immediate.
+    Hypercall = 1,
+    /// A secure-monitor call (`smc` on arm64), trapped; `address` holds
+    /// the immediate.
+    MonitorCall = 2,
+    /// An access to a guest-physical address with no mapping (or a
+    /// mapping that forbids it) in the GuestSpace: MMIO to emulate;
+    /// `address` holds the guest-physical address.
+    Memory = 3,
+    /// A trapped system-register access.
+    SystemRegister = 4,
+    /// Anything else the kernel does not handle itself.
+    Other = 5,
+    /// A physical SError (asynchronous external abort) the guest caused;
+    /// `syndrome` is DISR_EL1 (or ESR_EL2) as the kernel read it. The
+    /// kernel takes it at the guest's exit so it is never charged to
+    /// another thread; the trapping instruction, if any, runs again on
+    /// resume.
+    SError = 6,
+}
+
+impl ExitKind {
+    /// Every kind.
+    pub const ALL: [ExitKind; 6] = [
+        ExitKind::Hypercall,
+        ExitKind::MonitorCall,
+        ExitKind::Memory,
+        ExitKind::SystemRegister,
+        ExitKind::Other,
+        ExitKind::SError,
+    ];
+
+    /// Decodes a kind word.
+    pub fn from_word(w: u64) -> Option<ExitKind> {
+        ExitKind::ALL.into_iter().find(|k| *k as u64 == w)
+    }
+}
+
+/// One guest exit: the layout of a [`GUEST_EXIT`] message, defined once
+/// for the kernel that sends it and the VMM that receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestExit {
+    /// Why.
+    pub kind: ExitKind,
+    /// The trapping instruction (for a hypercall too: a plain reply
+    /// retries it, a reply with `REPLY_SKIP_INSTRUCTION` steps over it).
+    pub pc: u64,
+    /// The raw architectural syndrome (ESR_EL2 on arm64).
+    pub syndrome: u64,
+    /// Guest-physical address of a memory exit, or a call's immediate.
+    pub address: u64,
+}
+
+impl GuestExit {
+    /// The message words: `[pc, syndrome, address, kind]`.
+    pub fn words(&self) -> [u64; WORDS] {
+        [self.pc, self.syndrome, self.address, self.kind as u64]
+    }
+
+    /// The exit a message carries (`None` for an unknown kind).
+    pub fn from_words(w: [u64; WORDS]) -> Option<GuestExit> {
+        Some(GuestExit {
+            kind: ExitKind::from_word(w[3])?,
+            pc: w[0],
+            syndrome: w[1],
+            address: w[2],
+        })
+    }
+}
 
 /// Fault reply flag (word 0 of the reply): resume after the faulting
 /// instruction instead of retrying it.

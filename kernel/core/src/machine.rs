@@ -12,7 +12,7 @@ use crate::{
     object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
     slot::SlotStore,
 };
-use skyscope_abi::ObjectType;
+use skyscope_abi::{Error, ObjectType};
 
 /// A thread's saved user registers, in the ABI's register order
 /// (see `skyscope_abi::invocation::REGISTER_COUNT`).
@@ -54,15 +54,44 @@ pub trait ThreadContext: Copy + Default {
     }
 }
 
-/// Access a mapping grants.
+/// What a mapping allows: the one definition of the access type for
+/// stage 1, stage 2 and the kernel's own map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
     /// Writable.
     pub write: bool,
-    /// Executable.
+    /// Executable (by EL0 for user mappings, by EL1 for guest mappings, by
+    /// the kernel for its own map).
     pub execute: bool,
-    /// Device memory.
+    /// Device memory (nGnRE) rather than normal memory.
     pub device: bool,
+}
+
+impl Access {
+    /// Read-only data.
+    pub const READ: Access = Access {
+        write: false,
+        execute: false,
+        device: false,
+    };
+    /// Read-write data.
+    pub const READ_WRITE: Access = Access {
+        write: true,
+        execute: false,
+        device: false,
+    };
+    /// Read-execute code.
+    pub const READ_EXECUTE: Access = Access {
+        write: false,
+        execute: true,
+        device: false,
+    };
+    /// Device registers.
+    pub const DEVICE: Access = Access {
+        write: true,
+        execute: false,
+        device: true,
+    };
 }
 
 /// The translation format of an address space.
@@ -120,8 +149,28 @@ pub enum TableEntry {
 /// Entries per translation table (4 KiB granule).
 pub const TABLE_ENTRIES: usize = 512;
 
-/// Object memory and translation hardware, as the core sees them.
-pub trait Machine: SlotStore {
+/// Every machine trait, for code that calls them on a concrete machine.
+pub mod prelude {
+    pub use super::{
+        Clock, Interrupts, Machine, ObjectMemory, Platform, ThreadContext, Translation, VcpuState,
+    };
+}
+
+/// What the core needs of the machine: small traits by concern, so a
+/// second architecture or an IOMMU implements only what it provides.
+pub trait Machine:
+    SlotStore + ObjectMemory + Translation + Interrupts + Clock + VcpuState + Platform
+{
+}
+
+impl<M> Machine for M where
+    M: SlotStore + ObjectMemory + Translation + Interrupts + Clock + VcpuState + Platform
+{
+}
+
+/// Kernel objects in memory, and RAM the core reads or writes on a
+/// capability holder's behalf.
+pub trait ObjectMemory {
     /// The architecture's saved user registers.
     type Context: ThreadContext;
 
@@ -133,6 +182,13 @@ pub trait Machine: SlotStore {
     fn endpoint_mut(&mut self, p: PhysAddr) -> &mut Endpoint;
     /// The notification at `p`, mutably.
     fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification;
+    /// The reply object at `p`, mutably.
+    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply;
+    /// The scheduling context at `p`, mutably.
+    fn sched_context_mut(&mut self, p: PhysAddr)
+    -> &mut crate::object::sched_context::SchedContext;
+    /// The architecture-neutral part of the Vcpu at `p`.
+    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu;
 
     /// Prepares `2^bits` bytes at `base` as a new object of type `ty`.
     /// The core has zeroed the memory (unless it is `device` memory, only
@@ -141,53 +197,10 @@ pub trait Machine: SlotStore {
     /// (a TCB, a Vcpu). Zeroed memory already is a CNode of empty slots
     /// (`Slot: FromZeros`), an empty table, a zeroed frame.
     fn create_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8, device: bool);
-    /// Zeroes RAM (untyped memory about to become objects).
-    fn zero_memory(&mut self, range: RamRange);
-    /// Whether an interrupt is waiting: a long operation stops at its next
-    /// preemption point and the syscall is restarted after the interrupt.
-    fn preemption_pending(&mut self) -> bool;
     /// The object at `base` is gone; its memory goes back to its untyped.
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8);
-
-    /// Maps `frame` at `vaddr` (a guest-physical address in a guest space)
-    /// in `space`.
-    fn map_frame(
-        &mut self,
-        space: AddressSpace,
-        vaddr: u64,
-        frame: PhysAddr,
-        size: FrameSize,
-        access: Access,
-    ) -> Result<(), MapError>;
-    /// Removes the mapping at `vaddr` if it maps `frame` (it may have been
-    /// replaced after its page table was deleted), and flushes the TLB.
-    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize);
-    /// Installs the table `table` at the first level of `vaddr`'s walk
-    /// that has none; returns that level.
-    fn map_table(
-        &mut self,
-        space: AddressSpace,
-        vaddr: u64,
-        table: PhysAddr,
-    ) -> Result<u8, MapError>;
-    /// Whether the kernel keeps interrupt `irq` for itself (or it does not exist).
-    fn irq_reserved(&self, irq: u16) -> bool;
-    /// Masks or unmasks interrupt `irq` at the interrupt controller.
-    fn set_irq_enabled(&mut self, irq: u16, enabled: bool);
-    /// Removes `table` from `level` of `vaddr`'s walk if it is installed
-    /// there, and flushes the TLB. The core empties a table before it
-    /// leaves its space ([`Machine::empty_table`]).
-    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr);
-    /// Removes a bounded number of entries from `table` (serving `level`:
-    /// 1 for a space's top-level table, then 2 and 3) and from the tables
-    /// below it, deepest first, so that every table stays consistent in
-    /// between; flushes `space`'s translations if it is given and anything
-    /// was removed. Returns `true` once `table` is empty.
-    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool;
-    /// Entry `index` of `table` (serving `level`), for the invariant check.
-    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry;
-    /// Forgets every TLB entry of `space` (it is being destroyed).
-    fn flush_space(&mut self, space: AddressSpace);
+    /// Zeroes RAM (untyped memory about to become objects).
+    fn zero_memory(&mut self, range: RamRange);
 
     /// Reads the first `out.len()` words of `from` (an IPC buffer); words
     /// beyond the range read as zero.
@@ -212,18 +225,75 @@ pub trait Machine: SlotStore {
             done += n;
         }
     }
+}
+
+/// Translation tables: user VSpaces (stage 1) and guest spaces (stage 2 /
+/// EPT) share one shape, built from user-supplied tables; an IoSpace will
+/// too.
+pub trait Translation {
+    /// Maps `frame` at `vaddr` (a guest-physical address in a guest space)
+    /// in `space`.
+    fn map_frame(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+        access: Access,
+    ) -> Result<(), MapError>;
+    /// Removes the mapping at `vaddr` if it maps `frame` (it may have been
+    /// replaced after its page table was deleted), and flushes the TLB.
+    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize);
+    /// Installs the table `table` at the first level of `vaddr`'s walk
+    /// that has none; returns that level.
+    fn map_table(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        table: PhysAddr,
+    ) -> Result<u8, MapError>;
+    /// Removes `table` from `level` of `vaddr`'s walk if it is installed
+    /// there, and flushes the TLB. The core empties a table before it
+    /// leaves its space ([`Translation::empty_table`]).
+    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr);
+    /// Removes a bounded number of entries from `table` (serving `level`:
+    /// 1 for a space's top-level table, then 2 and 3) and from the tables
+    /// below it, deepest first, so that every table stays consistent in
+    /// between; flushes `space`'s translations if it is given and anything
+    /// was removed. Returns `true` once `table` is empty.
+    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool;
+    /// Entry `index` of `table` (serving `level`), for the invariant check.
+    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry;
+    /// Forgets every TLB entry of `space` (it is being destroyed).
+    fn flush_space(&mut self, space: AddressSpace);
+    /// Copies `out.len()` bytes of the user memory at `va` in the space
+    /// `space` (whose top-level table is kernel-held), checking every page
+    /// is mapped readable for the thread and is normal memory (device
+    /// registers are never read on a thread's behalf).
+    fn read_user(&self, space: AddressSpace, va: u64, out: &mut [u8]) -> Result<(), Error>;
+}
+
+/// The interrupt controller, as far as capabilities reach it.
+pub trait Interrupts {
+    /// Whether the kernel keeps interrupt `irq` for itself (or it does not exist).
+    fn irq_reserved(&self, irq: u16) -> bool;
+    /// Masks or unmasks interrupt `irq` at the interrupt controller.
+    fn set_irq_enabled(&mut self, irq: u16, enabled: bool);
+    /// Whether an interrupt is waiting: a long operation stops at its next
+    /// preemption point and the syscall is restarted after the interrupt.
+    fn preemption_pending(&mut self) -> bool;
+}
+
+/// Time.
+pub trait Clock {
     /// The free-running counter that times budgets.
     fn now(&self) -> u64;
     /// Its frequency in Hz.
     fn counter_frequency(&self) -> u64;
-    /// The reply object at `p`, mutably.
-    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply;
-    /// The scheduling context at `p`, mutably.
-    fn sched_context_mut(&mut self, p: PhysAddr)
-    -> &mut crate::object::sched_context::SchedContext;
+}
 
-    /// The architecture-neutral part of the Vcpu at `p`.
-    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu;
+/// The architectural state of virtual CPUs.
+pub trait VcpuState {
     /// Reads (`value` = `None`) or writes one architectural register of the
     /// Vcpu at `p` (index per `skyscope_abi::vcpu`); returns the value read
     /// or written. Registers that live in the bound thread's context (the
@@ -236,5 +306,19 @@ pub trait Machine: SlotStore {
         bound: Option<PhysAddr>,
         index: u64,
         value: Option<u64>,
-    ) -> Result<u64, skyscope_abi::Error>;
+    ) -> Result<u64, Error>;
+}
+
+/// Services of the platform the kernel offers to holders of capabilities:
+/// the console, and (with the `debug-syscalls` feature) debugging aids.
+pub trait Platform {
+    /// Writes bytes to the kernel console.
+    fn console_write(&mut self, bytes: &[u8]);
+    /// Kernel timer interrupts taken since boot.
+    fn timer_ticks(&self) -> u64;
+    /// Checks what only the hardware can show (e.g. PAN set in the kernel).
+    fn check_hardware_invariants(&self) -> Result<(), &'static str>;
+    /// Makes the next guest exit report a pending SError (a test of the
+    /// path after the hardware; emulators raise no physical SErrors).
+    fn simulate_guest_serror(&mut self);
 }

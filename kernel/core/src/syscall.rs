@@ -1,9 +1,12 @@
 //! The syscall layer: registers in, IPC or an object invocation, registers out.
 //!
-//! The architecture decodes the trap and hands the syscall number here;
-//! arguments and results travel in the current thread's saved registers
-//! (`skyscope_abi::regs`) and IPC buffer. Debug syscalls stay with the
-//! kernel binary.
+//! The architecture recognises the trap as a syscall and hands its number
+//! here (having tried the IPC fastpath once); this is the one place that
+//! decodes it. Arguments and results travel in the current thread's saved
+//! registers (`skyscope_abi::regs`) and IPC buffer. The console, power-off
+//! and debug syscalls are here too, each behind its capability; the debug
+//! ones only with the `debug-syscalls` feature (absent in the hardened
+//! kernel).
 
 use crate::{
     PhysAddr,
@@ -20,17 +23,40 @@ use skyscope_abi::{
     regs,
 };
 
+/// What the kernel binary must still do after a syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallOutcome {
+    /// Nothing: the thread's registers hold the results (or it blocked).
+    Done,
+    /// The thread holds the power-control capability and asked to power
+    /// the machine off with this status.
+    PowerOff(u64),
+}
+
+/// Longest console write the kernel copies in one syscall.
+const CONSOLE_WRITE_MAX: usize = skyscope_abi::syscall::CONSOLE_WRITE_MAX;
+
+/// The authority a platform syscall needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needed {
+    ConsoleWrite,
+    PowerControl,
+    #[cfg_attr(not(feature = "debug-syscalls"), allow(dead_code))]
+    Debug,
+}
+
 impl<M: Machine> Kernel<M> {
-    /// Performs syscall `number` for the current thread. Returns `false` if
-    /// the number is not one of the core's syscalls (the binary handles
-    /// debug syscalls and reports unknown ones).
-    pub fn syscall(&mut self, number: u64) -> bool {
-        if self.fastpath(number) {
-            return true;
-        }
-        let Some(t) = self.current else { return true };
-        let Some(syscall) = Syscall::from_number(number) else {
-            return false;
+    /// Performs syscall `number` for the current thread (the fastpath, if
+    /// it applies, was tried before).
+    pub fn syscall(&mut self, number: u64) -> SyscallOutcome {
+        let Some(t) = self.current else {
+            return SyscallOutcome::Done;
+        };
+        let syscall = Syscall::from_number(number)
+            .filter(|s| cfg!(feature = "debug-syscalls") || !s.is_debug());
+        let Some(syscall) = syscall else {
+            self.unknown_syscall(t, number);
+            return SyscallOutcome::Done;
         };
         let args = self.machine.tcb(t).context.syscall_args();
         let (cptr, reply_cptr) = (args[0], args[regs::REPLY_CAP]);
@@ -55,9 +81,133 @@ impl<M: Machine> Kernel<M> {
             Syscall::Yield => {
                 self.rotate_current();
             }
-            _ => return false,
+            Syscall::ConsoleWrite => {
+                let result = self
+                    .platform_capability(cptr, Needed::ConsoleWrite)
+                    .and_then(|()| self.console_write(t, args[1], args[2]));
+                self.set_result(t, result.map(|()| 0));
+            }
+            Syscall::PowerOff => match self.platform_capability(cptr, Needed::PowerControl) {
+                Ok(()) => return SyscallOutcome::PowerOff(args[1]),
+                Err(e) => self.set_result(t, Err(e)),
+            },
+            #[cfg(feature = "debug-syscalls")]
+            Syscall::DebugTimerTicks
+            | Syscall::DebugFastpath
+            | Syscall::DebugCheckInvariants
+            | Syscall::DebugInjectGuestSError => {
+                let result = self
+                    .platform_capability(cptr, Needed::Debug)
+                    .map(|()| self.debug_syscall(t, syscall, args[1]));
+                self.set_result(t, result);
+            }
+            #[cfg(not(feature = "debug-syscalls"))]
+            _ => self.unknown_syscall(t, number),
         }
-        true
+        SyscallOutcome::Done
+    }
+
+    /// Writes a plain syscall's result (or error code) to `x0`.
+    fn set_result(&mut self, t: PhysAddr, result: Result<u64, Error>) {
+        let value = result.unwrap_or_else(|e| e.code());
+        self.machine.tcb_mut(t).context.set_arg(0, value);
+    }
+
+    /// A syscall number the kernel does not know: a fault the thread's
+    /// handler may emulate; without a handler the thread gets
+    /// `InvalidSyscall`.
+    fn unknown_syscall(&mut self, t: PhysAddr, number: u64) {
+        let context = self.machine.tcb(t).context;
+        let pc = context.register(skyscope_abi::invocation::REG_PC);
+        let words = [pc, number, context.arg(0), context.arg(1)];
+        if self.has_fault_handler(t) {
+            self.deliver_fault(t, skyscope_abi::fault::UNKNOWN_SYSCALL, words);
+        } else {
+            self.set_result(t, Err(Error::InvalidSyscall));
+        }
+    }
+
+    /// Whether thread `t` has a fault endpoint.
+    pub fn has_fault_handler(&self, t: PhysAddr) -> bool {
+        matches!(
+            self.machine
+                .slot(crate::object::tcb::slot_ref(
+                    t,
+                    crate::object::tcb::slots::FAULT_HANDLER
+                ))
+                .cap,
+            Cap::Endpoint { .. }
+        )
+    }
+
+    /// Checks that the capability at `cptr` grants `needed`.
+    fn platform_capability(&self, cptr: u64, needed: Needed) -> Result<(), Error> {
+        let slot = self.lookup_slot_of_current(cptr)?;
+        match (self.machine.slot(slot).cap, needed) {
+            (Cap::Null, _) => Err(Error::InvalidCapability),
+            (Cap::Console { rights }, Needed::ConsoleWrite) => {
+                if rights.contains(CapRights::WRITE) {
+                    Ok(())
+                } else {
+                    Err(Error::InsufficientRights)
+                }
+            }
+            (Cap::PowerControl, Needed::PowerControl) | (Cap::Debug, Needed::Debug) => Ok(()),
+            _ => Err(Error::WrongType),
+        }
+    }
+
+    /// Copies `length` bytes at the thread's `address` to the console.
+    fn console_write(&mut self, t: PhysAddr, address: u64, length: u64) -> Result<(), Error> {
+        if length > CONSOLE_WRITE_MAX as u64 {
+            return Err(Error::RangeError);
+        }
+        let space = self.thread_space(t).map_err(|_| Error::InvalidUserBuffer)?;
+        let mut buffer = [0u8; CONSOLE_WRITE_MAX];
+        let bytes = &mut buffer[..length as usize];
+        self.machine.read_user(space, address, bytes)?;
+        self.machine.console_write(bytes);
+        Ok(())
+    }
+
+    /// The debugging syscalls (the debug capability was checked).
+    #[cfg(feature = "debug-syscalls")]
+    fn debug_syscall(&mut self, t: PhysAddr, syscall: Syscall, arg: u64) -> u64 {
+        match syscall {
+            Syscall::DebugTimerTicks => self.machine.timer_ticks(),
+            Syscall::DebugFastpath => {
+                self.fastpath_enabled = arg != 0;
+                self.counters.fastpath_hits
+            }
+            Syscall::DebugInjectGuestSError => {
+                self.machine.simulate_guest_serror();
+                0
+            }
+            _ => {
+                // Everything reachable from the caller's CSpace (the root
+                // task's, which holds the debug capability).
+                let cspace = self
+                    .machine
+                    .slot(crate::object::tcb::slot_ref(
+                        t,
+                        crate::object::tcb::slots::CSPACE,
+                    ))
+                    .cap;
+                let checked = self
+                    .machine
+                    .check_hardware_invariants()
+                    .and_then(|()| self.check_invariants(&[cspace]).map(drop));
+                match checked {
+                    Ok(()) => 0,
+                    Err(violation) => {
+                        self.machine.console_write(b"kernel: invariant violated: ");
+                        self.machine.console_write(violation.as_bytes());
+                        self.machine.console_write(b"\n");
+                        1
+                    }
+                }
+            }
+        }
     }
 
     /// A syscall-level failure: status and message label carry the error.

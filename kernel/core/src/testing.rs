@@ -9,7 +9,10 @@ use crate::{
     addr::RamRange,
     cap::{Cap, FrameSize, SlotRef},
     kernel::{Invocation, Kernel, Reply},
-    machine::{Access, AddressSpace, Machine, MapError, TableEntry, ThreadContext},
+    machine::{
+        Access, AddressSpace, Clock, Interrupts, MapError, ObjectMemory, Platform, TableEntry,
+        ThreadContext, Translation, VcpuState,
+    },
     object::{endpoint::Endpoint, notification::Notification, tcb::Tcb},
     slot::{SLOT_BITS, Slot, SlotStore},
 };
@@ -89,8 +92,12 @@ pub struct HostMachine {
     pub destroyed: BTreeMap<ObjectType, u64>,
     /// Bytes the core zeroed before creating objects.
     pub zeroed_bytes: u64,
-    /// Steps of [`Machine::empty_table`] taken.
+    /// Steps of [`Translation::empty_table`] taken.
     pub table_steps: u64,
+    /// What threads wrote to the console.
+    pub console: Vec<u8>,
+    /// Guest SErrors simulated through the debug syscall.
+    pub simulated_serrors: u64,
 }
 
 const VA_LIMIT: u64 = 1 << 39;
@@ -223,7 +230,7 @@ fn index_at(vaddr: u64, level: u8) -> usize {
     ((vaddr >> level_shift(level)) & 0x1ff) as usize
 }
 
-impl Machine for HostMachine {
+impl ObjectMemory for HostMachine {
     type Context = TestContext;
 
     fn tcb(&self, p: PhysAddr) -> &Tcb<TestContext> {
@@ -231,16 +238,19 @@ impl Machine for HostMachine {
             .get(&p.0)
             .unwrap_or_else(|| panic!("access to nonexistent TCB {p:?}"))
     }
+
     fn tcb_mut(&mut self, p: PhysAddr) -> &mut Tcb<TestContext> {
         self.tcbs
             .get_mut(&p.0)
             .unwrap_or_else(|| panic!("access to nonexistent TCB {p:?}"))
     }
+
     fn endpoint_mut(&mut self, p: PhysAddr) -> &mut Endpoint {
         self.endpoints
             .get_mut(&p.0)
             .unwrap_or_else(|| panic!("access to nonexistent endpoint {p:?}"))
     }
+
     fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification {
         self.notifications
             .get_mut(&p.0)
@@ -320,18 +330,6 @@ impl Machine for HostMachine {
         self.zeroed_bytes += range.len();
     }
 
-    fn preemption_pending(&mut self) -> bool {
-        let Some(every) = self.preempt_every else {
-            return false;
-        };
-        if self.preempt_countdown == 0 {
-            self.preempt_countdown = every;
-            return true;
-        }
-        self.preempt_countdown -= 1;
-        false
-    }
-
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
         if ty == ObjectType::Untyped {
             assert!(
@@ -409,6 +407,50 @@ impl Machine for HostMachine {
         *self.destroyed.entry(ty).or_default() += 1;
     }
 
+    fn read_words(&self, from: RamRange, out: &mut [u64]) {
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = if i < from.words() {
+                self.memory
+                    .get(&(from.base().0 + 8 * i as u64))
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+        }
+    }
+
+    fn write_words(&mut self, to: RamRange, words: &[u64]) {
+        for (i, &w) in words.iter().take(to.words()).enumerate() {
+            self.memory.insert(to.base().0 + 8 * i as u64, w);
+        }
+    }
+
+    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu {
+        &mut self
+            .vcpus
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent vcpu {p:?}"))
+            .0
+    }
+
+    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply {
+        self.replies
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent reply {p:?}"))
+    }
+
+    fn sched_context_mut(
+        &mut self,
+        p: PhysAddr,
+    ) -> &mut crate::object::sched_context::SchedContext {
+        self.sched_contexts
+            .get_mut(&p.0)
+            .unwrap_or_else(|| panic!("access to nonexistent sched context {p:?}"))
+    }
+}
+
+impl Translation for HostMachine {
     fn map_frame(
         &mut self,
         space: AddressSpace,
@@ -501,12 +543,60 @@ impl Machine for HostMachine {
         self.table_len(table) == 0
     }
 
+    fn read_user(&self, space: AddressSpace, va: u64, out: &mut [u8]) -> Result<(), Error> {
+        // Through the simulated tables, word by word (host memory holds
+        // words); every byte's page must be mapped.
+        for (i, byte) in out.iter_mut().enumerate() {
+            let at = va.checked_add(i as u64).ok_or(Error::InvalidUserBuffer)?;
+            let pa = self
+                .translate(space.root, at)
+                .ok_or(Error::InvalidUserBuffer)?;
+            let word = self.memory.get(&(pa.0 & !7)).copied().unwrap_or(0);
+            *byte = word.to_le_bytes()[(pa.0 & 7) as usize];
+        }
+        Ok(())
+    }
+
     fn table_entry(&self, table: PhysAddr, _level: u8, index: usize) -> TableEntry {
         match self.tables.get(&table.0).and_then(|t| t.get(&index)) {
             Some(&Entry::Table(t)) => TableEntry::Table(t),
             Some(&Entry::Frame(f, size)) => TableEntry::Frame(f, size),
             None => TableEntry::Invalid,
         }
+    }
+
+    fn flush_space(&mut self, _space: AddressSpace) {}
+}
+
+impl Platform for HostMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+
+    fn timer_ticks(&self) -> u64 {
+        self.clock / 10_000_000
+    }
+
+    fn check_hardware_invariants(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn simulate_guest_serror(&mut self) {
+        self.simulated_serrors += 1;
+    }
+}
+
+impl Interrupts for HostMachine {
+    fn preemption_pending(&mut self) -> bool {
+        let Some(every) = self.preempt_every else {
+            return false;
+        };
+        if self.preempt_countdown == 0 {
+            self.preempt_countdown = every;
+            return true;
+        }
+        self.preempt_countdown -= 1;
+        false
     }
 
     fn irq_reserved(&self, irq: u16) -> bool {
@@ -520,28 +610,9 @@ impl Machine for HostMachine {
             self.irqs_enabled.remove(&irq);
         }
     }
+}
 
-    fn flush_space(&mut self, _space: AddressSpace) {}
-
-    fn read_words(&self, from: RamRange, out: &mut [u64]) {
-        for (i, w) in out.iter_mut().enumerate() {
-            *w = if i < from.words() {
-                self.memory
-                    .get(&(from.base().0 + 8 * i as u64))
-                    .copied()
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-        }
-    }
-
-    fn write_words(&mut self, to: RamRange, words: &[u64]) {
-        for (i, &w) in words.iter().take(to.words()).enumerate() {
-            self.memory.insert(to.base().0 + 8 * i as u64, w);
-        }
-    }
-
+impl Clock for HostMachine {
     fn now(&self) -> u64 {
         self.clock
     }
@@ -549,15 +620,9 @@ impl Machine for HostMachine {
     fn counter_frequency(&self) -> u64 {
         1_000_000_000
     }
+}
 
-    fn vcpu_mut(&mut self, p: PhysAddr) -> &mut crate::object::vcpu::Vcpu {
-        &mut self
-            .vcpus
-            .get_mut(&p.0)
-            .unwrap_or_else(|| panic!("access to nonexistent vcpu {p:?}"))
-            .0
-    }
-
+impl VcpuState for HostMachine {
     fn vcpu_register(
         &mut self,
         p: PhysAddr,
@@ -577,21 +642,6 @@ impl Machine for HostMachine {
             *register = v;
         }
         Ok(*register)
-    }
-
-    fn reply_mut(&mut self, p: PhysAddr) -> &mut crate::object::reply::Reply {
-        self.replies
-            .get_mut(&p.0)
-            .unwrap_or_else(|| panic!("access to nonexistent reply {p:?}"))
-    }
-
-    fn sched_context_mut(
-        &mut self,
-        p: PhysAddr,
-    ) -> &mut crate::object::sched_context::SchedContext {
-        self.sched_contexts
-            .get_mut(&p.0)
-            .unwrap_or_else(|| panic!("access to nonexistent sched context {p:?}"))
     }
 }
 
@@ -865,7 +915,12 @@ impl World {
         for (i, &r) in regs.iter().enumerate() {
             self.kernel.machine.tcb_mut(t.tcb).context.set_arg(i, r);
         }
-        assert!(self.kernel.syscall(number as u64), "not a core syscall");
+        // As the kernel's exception entry does: the fastpath once, then
+        // (if it does not apply) the general path.
+        if !self.kernel.fastpath(number as u64) {
+            let outcome = self.kernel.syscall(number as u64);
+            assert_eq!(outcome, crate::syscall::SyscallOutcome::Done);
+        }
         self.kernel.schedule();
         self.regs(t)
     }

@@ -6,25 +6,20 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skyscope_abi::fault;
-use skyscope_el2::exit::{GuestTrap, classify};
+use skyscope_abi::fault::ExitKind;
+use skyscope_el2::trap::{Trap, classify_guest};
 use skyscope_vmm::arch::aarch64::exit::Exit;
 
-fuzz_target!(|input: [u64; 4]| {
-    let [esr, far, hpfar, raw] = input;
-    let trap = classify(esr, far, hpfar);
-    let (kind, address) = match trap {
-        GuestTrap::Hypercall { imm } => (fault::EXIT_HYPERCALL, u64::from(imm)),
-        GuestTrap::MonitorCall { imm } => (fault::EXIT_MONITOR_CALL, u64::from(imm)),
-        GuestTrap::SystemRegister => (fault::EXIT_SYSTEM_REGISTER, 0),
-        GuestTrap::Memory { ipa } => (fault::EXIT_MEMORY, ipa),
-        GuestTrap::Other => (fault::EXIT_OTHER, 0),
-        GuestTrap::WaitForInterrupt | GuestTrap::Yield => return,
+fuzz_target!(|input: [u64; 5]| {
+    let [esr, far, hpfar, elr, raw] = input;
+    // What the kernel sends the VMM is the exit el2 classifies, as words.
+    let Trap::GuestExit(exit) = classify_guest(esr, far, hpfar, elr) else {
+        return; // wfi / wfe: the kernel handles those itself
     };
-    match Exit::decode([0, esr, address, kind]) {
+    match Exit::decode(exit.words()) {
         Exit::Mmio(access) => {
-            assert_eq!(kind, fault::EXIT_MEMORY);
-            assert_eq!(access.address.raw(), address);
+            assert_eq!(exit.kind, ExitKind::Memory);
+            assert_eq!(access.address.raw(), exit.address);
             assert!(matches!(access.size, 1 | 2 | 4 | 8));
             assert!(access.register.is_none_or(|r| r < 31));
             let value = access.load_result(raw);
@@ -32,7 +27,10 @@ fuzz_target!(|input: [u64; 4]| {
                 assert_eq!(value >> 32, 0);
             }
         }
-        Exit::Hypercall { imm } => assert_eq!(u64::from(imm), address),
+        Exit::Hypercall { imm } => {
+            assert_eq!(exit.kind, ExitKind::Hypercall);
+            assert_eq!(u64::from(imm), exit.address);
+        }
         _ => {}
     }
 });

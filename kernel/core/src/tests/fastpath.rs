@@ -2,7 +2,7 @@
 
 use crate::{
     cap::Cap,
-    machine::Machine,
+    machine::prelude::*,
     object::tcb::ThreadState,
     testing::{Thread, World, layout},
 };

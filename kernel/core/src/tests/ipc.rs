@@ -3,7 +3,7 @@
 use crate::{
     PhysAddr,
     cap::Cap,
-    machine::Machine,
+    machine::prelude::*,
     object::tcb::ThreadState,
     testing::{Thread, World, layout},
 };

@@ -3,7 +3,7 @@
 use crate::{
     PhysAddr,
     cap::{Cap, Mapping},
-    machine::Machine,
+    machine::prelude::*,
     object::tcb::{self, ThreadState},
     slot::SlotStore,
     testing::{World, layout},

@@ -3,7 +3,7 @@
 
 use crate::{
     cap::Cap,
-    machine::{Machine, SpaceKind},
+    machine::{SpaceKind, prelude::*},
     object::tcb::ThreadState,
     testing::{World, layout},
 };

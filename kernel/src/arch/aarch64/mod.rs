@@ -2,7 +2,7 @@
 
 pub mod boot;
 pub mod exception;
-pub mod gicv3;
+pub mod machine;
 pub mod mmu;
 pub mod platform;
 pub mod power;
@@ -10,9 +10,19 @@ pub mod timer;
 pub mod trap;
 pub mod vcpu;
 
+// The names the rest of the kernel uses (the same set for every
+// architecture).
+pub use boot::kernel_image_phys;
 pub use exception::{SPSR_EL0, UserContext, enter_user};
-pub use mmu::{PageTables, Permissions, copy_from_phys, copy_to_phys, zero_phys};
+pub use machine::{KernelMachine, ThreadMode};
+pub use mmu::{
+    MapError, PageTables, USER_VA_END, activate_kernel_tables, build_kernel_tables, copy_from_phys,
+    copy_to_phys, device_virt, set_ram_bounds, zero_phys,
+};
+pub use platform::{Platform, discover as discover_platform};
+pub use power::PowerControl;
 pub use trap::wait_for_interrupt;
+pub use vcpu::init as init_guest_support;
 
 /// Tells user code where its IPC buffer is (TPIDRRO_EL0: readable, not
 /// writable, at EL0).
@@ -50,23 +60,7 @@ pub fn pan_enabled() -> bool {
     pan & (1 << 22) != 0
 }
 
-/// Register convention for syscalls on this architecture.
 impl UserContext {
-    /// The syscall number (`x7`).
-    pub fn syscall_number(&self) -> u64 {
-        self.x[skyscope_abi::regs::SYSCALL_NUMBER]
-    }
-
-    /// Syscall argument `i` (`x0..x6`).
-    pub fn arg(&self, i: usize) -> u64 {
-        self.x[i]
-    }
-
-    /// Sets result register `i` (`x0..x6`).
-    pub fn set_result(&mut self, i: usize, value: u64) {
-        self.x[i] = value;
-    }
-
     /// A fresh context that starts at `pc` with stack `sp` and `arg0` in x0.
     pub fn new_thread(pc: u64, sp: u64, arg0: u64) -> UserContext {
         let mut c = UserContext {

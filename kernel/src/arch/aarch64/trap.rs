@@ -1,28 +1,17 @@
-//! Decoding of EL2 exceptions (ESR_EL2) into architecture-neutral events.
-//!
-//! Exception classes and ISS encodings from the Arm ARM, D23.2.41
-//! (ESR_EL2) and D17.2 (exception syndromes).
+//! Kernel entry from EL0 and from guests: reads the syndrome registers
+//! once, tries the IPC fastpath once (before anything else, for `Call` and
+//! `ReplyRecv`), and otherwise turns the exception into one architecture-
+//! neutral [`Event`] through `skyscope_el2::trap`, the one decode of every
+//! native and guest trap.
 
 use super::exception::{EntryKind, UserContext};
-use crate::trap::{AbortKind, Event, FaultKind, UserFault};
-use skyscope_abi::Syscall;
-
-/// ESR_EL2.EC values this kernel distinguishes.
-mod ec {
-    pub const UNKNOWN: u64 = 0x00;
-    pub const WFX: u64 = 0x01;
-    pub const FP_ACCESS: u64 = 0x07;
-    pub const ILLEGAL_STATE: u64 = 0x0e;
-    pub const SVC64: u64 = 0x15;
-    pub const HVC64: u64 = 0x16;
-    pub const SYSREG: u64 = 0x18;
-    pub const SVE: u64 = 0x19;
-    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
-    pub const PC_ALIGNMENT: u64 = 0x22;
-    pub const DATA_ABORT_LOWER: u64 = 0x24;
-    pub const SP_ALIGNMENT: u64 = 0x26;
-    pub const BRK64: u64 = 0x3c;
-}
+use crate::trap::Event;
+use skyscope_abi::{
+    Syscall,
+    fault::{ExitKind, GuestExit},
+};
+use skyscope_core::fault::{FaultKind, UserFault};
+use skyscope_el2::trap::{Trap, classify_guest, classify_native};
 
 fn read_esr() -> u64 {
     let v: u64;
@@ -38,59 +27,16 @@ fn read_far() -> u64 {
     v
 }
 
-/// Decodes the data/instruction fault status code (ISS.DFSC/IFSC, 6 bits).
-fn abort_kind(fsc: u64) -> AbortKind {
-    let level = (fsc & 0b11) as u8;
-    match fsc >> 2 {
-        0b0001 => AbortKind::Translation { level },
-        0b0010 => AbortKind::AccessFlag { level },
-        0b0011 => AbortKind::Permission { level },
-        _ if fsc == 0b10_0001 => AbortKind::Alignment,
-        _ => AbortKind::Other { status: fsc as u8 },
-    }
-}
-
-/// Turns a synchronous exception from EL0 into an event.
-pub fn decode_sync(esr: u64, far: u64, pc: u64) -> Event {
-    let class = esr >> 26;
-    let iss = esr & 0x1ff_ffff;
-    let fault = |kind| {
-        Event::Fault(UserFault {
-            kind,
-            pc,
-            syndrome: esr,
-        })
-    };
-    match class {
-        ec::SVC64 => Event::Syscall,
-        ec::FP_ACCESS => Event::FpAccess,
-        ec::WFX if iss & 0b11 == 0 => Event::WaitForInterrupt,
-        ec::WFX => Event::Yield, // WFE/WFET: nothing to wait for but a yield
-        ec::DATA_ABORT_LOWER | ec::INSTRUCTION_ABORT_LOWER => {
-            let instruction = class == ec::INSTRUCTION_ABORT_LOWER;
-            // FnV (bit 10): FAR is not valid; report 0 rather than garbage.
-            let address = if iss & (1 << 10) != 0 { 0 } else { far };
-            fault(FaultKind::MemoryAbort {
-                address,
-                write: !instruction && iss & (1 << 6) != 0,
-                instruction,
-                kind: abort_kind(iss & 0x3f),
-            })
-        }
-        ec::UNKNOWN | ec::SYSREG | ec::SVE | ec::ILLEGAL_STATE => {
-            fault(FaultKind::UndefinedInstruction)
-        }
-        ec::PC_ALIGNMENT => fault(FaultKind::MemoryAbort {
-            address: far,
-            write: false,
-            instruction: true,
-            kind: AbortKind::Alignment,
-        }),
-        ec::SP_ALIGNMENT => fault(FaultKind::StackAlignment),
-        ec::BRK64 => fault(FaultKind::Breakpoint {
-            comment: (iss & 0xffff) as u16,
-        }),
-        _ => fault(FaultKind::Unknown),
+/// The event a classified trap is; `number` is the syscall number (read
+/// by the caller for `svc` only).
+fn event(trap: Trap, number: u64) -> Event {
+    match trap {
+        Trap::Syscall => Event::Syscall { number },
+        Trap::FpAccess => Event::FpAccess,
+        Trap::WaitForInterrupt => Event::WaitForInterrupt,
+        Trap::Yield => Event::Yield,
+        Trap::Fault(fault) => Event::Fault(fault),
+        Trap::GuestExit(exit) => Event::GuestExit(exit),
     }
 }
 
@@ -99,38 +45,33 @@ pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext)
     if guest_was_running() {
         handle_guest_entry(kind, context);
     }
-    if kind == EntryKind::Sync as u64 {
-        let esr = read_esr();
-        // SAFETY: `context` is the current thread's register area the vector
-        // code just filled; only x7 (the syscall number) is read here.
-        let number = unsafe { (*context).x[skyscope_abi::regs::SYSCALL_NUMBER] };
-        if esr >> 26 == ec::SVC64
-            && (number == Syscall::Call as u64 || number == Syscall::ReplyRecv as u64)
-            && crate::kernel::try_fastpath(number)
-        {
-            crate::trap::continue_with(crate::kernel::Next::Resume);
-        }
-    }
+    // SAFETY: `context` is the current thread's register area the vector
+    // code just filled; nothing else refers to it while the kernel runs.
+    let context = unsafe { &mut *context };
     let event = match kind {
         k if k == EntryKind::Sync as u64 => {
-            // SAFETY: `context` is the current thread's register area the
-            // vector code just filled; only its pc is read here.
-            let pc = unsafe { (*context).pc };
-            decode_sync(read_esr(), read_far(), pc)
+            let esr = read_esr();
+            let trap = classify_native(esr, read_far(), context.pc);
+            let number = context.x[skyscope_abi::regs::SYSCALL_NUMBER];
+            if trap == Trap::Syscall
+                && (number == Syscall::Call as u64 || number == Syscall::ReplyRecv as u64)
+                && crate::kernel::try_fastpath(number)
+            {
+                crate::trap::continue_with(crate::kernel::Next::Resume);
+            }
+            event(trap, number)
         }
         k if k == EntryKind::Irq as u64 => Event::Interrupt,
         // FIQs are not used on this platform and an SError is an
         // asynchronous external abort: both are charged to the thread.
         k if k == EntryKind::Fiq as u64 || k == EntryKind::SError as u64 => {
-            // SAFETY: as above.
-            let pc = unsafe { (*context).pc };
             Event::Fault(UserFault {
                 kind: FaultKind::Unknown,
-                pc,
+                pc: context.pc,
                 syndrome: read_esr(),
             })
         }
-        _ => unreachable!("vector code passes only EntryKind values"),
+        _ => unreachable!("the vector code passes only EntryKind values"),
     };
     crate::trap::handle_user_event(event)
 }
@@ -141,7 +82,7 @@ fn guest_was_running() -> bool {
     let hcr: u64;
     // SAFETY: reading HCR_EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, hcr_el2", out(reg) hcr, options(nomem, nostack)) };
-    hcr & (1 << 27) == 0
+    hcr & skyscope_el2::config::HCR_TGE == 0
 }
 
 /// Entry from a guest (EL1 or EL0 of a Vcpu thread).
@@ -154,36 +95,36 @@ fn handle_guest_entry(kind: u64, context: *mut UserContext) -> ! {
     // SAFETY: `context` is the current thread's register area the vector
     // code just filled; nothing else refers to it while the kernel runs.
     let context = unsafe { &mut *context };
-    let guest_serror = |pc, syndrome| {
-        Event::GuestExit(crate::trap::GuestExit {
-            kind: crate::trap::GuestExitKind::SError,
-            pc,
+    let trap = match kind {
+        k if k == EntryKind::Sync as u64 => Some(classify_guest(
+            read_esr(),
+            read_far(),
+            super::vcpu::read_hpfar(),
+            context.pc,
+        )),
+        _ => None,
+    };
+    // Every exit names the trapping instruction, and a plain reply retries
+    // it (ELR is past an `hvc`).
+    if let Some(Trap::GuestExit(exit)) = trap {
+        context.pc = exit.pc;
+    }
+    let guest_exit = |kind, syndrome| {
+        Event::GuestExit(GuestExit {
+            kind,
+            pc: context.pc,
             syndrome,
             address: 0,
         })
     };
-    let event = match kind {
-        _ if let Some(disr) = serror => {
-            if kind == EntryKind::Sync as u64 && read_esr() >> 26 == ec::HVC64 {
-                // ELR is past the `hvc`: retry it after the SError.
-                context.pc = context.pc.wrapping_sub(4);
-            }
-            guest_serror(context.pc, disr)
+    let event = match (serror, trap) {
+        (Some(disr), _) => guest_exit(ExitKind::SError, disr),
+        (None, Some(trap)) => event(trap, 0),
+        (None, None) if kind == EntryKind::Irq as u64 => Event::Interrupt,
+        (None, None) if kind == EntryKind::SError as u64 => {
+            guest_exit(ExitKind::SError, read_esr())
         }
-        k if k == EntryKind::SError as u64 => guest_serror(context.pc, read_esr()),
-        k if k == EntryKind::Sync as u64 => super::vcpu::decode_guest_sync(
-            read_esr(),
-            read_far(),
-            super::vcpu::read_hpfar(),
-            context,
-        ),
-        k if k == EntryKind::Irq as u64 => Event::Interrupt,
-        _ => Event::GuestExit(crate::trap::GuestExit {
-            kind: crate::trap::GuestExitKind::Other,
-            pc: context.pc,
-            syndrome: read_esr(),
-            address: 0,
-        }),
+        (None, None) => guest_exit(ExitKind::Other, read_esr()),
     };
     crate::trap::handle_user_event(event)
 }

@@ -18,7 +18,6 @@
 //! pointers, so it is written on every guest entry.
 
 use crate::arch::exception::UserContext;
-use crate::trap::{Event, GuestExit, GuestExitKind};
 use skyscope_abi::vcpu::aarch64 as reg;
 use skyscope_core::object::vcpu::Vcpu;
 
@@ -280,33 +279,6 @@ pub fn restore_host_configuration() {
     write_sysreg!("hcr_el2", super::boot::HCR_HOST);
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
-}
-
-/// Turns a synchronous trap from a guest into an event. `context.pc` is
-/// ELR_EL2; for a hypercall it is moved back onto the `hvc`, so that every
-/// exit names (and a plain reply retries) the trapping instruction.
-pub fn decode_guest_sync(esr: u64, far: u64, hpfar: u64, context: &mut UserContext) -> Event {
-    use skyscope_el2::exit::{GuestTrap, classify};
-    let exit = |kind, pc, address| {
-        Event::GuestExit(GuestExit {
-            kind,
-            pc,
-            syndrome: esr,
-            address,
-        })
-    };
-    match classify(esr, far, hpfar) {
-        GuestTrap::WaitForInterrupt => Event::WaitForInterrupt,
-        GuestTrap::Yield => Event::Yield,
-        GuestTrap::Hypercall { imm } => {
-            context.pc = context.pc.wrapping_sub(4);
-            exit(GuestExitKind::Hypercall, context.pc, imm.into())
-        }
-        GuestTrap::MonitorCall { imm } => exit(GuestExitKind::MonitorCall, context.pc, imm.into()),
-        GuestTrap::SystemRegister => exit(GuestExitKind::SystemRegister, context.pc, 0),
-        GuestTrap::Memory { ipa } => exit(GuestExitKind::Memory, context.pc, ipa),
-        GuestTrap::Other => exit(GuestExitKind::Other, context.pc, 0),
-    }
 }
 
 /// Reads HPFAR_EL2 (the faulting IPA of a stage-2 abort).

@@ -8,7 +8,7 @@
 //! emulate is [`Exit::Unsupported`].
 
 use crate::memory::GuestAddress;
-use skyscope_abi::fault;
+use skyscope_abi::fault::{self, ExitKind};
 use skyscope_el2::esr::{ExceptionClass, Syndrome};
 pub use skyscope_el2::esr::{SystemRegister, SystemRegisterAccess};
 
@@ -94,24 +94,28 @@ impl MmioAccess {
 }
 
 impl Exit {
-    /// Decodes the words of a `GUEST_EXIT` message: `[pc, syndrome,
-    /// address, kind]`.
+    /// Decodes the words of a `GUEST_EXIT` message (layout:
+    /// [`fault::GuestExit`]).
     pub fn decode(words: [u64; fault::WORDS]) -> Exit {
-        let [_, esr, address, kind] = words;
-        let syndrome = Syndrome(esr);
-        match kind {
-            fault::EXIT_HYPERCALL => Exit::Hypercall {
-                imm: address as u16,
+        let Some(exit) = fault::GuestExit::from_words(words) else {
+            return Exit::Unsupported;
+        };
+        let syndrome = Syndrome(exit.syndrome);
+        match exit.kind {
+            ExitKind::Hypercall => Exit::Hypercall {
+                imm: exit.address as u16,
             },
-            fault::EXIT_MONITOR_CALL => Exit::MonitorCall {
-                imm: address as u16,
+            ExitKind::MonitorCall => Exit::MonitorCall {
+                imm: exit.address as u16,
             },
-            fault::EXIT_SYSTEM_REGISTER => syndrome
+            ExitKind::SystemRegister => syndrome
                 .system_register()
                 .map_or(Exit::Unsupported, Exit::SystemRegister),
-            fault::EXIT_MEMORY => decode_memory(syndrome, GuestAddress(address)),
-            fault::EXIT_SERROR => Exit::SError { syndrome: esr },
-            _ => Exit::Unsupported,
+            ExitKind::Memory => decode_memory(syndrome, GuestAddress(exit.address)),
+            ExitKind::SError => Exit::SError {
+                syndrome: exit.syndrome,
+            },
+            ExitKind::Other => Exit::Unsupported,
         }
     }
 }
@@ -165,7 +169,7 @@ mod tests {
             0,
             dabt(true, 0, false, 3, false, true),
             0x900_0000,
-            fault::EXIT_MEMORY,
+            ExitKind::Memory as u64,
         ]);
         assert_eq!(
             store,
@@ -182,7 +186,7 @@ mod tests {
             0,
             dabt(true, 2, false, 31, false, false),
             0x900_0fe0,
-            fault::EXIT_MEMORY,
+            ExitKind::Memory as u64,
         ]);
         let Exit::Mmio(access) = load else {
             panic!("{load:?}")
@@ -199,12 +203,12 @@ mod tests {
             0,
             dabt(false, 3, false, 1, true, false),
             0x1000,
-            fault::EXIT_MEMORY,
+            ExitKind::Memory as u64,
         ]);
         assert_eq!(e, Exit::Unsupported);
         let fetch = (0x20 << 26) | 0b000111;
         assert_eq!(
-            Exit::decode([0, fetch, 0x1000, fault::EXIT_MEMORY]),
+            Exit::decode([0, fetch, 0x1000, ExitKind::Memory as u64]),
             Exit::Unsupported
         );
         assert_eq!(Exit::decode([0, 0, 0, 99]), Exit::Unsupported);
@@ -214,7 +218,7 @@ mod tests {
     fn system_register_exits_name_the_register() {
         // msr PMCR_EL0, xzr: what guests/minimal's hostile guest does.
         let iss = (3 << 20) | (3 << 14) | (9 << 10) | (31 << 5) | (12 << 1);
-        let e = Exit::decode([0, (0x18 << 26) | iss, 0, fault::EXIT_SYSTEM_REGISTER]);
+        let e = Exit::decode([0, (0x18 << 26) | iss, 0, ExitKind::SystemRegister as u64]);
         assert_eq!(
             e,
             Exit::SystemRegister(SystemRegisterAccess {
@@ -226,7 +230,7 @@ mod tests {
         // The kernel reports system-register exits only for EC 0x18; a
         // mislabelled syndrome is not trusted.
         assert_eq!(
-            Exit::decode([0, 0x24 << 26, 0, fault::EXIT_SYSTEM_REGISTER]),
+            Exit::decode([0, 0x24 << 26, 0, ExitKind::SystemRegister as u64]),
             Exit::Unsupported
         );
     }
@@ -264,7 +268,7 @@ mod tests {
         #[test]
         fn any_exit_decodes(esr: u64, address: u64, kind in 0u64..8, raw: u64) {
             if let Exit::Mmio(a) = Exit::decode([0, esr, address, kind]) {
-                prop_assert_eq!(kind, fault::EXIT_MEMORY);
+                prop_assert_eq!(kind, ExitKind::Memory as u64);
                 prop_assert_eq!(a.address, GuestAddress(address));
                 prop_assert!(matches!(a.size, 1 | 2 | 4 | 8));
                 prop_assert!(a.register.is_none_or(|r| r < 31));

@@ -3,7 +3,7 @@
 //! Register offsets from the GICv3/v4 Architecture Specification (Arm IHI
 //! 0069), chapter 12: GICD_* (12.9), GICR_* (12.10, 12.11), ICC_* (12.2).
 
-use super::mmu::device_virt;
+use crate::arch::device_virt;
 use skyscope_core::memory::Region;
 use tock_registers::{
     interfaces::{Readable, Writeable},

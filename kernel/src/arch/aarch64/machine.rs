@@ -1,18 +1,23 @@
 //! The core's view of this machine: objects in RAM through the physmap,
-//! user address spaces in real translation tables, interrupts at the GIC.
+//! user address spaces in real translation tables, interrupts at the GIC;
+//! and the CPU state that goes with the thread that runs (address space,
+//! IPC-buffer pointer, FP/SIMD owner, the loaded Vcpu).
 
 use crate::arch::{
-    self, Permissions, UserContext,
-    gicv3::Gic,
+    self, UserContext,
     mmu::{self, phys_to_virt},
-    vcpu::{self, VcpuObject},
+    vcpu::{self, GuestSupport, VcpuObject},
 };
-use skyscope_abi::ObjectType;
+use crate::drivers::gicv3::Gic;
+use skyscope_abi::{Error, ObjectType};
 use skyscope_core::{
     PhysAddr,
     addr::RamRange,
     cap::{FrameSize, SlotRef},
-    machine::{Access, AddressSpace, Machine, MapError, TableEntry},
+    machine::{
+        Access, AddressSpace, Clock, Interrupts, MapError, ObjectMemory, Platform, SpaceKind,
+        TableEntry, Translation, VcpuState,
+    },
     object::{
         endpoint::Endpoint, notification::Notification, reply::Reply, sched_context::SchedContext,
         tcb::Tcb,
@@ -48,6 +53,23 @@ pub struct KernelMachine {
     /// The Vcpu that ran last, if the last thread entered was a guest
     /// (its TPIDRRO_EL0 is still in the CPU).
     pub in_guest: Option<PhysAddr>,
+    /// The address space in TTBR0 (top-level table, ASID).
+    pub active_space: (PhysAddr, u16),
+    /// Whether EL0 may use the FP/SIMD unit without trapping.
+    pub fp_enabled: bool,
+    /// What running guests needs of this CPU.
+    pub guest: GuestSupport,
+    /// Kernel timer interrupts taken since boot.
+    pub ticks: u64,
+}
+
+/// How a thread runs once the CPU is switched to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadMode {
+    /// A native thread at EL0.
+    Native,
+    /// A Vcpu's thread at EL1/EL0 of its guest.
+    Guest,
 }
 
 impl KernelMachine {
@@ -74,6 +96,74 @@ impl KernelMachine {
         if let Some(old) = self.loaded_vcpu.take() {
             vcpu::save(&mut self.vcpu_object(old).registers);
         }
+    }
+
+    /// Makes `t`'s address space (`space`) and IPC buffer pointer current,
+    /// and lets it use the FP/SIMD unit directly only if its state is
+    /// loaded there. A thread running as a Vcpu gets its GuestSpace, its
+    /// EL1 state and (eagerly: a guest's FP use cannot be trapped without
+    /// trapping the kernel's own save and restore) its FP/SIMD state.
+    pub fn switch_to(
+        &mut self,
+        t: PhysAddr,
+        space: AddressSpace,
+        vcpu: PhysAddr,
+        ipc_buffer: u64,
+    ) -> Result<ThreadMode, &'static str> {
+        if let Some(v) = self.in_guest.take() {
+            vcpu::save_tpidrro(&mut self.vcpu_object(v).registers);
+        }
+        match space.kind {
+            SpaceKind::User => {
+                if self.active_space != (space.root, space.id) {
+                    mmu::activate_user_space(space.root, space.id);
+                    self.active_space = (space.root, space.id);
+                }
+                arch::set_ipc_buffer_pointer(ipc_buffer);
+                let owns_fp = self.fp_owner == Some(t);
+                if owns_fp != self.fp_enabled {
+                    arch::set_fp_trap(!owns_fp);
+                    self.fp_enabled = owns_fp;
+                }
+                Ok(ThreadMode::Native)
+            }
+            SpaceKind::Guest => {
+                if space.id > self.guest.max_vmid {
+                    return Err("its GuestSpace's VMID is beyond what this CPU tags");
+                }
+                self.load_vcpu(vcpu);
+                let tpidrro = self.vcpu_object(vcpu).registers
+                    [skyscope_abi::vcpu::aarch64::TPIDRRO_EL0 as usize];
+                vcpu::activate_guest_space(space.root, space.id, tpidrro);
+                self.in_guest = Some(vcpu);
+                self.load_fp(t);
+                Ok(ThreadMode::Guest)
+            }
+        }
+    }
+
+    /// Enters the thread (already switched to) whose registers are
+    /// `context`.
+    pub fn enter(&self, context: &mut UserContext, mode: ThreadMode) -> ! {
+        match mode {
+            ThreadMode::Guest => vcpu::enter_guest(context, &self.guest),
+            ThreadMode::Native => arch::enter_user(context),
+        }
+    }
+
+    /// Puts `t`'s FP/SIMD state in the unit and stops trapping its use
+    /// (the lazy switch: threads that never use FP never pay for it).
+    pub fn load_fp(&mut self, t: PhysAddr) {
+        if self.fp_owner != Some(t) {
+            arch::set_fp_trap(false); // the kernel itself may now move FP registers
+            if let Some(owner) = self.fp_owner {
+                self.tcb_mut(owner).context.fp.save();
+            }
+            self.tcb(t).context.fp.restore();
+            self.fp_owner = Some(t);
+        }
+        arch::set_fp_trap(false);
+        self.fp_enabled = true;
     }
 
     /// Whether `[base, base + 2^bits)` is RAM (and so in the physmap).
@@ -109,7 +199,7 @@ impl SlotStore for KernelMachine {
     }
 }
 
-impl Machine for KernelMachine {
+impl ObjectMemory for KernelMachine {
     type Context = UserContext;
 
     fn tcb(&self, p: PhysAddr) -> &KernelTcb {
@@ -164,10 +254,6 @@ impl Machine for KernelMachine {
         arch::zero_phys(range.base(), range.len());
     }
 
-    fn preemption_pending(&mut self) -> bool {
-        arch::interrupt_pending()
-    }
-
     fn destroy_object(&mut self, ty: ObjectType, base: PhysAddr, bits: u8) {
         // Hardened: scrub the memory of anything destroyed (frames included;
         // device frames are not RAM and are never touched).
@@ -186,67 +272,6 @@ impl Machine for KernelMachine {
                 self.in_guest = None;
             }
         }
-    }
-
-    fn map_frame(
-        &mut self,
-        space: AddressSpace,
-        vaddr: u64,
-        frame: PhysAddr,
-        size: FrameSize,
-        access: Access,
-    ) -> Result<(), MapError> {
-        let perms = Permissions {
-            write: access.write,
-            execute: access.execute,
-            device: access.device,
-        };
-        mmu::map_frame(space, vaddr, frame, size.bytes(), perms)
-    }
-
-    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize) {
-        mmu::unmap_frame(space, vaddr, frame, size.bytes());
-    }
-
-    fn map_table(
-        &mut self,
-        space: AddressSpace,
-        vaddr: u64,
-        table: PhysAddr,
-    ) -> Result<u8, MapError> {
-        mmu::map_table(space, vaddr, table)
-    }
-
-    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
-        mmu::unmap_table(space, vaddr, level, table);
-    }
-
-    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool {
-        mmu::empty_table(space, table, level)
-    }
-
-    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry {
-        mmu::table_entry(table, level, index)
-    }
-
-    fn irq_reserved(&self, irq: u16) -> bool {
-        // SGIs and PPIs belong to the kernel (its timer among them); user
-        // space gets shared peripheral interrupts the GIC implements.
-        u32::from(irq) < 32
-            || u32::from(irq) >= self.gic.lines()
-            || u32::from(irq) == self.timer_intid
-    }
-
-    fn set_irq_enabled(&mut self, irq: u16, enabled: bool) {
-        if enabled {
-            self.gic.enable(u32::from(irq));
-        } else {
-            self.gic.disable(u32::from(irq));
-        }
-    }
-
-    fn flush_space(&mut self, space: AddressSpace) {
-        mmu::flush_space(space);
     }
 
     fn read_words(&self, from: RamRange, out: &mut [u64]) {
@@ -274,14 +299,6 @@ impl Machine for KernelMachine {
         }
     }
 
-    fn now(&self) -> u64 {
-        arch::timer::now()
-    }
-
-    fn counter_frequency(&self) -> u64 {
-        self.counter_frequency
-    }
-
     fn reply_mut(&mut self, p: PhysAddr) -> &mut Reply {
         // SAFETY: see `object`.
         unsafe { &mut *object::<Reply>(p) }
@@ -295,7 +312,112 @@ impl Machine for KernelMachine {
     fn vcpu_mut(&mut self, p: PhysAddr) -> &mut skyscope_core::object::vcpu::Vcpu {
         &mut self.vcpu_object(p).head
     }
+}
 
+impl Translation for KernelMachine {
+    fn map_frame(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        frame: PhysAddr,
+        size: FrameSize,
+        access: Access,
+    ) -> Result<(), MapError> {
+        mmu::map_frame(space, vaddr, frame, size.bytes(), access)
+    }
+
+    fn unmap_frame(&mut self, space: AddressSpace, vaddr: u64, frame: PhysAddr, size: FrameSize) {
+        mmu::unmap_frame(space, vaddr, frame, size.bytes());
+    }
+
+    fn map_table(
+        &mut self,
+        space: AddressSpace,
+        vaddr: u64,
+        table: PhysAddr,
+    ) -> Result<u8, MapError> {
+        mmu::map_table(space, vaddr, table)
+    }
+
+    fn unmap_table(&mut self, space: AddressSpace, vaddr: u64, level: u8, table: PhysAddr) {
+        mmu::unmap_table(space, vaddr, level, table);
+    }
+
+    fn empty_table(&mut self, space: Option<AddressSpace>, table: PhysAddr, level: u8) -> bool {
+        mmu::empty_table(space, table, level)
+    }
+
+    fn table_entry(&self, table: PhysAddr, level: u8, index: usize) -> TableEntry {
+        mmu::table_entry(table, level, index)
+    }
+
+    fn flush_space(&mut self, space: AddressSpace) {
+        mmu::flush_space(space);
+    }
+
+    fn read_user(&self, space: AddressSpace, va: u64, out: &mut [u8]) -> Result<(), Error> {
+        if space.kind != SpaceKind::User {
+            return Err(Error::InvalidUserBuffer);
+        }
+        mmu::read_user(space.root, va, out)
+    }
+}
+
+impl Platform for KernelMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        crate::console::write_bytes(bytes);
+    }
+
+    fn timer_ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    fn check_hardware_invariants(&self) -> Result<(), &'static str> {
+        if arch::pan_enabled() {
+            Ok(())
+        } else {
+            Err("PSTATE.PAN is clear inside the kernel")
+        }
+    }
+
+    fn simulate_guest_serror(&mut self) {
+        vcpu::simulate_serror_at_next_exit();
+    }
+}
+
+impl Interrupts for KernelMachine {
+    fn preemption_pending(&mut self) -> bool {
+        arch::interrupt_pending()
+    }
+
+    fn irq_reserved(&self, irq: u16) -> bool {
+        // SGIs and PPIs belong to the kernel (its timer among them); user
+        // space gets shared peripheral interrupts the GIC implements.
+        u32::from(irq) < 32
+            || u32::from(irq) >= self.gic.lines()
+            || u32::from(irq) == self.timer_intid
+    }
+
+    fn set_irq_enabled(&mut self, irq: u16, enabled: bool) {
+        if enabled {
+            self.gic.enable(u32::from(irq));
+        } else {
+            self.gic.disable(u32::from(irq));
+        }
+    }
+}
+
+impl Clock for KernelMachine {
+    fn now(&self) -> u64 {
+        arch::timer::now()
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        self.counter_frequency
+    }
+}
+
+impl VcpuState for KernelMachine {
     fn vcpu_register(
         &mut self,
         p: PhysAddr,

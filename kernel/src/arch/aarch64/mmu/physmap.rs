@@ -1,0 +1,74 @@
+//! The physmap: all RAM mapped in the kernel's upper range at
+//! `pa + KERNEL_VIRT_OFFSET`, the only way the kernel reaches memory by
+//! physical address, checked against RAM in every build.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use skyscope_core::PhysAddr;
+
+/// Base of the TTBR1 range for a 39-bit VA space; physical address `p` is
+/// mapped at `p + KERNEL_VIRT_OFFSET`.
+pub const KERNEL_VIRT_OFFSET: u64 = 0xFFFF_FF80_0000_0000;
+/// Virtual address bits per range.
+pub const VA_BITS: u32 = 39;
+/// First address above the user range.
+pub const USER_VA_END: u64 = 1 << VA_BITS;
+
+/// The RAM the physmap maps, `[start, end)`, set once at boot.
+static RAM_START: AtomicU64 = AtomicU64::new(u64::MAX);
+static RAM_END: AtomicU64 = AtomicU64::new(0);
+
+/// Records where RAM is; from then on [`phys_to_virt`] accepts only it.
+pub fn set_ram_bounds(ram: &skyscope_core::memory::FreeRegions) {
+    let start = ram.iter().map(|r| r.start.0).min().unwrap_or(u64::MAX);
+    let end = ram.iter().map(|r| r.end.0).max().unwrap_or(0);
+    assert!(end <= 1 << VA_BITS, "RAM beyond the physmap's reach");
+    RAM_START.store(start, Ordering::Relaxed);
+    RAM_END.store(end, Ordering::Relaxed);
+}
+
+/// The physmap address of RAM at `pa`: kernel objects, translation tables
+/// and user memory the kernel reads or writes on a thread's behalf.
+///
+/// Checked in every build: an address outside RAM (a device frame, or one
+/// above the physmap's 2^39 reach, which would wrap onto other memory)
+/// stops the kernel here instead of becoming an access to MMIO or to an
+/// alias of some other page. The core's `RamRange` makes that unreachable
+/// from user input; this is the check behind it.
+#[inline(always)]
+pub fn phys_to_virt(pa: PhysAddr) -> u64 {
+    let in_ram =
+        pa.0 >= RAM_START.load(Ordering::Relaxed) && pa.0 < RAM_END.load(Ordering::Relaxed);
+    assert!(in_ram, "kernel access to {pa} outside RAM");
+    pa.0 | KERNEL_VIRT_OFFSET
+}
+
+/// The physmap address of a boot-time structure (the device tree) or of
+/// the registers of a device the kernel drives, which the kernel map
+/// maps at the same place. Below 2^39, so it never wraps.
+pub fn device_virt(pa: PhysAddr) -> u64 {
+    assert!(pa.0 < 1 << VA_BITS, "device at {pa} beyond the physmap");
+    pa.0 | KERNEL_VIRT_OFFSET
+}
+
+/// Copies `bytes` into RAM at `pa` through the physmap.
+pub fn copy_to_phys(pa: PhysAddr, bytes: &[u8]) {
+    let dst = phys_to_virt(pa) as *mut u8;
+    // SAFETY: callers pass RAM frames the kernel owns (freshly allocated,
+    // or a user frame found through a page-table walk), all of which the
+    // physmap maps; no Rust reference to that memory exists meanwhile.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+}
+
+/// Copies RAM at `pa` into `out` through the physmap.
+pub fn copy_from_phys(pa: PhysAddr, out: &mut [u8]) {
+    let src = phys_to_virt(pa) as *const u8;
+    // SAFETY: as for `copy_to_phys`; `out` is kernel memory, disjoint.
+    unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+}
+
+/// Zeroes `len` bytes of RAM at `pa` through the physmap.
+pub fn zero_phys(pa: PhysAddr, len: u64) {
+    let dst = phys_to_virt(pa) as *mut u8;
+    // SAFETY: as for `copy_to_phys`.
+    unsafe { core::ptr::write_bytes(dst, 0, len as usize) };
+}
