@@ -26,6 +26,10 @@ pub const HCR_GUEST_BASE: u64 = (1 << 0)
     | (1 << 34);
 /// HCR_EL2.TGE: set for the host, clear while a guest runs.
 pub const HCR_TGE: u64 = 1 << 27;
+/// HCR_EL2 for the host (Arm ARM D23.2.53): E2H (bit 34) selects VHE,
+/// TGE (bit 27) routes EL0 exceptions to EL2, RW (bit 31) makes EL1 AArch64.
+pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | HCR_TGE;
+
 /// HCR_EL2.APK (40) and API (41): pointer-authentication keys and
 /// instructions are the guest's to use (only if the CPU has them; the
 /// kernel then switches the keys with the rest of the Vcpu's state).

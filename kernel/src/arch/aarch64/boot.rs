@@ -11,9 +11,8 @@
 
 use super::mmu::{KERNEL_VIRT_OFFSET, MAIR_VALUE, TCR_BASE, boot_block};
 
-/// HCR_EL2 for the host (Arm ARM D23.2.53): E2H (bit 34) selects VHE,
-/// TGE (bit 27) routes EL0 exceptions to EL2, RW (bit 31) makes EL1 AArch64.
-pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
+/// HCR_EL2 for the host (`skyscope_el2::config::HCR_HOST`).
+pub const HCR_HOST: u64 = skyscope_el2::config::HCR_HOST;
 
 /// SCTLR_EL2 with E2H=1, TGE=1 (EL1 layout, Arm ARM D23.2.120): M, C, SA,
 /// SA0, I, DZE, UCT, nTWE, UCI, plus the RES1-when-unimplemented bits EOS,

@@ -276,7 +276,7 @@ pub fn take_pending_serror() -> Option<u64> {
 
 /// Puts HCR_EL2 back to the host setting after a guest exit.
 pub fn restore_host_configuration() {
-    write_sysreg!("hcr_el2", super::boot::HCR_HOST);
+    write_sysreg!("hcr_el2", skyscope_el2::config::HCR_HOST);
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
 }
@@ -294,12 +294,12 @@ fn with_guest_tlb_context(vmid: u16, f: impl FnOnce()) {
     write_sysreg!("S3_4_C2_C1_0", u64::from(vmid) << 48);
     write_sysreg!(
         "hcr_el2",
-        super::boot::HCR_HOST & !skyscope_el2::config::HCR_TGE
+        skyscope_el2::config::HCR_HOST & !skyscope_el2::config::HCR_TGE
     );
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
     f();
-    write_sysreg!("hcr_el2", super::boot::HCR_HOST);
+    write_sysreg!("hcr_el2", skyscope_el2::config::HCR_HOST);
     write_sysreg!("S3_4_C2_C1_0", vttbr);
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
