@@ -145,6 +145,13 @@ impl ExceptionClass {
 pub struct Syndrome(pub u64);
 
 impl Syndrome {
+    /// Whether this is an `svc` from AArch64 (the test on the IPC
+    /// fastpath's way in, before any other decoding).
+    #[inline(always)]
+    pub fn is_svc64(self) -> bool {
+        self.0 >> 26 & 0x3f == 0x15
+    }
+
     /// The exception class (EC, bits 31:26).
     pub fn class(self) -> ExceptionClass {
         ExceptionClass::from_ec(ESR::EC.read(self.0) as u8)

@@ -45,35 +45,30 @@ impl<M: Machine> Kernel<M> {
         done
     }
 
-    /// Looks up `cptr` in `t`'s CSpace. A one-level CSpace whose root
-    /// consumes all 64 bits (the usual layout) takes one step; anything
-    /// else takes the general walk.
+    /// Looks up `cptr` in `t`'s CSpace and returns the capability by
+    /// reference (capabilities are 40 bytes: copying one costs a `memcpy`
+    /// call). A one-level CSpace whose root consumes all 64 bits (the usual
+    /// layout) takes one step; anything else takes the general walk.
     #[inline(always)]
-    fn fast_lookup(&self, t: PhysAddr, cptr: u64) -> Option<Cap> {
-        let root = self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
-        if let Cap::CNode {
-            ptr,
-            radix,
-            guard_bits,
-            guard,
-            ..
-        } = root
-            && u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS
-        {
-            if cptr >> radix != guard {
-                return None;
+    fn fast_lookup(&self, t: PhysAddr, cptr: u64) -> Option<&Cap> {
+        let root = &self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
+        let slot = match *root {
+            Cap::CNode {
+                ptr,
+                radix,
+                guard_bits,
+                guard,
+                ..
+            } if u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS => {
+                if cptr >> radix != guard {
+                    return None;
+                }
+                let index = cptr & ((1u64 << radix) - 1);
+                crate::cap::SlotRef(ptr.0 + (index << crate::slot::SLOT_BITS))
             }
-            let index = cptr & ((1u64 << radix) - 1);
-            return Some(
-                self.machine
-                    .slot(crate::cap::SlotRef(
-                        ptr.0 + (index << crate::slot::SLOT_BITS),
-                    ))
-                    .cap,
-            );
-        }
-        let slot = cspace::lookup_cap_slot(&self.machine, &root, cptr).ok()?;
-        Some(self.machine.slot(slot).cap)
+            _ => cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?,
+        };
+        Some(&self.machine.slot(slot).cap)
     }
 
     /// Whether switching straight to `t` is what the scheduler would do,
@@ -107,7 +102,7 @@ impl<M: Machine> Kernel<M> {
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
-        let Some(Cap::Endpoint {
+        let Some(&Cap::Endpoint {
             ptr: ep,
             badge,
             rights,
@@ -179,11 +174,11 @@ impl<M: Machine> Kernel<M> {
         if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
             return false;
         }
-        let Some(Cap::Reply { ptr: reply, .. }) = self.fast_lookup(server, args[regs::REPLY_CAP])
+        let Some(&Cap::Reply { ptr: reply, .. }) = self.fast_lookup(server, args[regs::REPLY_CAP])
         else {
             return false;
         };
-        let Some(Cap::Endpoint {
+        let Some(&Cap::Endpoint {
             ptr: ep, rights, ..
         }) = self.fast_lookup(server, args[0])
         else {

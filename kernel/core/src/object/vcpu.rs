@@ -128,9 +128,9 @@ impl<M: Machine> Kernel<M> {
     /// its GuestSpace if it has one. Anything else (no space, a deleted
     /// space, a mismatch) means the thread cannot run.
     pub fn thread_space(&self, t: PhysAddr) -> Result<AddressSpace, Error> {
-        let cap = self.machine.slot(tcb::slot_ref(t, slots::VSPACE)).cap;
+        let cap = &self.machine.slot(tcb::slot_ref(t, slots::VSPACE)).cap;
         let guest = self.machine.tcb(t).vcpu.0 != 0;
-        let (ptr, id, kind) = match cap {
+        let (ptr, id, kind) = match *cap {
             Cap::VSpace { ptr, asid, .. } if !guest => (ptr, asid, SpaceKind::User),
             Cap::GuestSpace { ptr, vmid, .. } if guest => (ptr, vmid, SpaceKind::Guest),
             Cap::Null => return Err(Error::FailedLookup),

@@ -103,6 +103,7 @@ impl KernelMachine {
     /// loaded there. A thread running as a Vcpu gets its GuestSpace, its
     /// EL1 state and (eagerly: a guest's FP use cannot be trapped without
     /// trapping the kernel's own save and restore) its FP/SIMD state.
+    #[inline(always)]
     pub fn switch_to(
         &mut self,
         t: PhysAddr,
@@ -179,20 +180,28 @@ impl KernelMachine {
 ///
 /// The core only forms object addresses from capabilities, and a
 /// capability of a type only ever points at memory that retype (or boot)
-/// initialised as an object of that type, in RAM; so the casts below are
-/// to valid, aligned, initialised objects. The `&self`/`&mut self`
-/// receivers make the returned references exclusive for their lifetime.
+/// initialised as an object of that type, in RAM (see `object_virt`); so
+/// the casts below are to valid, aligned, initialised objects. The
+/// `&self`/`&mut self` receivers make the returned references exclusive
+/// for their lifetime. The `dev` kernel also checks the address is RAM.
+#[inline(always)]
 fn object<T>(pa: PhysAddr) -> *mut T {
     debug_assert!(pa.0.is_multiple_of(core::mem::align_of::<T>() as u64));
-    phys_to_virt(pa) as *mut T
+    if cfg!(feature = "dev") {
+        phys_to_virt(pa) as *mut T
+    } else {
+        mmu::object_virt(pa) as *mut T
+    }
 }
 
 impl SlotStore for KernelMachine {
+    #[inline(always)]
     fn slot(&self, s: SlotRef) -> &Slot {
         // SAFETY: see `object`; slot references point into live CNodes or TCBs.
         unsafe { &*object::<Slot>(PhysAddr(s.0)) }
     }
 
+    #[inline(always)]
     fn slot_mut(&mut self, s: SlotRef) -> &mut Slot {
         // SAFETY: see `object`.
         unsafe { &mut *object::<Slot>(PhysAddr(s.0)) }
@@ -202,21 +211,25 @@ impl SlotStore for KernelMachine {
 impl ObjectMemory for KernelMachine {
     type Context = UserContext;
 
+    #[inline(always)]
     fn tcb(&self, p: PhysAddr) -> &KernelTcb {
         // SAFETY: see `object`.
         unsafe { &*object::<KernelTcb>(p) }
     }
 
+    #[inline(always)]
     fn tcb_mut(&mut self, p: PhysAddr) -> &mut KernelTcb {
         // SAFETY: see `object`.
         unsafe { &mut *object::<KernelTcb>(p) }
     }
 
+    #[inline(always)]
     fn endpoint_mut(&mut self, p: PhysAddr) -> &mut Endpoint {
         // SAFETY: see `object`.
         unsafe { &mut *object::<Endpoint>(p) }
     }
 
+    #[inline(always)]
     fn notification_mut(&mut self, p: PhysAddr) -> &mut Notification {
         // SAFETY: see `object`.
         unsafe { &mut *object::<Notification>(p) }
@@ -299,16 +312,19 @@ impl ObjectMemory for KernelMachine {
         }
     }
 
+    #[inline(always)]
     fn reply_mut(&mut self, p: PhysAddr) -> &mut Reply {
         // SAFETY: see `object`.
         unsafe { &mut *object::<Reply>(p) }
     }
 
+    #[inline(always)]
     fn sched_context_mut(&mut self, p: PhysAddr) -> &mut SchedContext {
         // SAFETY: see `object`.
         unsafe { &mut *object::<SchedContext>(p) }
     }
 
+    #[inline(always)]
     fn vcpu_mut(&mut self, p: PhysAddr) -> &mut skyscope_core::object::vcpu::Vcpu {
         &mut self.vcpu_object(p).head
     }

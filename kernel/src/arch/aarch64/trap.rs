@@ -11,7 +11,10 @@ use skyscope_abi::{
     fault::{ExitKind, GuestExit},
 };
 use skyscope_core::fault::{FaultKind, UserFault};
-use skyscope_el2::trap::{Trap, classify_guest, classify_native};
+use skyscope_el2::{
+    esr::Syndrome,
+    trap::{Trap, classify_guest, classify_native},
+};
 
 fn read_esr() -> u64 {
     let v: u64;
@@ -51,15 +54,16 @@ pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext)
     let event = match kind {
         k if k == EntryKind::Sync as u64 => {
             let esr = read_esr();
-            let trap = classify_native(esr, read_far(), context.pc);
             let number = context.x[skyscope_abi::regs::SYSCALL_NUMBER];
-            if trap == Trap::Syscall
+            // The fastpath first, tested on the raw syndrome: it is the
+            // common case, and it does not need the rest of the decoding.
+            if Syndrome(esr).is_svc64()
                 && (number == Syscall::Call as u64 || number == Syscall::ReplyRecv as u64)
                 && crate::kernel::try_fastpath(number)
             {
                 crate::trap::continue_with(crate::kernel::Next::Resume);
             }
-            event(trap, number)
+            event(classify_native(esr, read_far(), context.pc), number)
         }
         k if k == EntryKind::Irq as u64 => Event::Interrupt,
         // FIQs are not used on this platform and an SError is an

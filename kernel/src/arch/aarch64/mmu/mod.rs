@@ -10,8 +10,8 @@ pub mod stage1;
 pub mod stage2;
 
 pub use physmap::{
-    KERNEL_VIRT_OFFSET, USER_VA_END, copy_from_phys, copy_to_phys, device_virt, phys_to_virt,
-    set_ram_bounds, zero_phys,
+    KERNEL_VIRT_OFFSET, USER_VA_END, copy_from_phys, copy_to_phys, device_virt, object_virt,
+    phys_to_virt, set_ram_bounds, zero_phys,
 };
 pub use stage1::{
     MAIR_VALUE, MapError, PageTables, TCR_BASE, activate_kernel_tables, activate_user_space,

@@ -13,21 +13,27 @@ pub const VA_BITS: u32 = 39;
 /// First address above the user range.
 pub const USER_VA_END: u64 = 1 << VA_BITS;
 
-/// The RAM the physmap maps, `[start, end)`, set once at boot.
-static RAM_START: AtomicU64 = AtomicU64::new(u64::MAX);
-static RAM_END: AtomicU64 = AtomicU64::new(0);
+/// The RAM the physmap maps, `[start, start + len)`, set once at boot.
+static RAM_START: AtomicU64 = AtomicU64::new(0);
+static RAM_LEN: AtomicU64 = AtomicU64::new(0);
 
 /// Records where RAM is; from then on [`phys_to_virt`] accepts only it.
 pub fn set_ram_bounds(ram: &skyscope_core::memory::FreeRegions) {
-    let start = ram.iter().map(|r| r.start.0).min().unwrap_or(u64::MAX);
+    let start = ram.iter().map(|r| r.start.0).min().unwrap_or(0);
     let end = ram.iter().map(|r| r.end.0).max().unwrap_or(0);
     assert!(end <= 1 << VA_BITS, "RAM beyond the physmap's reach");
     RAM_START.store(start, Ordering::Relaxed);
-    RAM_END.store(end, Ordering::Relaxed);
+    RAM_LEN.store(end.saturating_sub(start), Ordering::Relaxed);
 }
 
-/// The physmap address of RAM at `pa`: kernel objects, translation tables
-/// and user memory the kernel reads or writes on a thread's behalf.
+#[cold]
+#[inline(never)]
+fn outside_ram(pa: PhysAddr) -> ! {
+    panic!("kernel access to {pa} outside RAM");
+}
+
+/// The physmap address of RAM at `pa`: translation tables and user
+/// memory the kernel reads or writes on a thread's behalf.
 ///
 /// Checked in every build: an address outside RAM (a device frame, or one
 /// above the physmap's 2^39 reach, which would wrap onto other memory)
@@ -36,9 +42,24 @@ pub fn set_ram_bounds(ram: &skyscope_core::memory::FreeRegions) {
 /// from user input; this is the check behind it.
 #[inline(always)]
 pub fn phys_to_virt(pa: PhysAddr) -> u64 {
-    let in_ram =
-        pa.0 >= RAM_START.load(Ordering::Relaxed) && pa.0 < RAM_END.load(Ordering::Relaxed);
-    assert!(in_ram, "kernel access to {pa} outside RAM");
+    let offset = pa.0.wrapping_sub(RAM_START.load(Ordering::Relaxed));
+    if offset >= RAM_LEN.load(Ordering::Relaxed) {
+        outside_ram(pa);
+    }
+    pa.0 | KERNEL_VIRT_OFFSET
+}
+
+/// The physmap address of a kernel object the core names by a
+/// capability. Capabilities to objects only ever point at memory retype
+/// (or boot) made into that object, carved from RAM (device untyped only
+/// becomes frames, which the kernel never reads as objects), so this is
+/// RAM by construction, and the invariant check verifies the capabilities
+/// behind it. This is the IPC fastpath's hot path (a dozen object accesses
+/// per one-way IPC), so it is checked against RAM only in the `dev`
+/// kernel the test suite runs (`machine::object`); byte ranges, tables
+/// and copies always go through [`phys_to_virt`].
+#[inline(always)]
+pub fn object_virt(pa: PhysAddr) -> u64 {
     pa.0 | KERNEL_VIRT_OFFSET
 }
 
