@@ -19,7 +19,10 @@
 //!   vCPUs to notify) the glue turns into kernel calls;
 //! - [`vcpu`]: naming vCPUs and sets of them;
 //! - [`arch`]: what is architecture-specific (arm64: exit decoding, PSCI,
-//!   memory map, device tree, Linux Image loading).
+//!   memory map, device tree, Linux Image loading);
+//! - [`process`]: the VMM as a process of its own — the start record and
+//!   capability slots its parent gives it, the reports it sends back, and
+//!   the board (UART, PSCI, defaults) the VMM program runs a guest on.
 //!
 //! A VMM process's `main` wires these together: build the guest, load it,
 //! put the devices on the bus, then loop on the channel, dispatching each
@@ -42,4 +45,5 @@ pub mod bus;
 pub mod channel;
 pub mod devices;
 pub mod memory;
+pub mod process;
 pub mod vcpu;
