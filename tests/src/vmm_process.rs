@@ -501,6 +501,7 @@ pub fn vmm_process(info: &'static BootInfo) -> Outcome {
     let infra = untyped(&mut env)?;
     let (supervisor, reply, mut writer) = infrastructure(&mut env, infra)?;
     let ut = infra + 1;
+    let started = counter_now();
     let vmm = start_vmm(
         &mut env,
         ut,
@@ -514,14 +515,20 @@ pub fn vmm_process(info: &'static BootInfo) -> Outcome {
             crash_after_exits: 0,
         },
     )?;
+    let built = counter_now();
+    expect_hello_report(supervisor, reply, &vmm, "vm0")?;
+    let done = counter_now();
+    let us = |ticks: u64| ticks * 1_000_000 / info.timer_frequency;
     println!(
-        "  VMM process: image {:#x}..{:#x}, stack guard page at {:#x}, {}-slot CNode",
+        "  VMM process: image {:#x}..{:#x}, stack guard page at {:#x}, {}-slot CNode; \
+         guest and VMM built and started in {} us, the guest ran to power-off in {} us",
         vmm.process.image_start,
         vmm.process.image_end,
         vmm.process.guard_page(),
-        1u64 << vmm.process.cnode_radix
+        1u64 << vmm.process.cnode_radix,
+        us(built - started),
+        us(done - built)
     );
-    expect_hello_report(supervisor, reply, &vmm, "vm0")?;
     // The guest's memory is the frames the root task made: its scratch
     // page holds what the guest wrote there.
     watch(&mut env, infra, vmm.guest_ram[1])?;
@@ -666,9 +673,9 @@ pub fn vmm_crash_is_contained(info: &'static BootInfo) -> Outcome {
         "  vm1's VMM faulted: a store to {address:#x} (its stack guard page) at pc {pc:#x}, after 10 exits"
     );
     // The rest of the system goes on: the canary and the spinning guest.
-    let (canary_ran, spins) = observe(info, 100, WATCH)?;
-    check!(canary_ran > 0, "the canary stopped");
-    check!(spins > 0, "the spinning guest stopped");
+    let (canary_after_crash, spins_after_crash) = observe(info, 100, WATCH)?;
+    check!(canary_after_crash > 0, "the canary stopped");
+    check!(spins_after_crash > 0, "the spinning guest stopped");
     // Everything of the dead guest and its VMM came from one untyped.
     check_ok!(inv::cnode_revoke(ROOT, ut_a, ROOT_DEPTH));
     check!(is_empty(doomed.process.tcb), "the dead VMM's TCB survived");
@@ -692,7 +699,9 @@ pub fn vmm_crash_is_contained(info: &'static BootInfo) -> Outcome {
     check!(canary_ran > 0, "the canary stopped");
     check!(spins > 0, "the spinning guest stopped");
     println!(
-        "  the canary and the spinning guest (vm2) kept running throughout; vm3 ran in vm1's memory"
+        "  the canary and the spinning guest (vm2) kept running: {canary_after_crash} and {spins_after_crash} \
+         iterations in the 100 ms after the fault, {canary_ran} and {spins} in the 100 ms after vm3; \
+         vm3 ran in vm1's memory"
     );
     check_ok!(inv::cnode_revoke(ROOT, ut_a, ROOT_DEPTH));
     check_ok!(inv::cnode_revoke(ROOT, ut_b, ROOT_DEPTH));
