@@ -73,7 +73,10 @@ pub trait Objects {
 pub trait FrameWriter {
     /// Copies `bytes` to `offset` in the 4 KiB frame `frame`. The frame
     /// is unmapped before and must be unmapped after (a frame capability
-    /// maps once; the builder maps it into the process next).
+    /// maps once; the builder maps it into the process next). The bytes
+    /// may be code: they must reach the point of unification for
+    /// instruction fetches (clean the data cache, invalidate the
+    /// instruction cache) before this returns.
     fn write(&mut self, frame: u64, offset: u64, bytes: &[u8]) -> Result<(), Error>;
 }
 
