@@ -105,10 +105,10 @@ fn window(plan: &Plan<'_>) -> MappedWindow {
     // bytes at `window`, readable and writable — the guest's RAM frames,
     // then the image frames — and keeps them mapped while the process
     // lives (the start record is its word for it; were it wrong, this
-    // process would fault, and only it). The process builder keeps this
-    // program's own image, stack, IPC buffer and start page out of the
-    // area, so no Rust object lives there, and this window, built once,
-    // is the only way the program reaches it.
+    // process would fault, and only it). `plan` checked that the window
+    // lies in `WINDOW_AREA`, above this program's image and below its
+    // start page, IPC buffer and stack, so no Rust object lives there;
+    // this window, built once, is the only way the program reaches it.
     unsafe { MappedWindow::new(plan.window as usize, plan.window_size as usize) }
 }
 

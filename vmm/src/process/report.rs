@@ -40,7 +40,10 @@ pub struct Stats {
 pub enum Failure {
     /// The start record is inconsistent (detail: [`super::StartError::code`]).
     StartRecord,
-    /// An image could not be loaded into guest RAM.
+    /// An image could not be loaded into guest RAM (detail: 0 the window
+    /// is smaller than the RAM, 1 the RAM cannot be placed, 2 the image
+    /// lies outside the window, 3 it does not fit in RAM; pc: where it was
+    /// to go).
     Load,
     /// A vCPU could not be started (detail: the kernel's error code).
     StartVcpu,

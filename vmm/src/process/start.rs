@@ -29,6 +29,12 @@ pub const NAME_CAPACITY: usize = 16;
 pub const MAX_MODULES: usize = 4;
 /// Granule of the window: RAM and every module start on a page.
 pub const PAGE: u64 = 0x1000;
+/// Where in a VMM's address space a window may lie: above the program's
+/// image (linked at 4 MiB, `kernel/abi/user.ld`, and far smaller than
+/// 64 GiB) and below its start page, IPC buffer and stack (from
+/// 0x7f_ffe0_0000, as for the root task). A window there cannot cover
+/// anything the program itself keeps in memory.
+pub const WINDOW_AREA: core::ops::Range<u64> = 0x10_0000_0000..0x7f_0000_0000;
 
 /// What an image is, and so how the VMM loads it.
 pub mod module_kind {
@@ -104,7 +110,8 @@ pub enum StartError {
     VcpuCount,
     /// Exit badges would wrap.
     Badge,
-    /// The window wraps, or does not hold the RAM.
+    /// The window leaves [`WINDOW_AREA`], is unaligned, or does not
+    /// hold the RAM.
     Window,
     /// The RAM range is empty, unaligned or wraps.
     Ram,
@@ -123,7 +130,7 @@ impl core::fmt::Display for StartError {
             StartError::Name => write!(f, "bad name"),
             StartError::VcpuCount => write!(f, "vCPU count not in 1..={MAX_VCPUS}"),
             StartError::Badge => write!(f, "exit badges wrap"),
-            StartError::Window => write!(f, "window wraps or does not hold the RAM"),
+            StartError::Window => write!(f, "window outside the window area or smaller than RAM"),
             StartError::Ram => write!(f, "bad RAM range"),
             StartError::ModuleCount => write!(f, "more than {MAX_MODULES} modules"),
             StartError::Module(i) => write!(f, "bad module {i}"),
@@ -226,10 +233,12 @@ impl VmmStart {
         }
         let ram =
             GuestRange::new(GuestAddress(self.ram_base), self.ram_size).ok_or(StartError::Ram)?;
-        if !aligned(self.window)
-            || self.window.checked_add(self.window_size).is_none()
-            || self.ram_size > self.window_size
-        {
+        let inside = self.window >= WINDOW_AREA.start
+            && self
+                .window
+                .checked_add(self.window_size)
+                .is_some_and(|end| end <= WINDOW_AREA.end);
+        if !aligned(self.window) || !inside || self.ram_size > self.window_size {
             return Err(StartError::Window);
         }
         let modules = self
@@ -365,6 +374,13 @@ mod tests {
             refused(|r| r.window = u64::MAX - 0xfff),
             Some(StartError::Window)
         );
+        // Over the program's own image, or reaching its stack.
+        assert_eq!(refused(|r| r.window = 0x40_0000), Some(StartError::Window));
+        assert_eq!(
+            refused(|r| r.window = WINDOW_AREA.end - 0x1000),
+            Some(StartError::Window)
+        );
+        assert_eq!(refused(|r| r.window += 0x800), Some(StartError::Window));
         assert_eq!(
             refused(|r| r.module_count = 5),
             Some(StartError::ModuleCount)
@@ -426,23 +442,32 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the bytes, an accepted record describes RAM and modules
-        /// inside its window, each module past the RAM, and an entry in RAM.
+        /// Whatever a record holds — here the hello record with up to six
+        /// words replaced, so that records near the valid ones are tried —
+        /// an accepted record describes RAM and modules inside a window in
+        /// the window area, each module past the RAM, and an entry in RAM.
         #[test]
-        fn accepted_records_are_consistent(words in proptest::collection::vec(
-            prop_oneof![Just(0u64), Just(1), Just(0x1000), Just(0x2000), Just(0x4000_0000), any::<u64>()],
-            core::mem::size_of::<VmmStart>() / 8,
+        fn accepted_records_are_consistent(changes in proptest::collection::vec(
+            (
+                2..core::mem::size_of::<VmmStart>() / 8,
+                prop_oneof![
+                    Just(0u64), Just(1), Just(0x1000), Just(0x2000), Just(0x4000_0000),
+                    Just(0x20_0000_0000), Just(WINDOW_AREA.end), any::<u64>()
+                ],
+            ),
+            0..6,
         )) {
-            let mut bytes = std::vec::Vec::new();
-            for w in &words {
-                bytes.extend_from_slice(&w.to_le_bytes());
+            let mut bytes = hello().bytes().to_vec();
+            for (index, value) in changes {
+                bytes[8 * index..8 * index + 8].copy_from_slice(&value.to_le_bytes());
             }
-            let mut record = VmmStart::read_from_bytes(&bytes).unwrap();
-            record.magic = VMM_START_MAGIC;
-            record.version = VMM_START_VERSION;
+            let record = VmmStart::read_from_bytes(&bytes).unwrap();
             if let Ok(plan) = record.plan() {
                 prop_assert!(plan.ram.size() <= plan.window_size);
+                prop_assert!(WINDOW_AREA.start <= plan.window);
+                prop_assert!(plan.window + plan.window_size <= WINDOW_AREA.end);
                 prop_assert!(plan.ram.contains(plan.entry));
+                prop_assert!((1..=MAX_VCPUS).contains(&plan.vcpus));
                 for m in plan.modules {
                     prop_assert!(m.window_offset >= plan.ram.size());
                     prop_assert!(m.window_offset + m.size <= plan.window_size);
