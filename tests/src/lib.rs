@@ -35,6 +35,8 @@ mod security;
 mod support;
 #[cfg(target_os = "none")]
 mod vm;
+#[cfg(target_os = "none")]
+mod vmm_process;
 
 /// Console lines of the test protocol.
 pub mod protocol {
@@ -294,6 +296,34 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 30,
+    },
+    "vm::vmm_process" => vmm_process::vmm_process {
+        about: "the VMM is a process of its own holding one guest's capabilities and nothing else; it runs the hello guest and reports its power-off",
+        reports: true,
+        console: &[
+            r"^\[vm0\] hello from the guest at EL1$",
+            r"^  vm0: guest powered off after 35 exits",
+            r"^  the VMM's CNode: \d+ of 64 slots hold capabilities, each the one listed",
+        ],
+        timeout: 30,
+    },
+    "vm::two_vmms" => vmm_process::two_vmms {
+        about: "two VMM processes run two guests side by side; both guests power off",
+        reports: true,
+        console: &[
+            r"^\[vm[12]\] hello from the guest at EL1$",
+            r"^\[vm[12]\] hello from the guest at EL1$",
+        ],
+        timeout: 30,
+    },
+    "vm::vmm_crash_is_contained" => vmm_process::vmm_crash_is_contained {
+        about: "a VMM that faults takes down only its guest: a spinning guest and a native thread run on, and a new guest and VMM run in the dead one's memory",
+        reports: true,
+        console: &[
+            r"^  vm1's VMM faulted: a store to 0x[0-9a-f]+ \(its stack guard page\)",
+            r"^\[vm3\] hello from the guest at EL1$",
+        ],
+        timeout: 60,
     },
     "fuzz::syscalls" => fuzz::syscalls {
         about: "100,000 random syscalls against live objects beside legitimate traffic; invariants hold, the watchdog runs",

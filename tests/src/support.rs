@@ -416,3 +416,54 @@ impl skyscope_vmm::builder::ObjectAllocator for Carve<'_> {
         self.env.mint(cap, rights, badge)
     }
 }
+
+impl skyscope_process::Objects for Carve<'_> {
+    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
+        self.env.retype(self.untyped, ty, size_bits, count)
+    }
+}
+
+/// Where [`ScratchWriter`] maps the frame it fills, in the root task's
+/// address space (away from the thread area and the guest windows).
+const SCRATCH_PAGE: u64 = 0x30_0000_0000;
+
+/// Fills frames for the process builder through a scratch mapping in the
+/// root task's address space: map, copy, make visible to instruction
+/// fetches (the builder writes code), unmap.
+pub struct ScratchWriter(());
+
+impl ScratchWriter {
+    /// Makes the page tables over the scratch page from `untyped` (they
+    /// stay, like the root task's own).
+    pub fn new(env: &mut Env, untyped: u64) -> Result<ScratchWriter, Error> {
+        let frame = map_fresh_page(env, untyped, SCRATCH_PAGE)?;
+        inv::frame_unmap(frame)?;
+        Ok(ScratchWriter(()))
+    }
+}
+
+impl skyscope_process::FrameWriter for ScratchWriter {
+    fn write(&mut self, frame: u64, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+        use skyscope_abi::{CapRights, window::MappedWindow};
+        let offset = usize::try_from(offset).map_err(|_| Error::RangeError)?;
+        inv::frame_map(
+            frame,
+            slots::VSPACE,
+            SCRATCH_PAGE,
+            CapRights::READ | CapRights::WRITE,
+            0,
+        )?;
+        let written = {
+            // SAFETY: the frame was just mapped read-write at the scratch
+            // page, whose tables `new` made and where nothing else is ever
+            // mapped or allocated; the window ends with this block, before
+            // the frame is unmapped below.
+            let mut window = unsafe { MappedWindow::new(SCRATCH_PAGE as usize, 4096) };
+            window
+                .write(offset, bytes)
+                .and_then(|()| window.make_executable(offset, bytes.len()))
+        };
+        inv::frame_unmap(frame)?;
+        written
+    }
+}

@@ -12,7 +12,7 @@
 
 use crate::arch::aarch64::cpu::{EntryState, mpidr};
 use crate::channel::ExitChannel;
-use crate::memory::GuestRange;
+use crate::memory::{GuestAddress, GuestRange};
 use crate::vcpu::{MAX_VCPUS, VcpuId};
 use skyscope_abi::{
     CapRights, Error, ObjectType,
@@ -425,21 +425,37 @@ impl GuestBuilder {
             });
         }
         if let Some(ram) = self.ram {
-            map_ram(objects, kernel, guest_space, ram)?;
+            map_ram(objects, kernel, guest_space, ram, |_| Ok(()))?;
         }
         Ok(guest)
     }
 }
 
+/// One frame of guest RAM as [`map_ram`] made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamFrame {
+    /// The capability mapped into the GuestSpace.
+    pub guest: u64,
+    /// The capability (a copy) mapped into the VMM's VSpace.
+    pub view: u64,
+    /// Guest-physical address of its first byte.
+    pub address: GuestAddress,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// Maps fresh frames over `ram.guest` in the GuestSpace (readable,
 /// writable, executable) and copies of them over the VMM's window
 /// (readable, writable). 2 MiB frames where both addresses allow, 4 KiB
-/// ones elsewhere.
-fn map_ram(
+/// ones elsewhere. `on_frame` hears of each frame once both mappings
+/// stand, in address order: a parent building a guest for a VMM process
+/// hands the views over there (an error from it stops the mapping).
+pub fn map_ram(
     objects: &mut impl ObjectAllocator,
     kernel: &mut impl Kernel,
     guest_space: u64,
     ram: RamMapping,
+    mut on_frame: impl FnMut(RamFrame) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
     let misaligned = |a: u64| !a.is_multiple_of(PAGE);
     if misaligned(ram.guest.start().raw())
@@ -480,6 +496,12 @@ fn map_ram(
             .map_err(at("ram frame copy"))?;
         map_creating_tables(objects, kernel, view, ram.vmm_space, va, CapRights::ALL, 0)
             .map_err(at("map into the vmm"))?;
+        on_frame(RamFrame {
+            guest: frame,
+            view,
+            address: GuestAddress(ipa),
+            size,
+        })?;
         offset += size;
     }
     Ok(())
@@ -526,9 +548,8 @@ impl Guest {
         self.vcpus.get(vcpu.index())?.as_ref()
     }
 
-    /// Starts `vcpu` with `entry`: its MPIDR (VMPIDR_EL2, from
-    /// [`mpidr`]), PSTATE, pc and `x0..x3`, then resumes its thread. Used
-    /// for the boot vCPU and for PSCI CPU_ON.
+    /// Starts `vcpu` with `entry` (see [`start_vcpu`]). Used for the boot
+    /// vCPU and for PSCI CPU_ON.
     pub fn start(
         &self,
         kernel: &mut impl Kernel,
@@ -539,39 +560,50 @@ impl Guest {
             step: "no such vcpu",
             error: Error::RangeError,
         })?;
-        kernel
-            .invoke(Invocation::VcpuWriteRegister {
-                vcpu: parts.vcpu,
-                register: vreg::VMPIDR_EL2,
-                value: mpidr(vcpu),
-            })
-            .map_err(at("mpidr"))?;
-        kernel
-            .invoke(Invocation::VcpuWriteRegister {
-                vcpu: parts.vcpu,
-                register: vreg::PSTATE,
-                value: entry.pstate,
-            })
-            .map_err(at("pstate"))?;
-        let mut values = [0; START_REGISTERS];
-        values[REG_PC] = entry.pc;
-        values[REG_X0..].copy_from_slice(&entry.x);
-        kernel
-            .invoke(Invocation::TcbWriteRegisters {
-                tcb: parts.tcb,
-                values,
-            })
-            .map_err(at("registers"))?;
-        kernel
-            .invoke(Invocation::TcbResume { tcb: parts.tcb })
-            .map_err(at("resume"))
+        start_vcpu(kernel, parts.vcpu, parts.tcb, vcpu, entry)
     }
+}
+
+/// Starts vCPU `id` — Vcpu object `vcpu`, run by thread `tcb` — with
+/// `entry`: its MPIDR (VMPIDR_EL2, from [`mpidr`]), PSTATE, pc and
+/// `x0..x3`, then resumes the thread. For a guest this process built
+/// ([`Guest::start`]) or one whose capabilities it was given (a VMM
+/// process).
+pub fn start_vcpu(
+    kernel: &mut impl Kernel,
+    vcpu: u64,
+    tcb: u64,
+    id: VcpuId,
+    entry: EntryState,
+) -> Result<(), BuildError> {
+    kernel
+        .invoke(Invocation::VcpuWriteRegister {
+            vcpu,
+            register: vreg::VMPIDR_EL2,
+            value: mpidr(id),
+        })
+        .map_err(at("mpidr"))?;
+    kernel
+        .invoke(Invocation::VcpuWriteRegister {
+            vcpu,
+            register: vreg::PSTATE,
+            value: entry.pstate,
+        })
+        .map_err(at("pstate"))?;
+    let mut values = [0; START_REGISTERS];
+    values[REG_PC] = entry.pc;
+    values[REG_X0..].copy_from_slice(&entry.x);
+    kernel
+        .invoke(Invocation::TcbWriteRegisters { tcb, values })
+        .map_err(at("registers"))?;
+    kernel
+        .invoke(Invocation::TcbResume { tcb })
+        .map_err(at("resume"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::GuestAddress;
     use std::collections::BTreeSet;
     use std::vec::Vec;
 
@@ -818,6 +850,53 @@ mod tests {
                 tcb: v.tcb
             }));
         }
+    }
+
+    #[test]
+    fn ram_frames_are_reported_in_address_order() {
+        let mut slots = Slots::default();
+        let mut model = Model::default();
+        let mut seen = Vec::new();
+        map_ram(
+            &mut slots,
+            &mut model,
+            7,
+            ram(0x4000_0000, 0x20_2000, 0x20_0000_0000),
+            |f| {
+                seen.push(f);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let layout: Vec<_> = seen.iter().map(|f| (f.address.raw(), f.size)).collect();
+        assert_eq!(
+            layout,
+            [
+                (0x4000_0000, 0x20_0000),
+                (0x4020_0000, 0x1000),
+                (0x4020_1000, 0x1000)
+            ]
+        );
+        // Each view is the copy of its guest frame, mapped for the VMM.
+        for f in &seen {
+            assert!(slots.copies.contains(&(f.view, f.guest)));
+            assert!(model.mapped.contains(&(7, f.address.raw())));
+        }
+        // An error from the caller stops the mapping there.
+        let mut model = Model::default();
+        let refused = BuildError {
+            step: "hand over",
+            error: Error::NotEnoughMemory,
+        };
+        let e = map_ram(
+            &mut slots,
+            &mut model,
+            7,
+            ram(0x4000_0000, 0x3000, 0x20_0000_0000),
+            |_| Err(refused),
+        );
+        assert_eq!(e, Err(refused));
+        assert_eq!(model.mapped.len(), 2, "one frame, in both spaces");
     }
 
     #[test]

@@ -19,15 +19,19 @@
 //!   vCPUs to notify) the glue turns into kernel calls;
 //! - [`vcpu`]: naming vCPUs and sets of them;
 //! - [`arch`]: what is architecture-specific (arm64: exit decoding, PSCI,
-//!   memory map, device tree, Linux Image loading).
+//!   memory map, device tree, Linux Image loading);
+//! - [`process`]: the VMM as a process of its own — the start record and
+//!   capability slots its parent gives it, the reports it sends back, and
+//!   the board (UART, PSCI, defaults) the VMM program runs a guest on.
 //!
-//! A VMM process's `main` wires these together: build the guest, load it,
-//! put the devices on the bus, then loop on the channel, dispatching each
-//! exit to the bus, PSCI or the GIC and turning their actions into
-//! syscalls. Only the exit channel's receive and reply, the builder's
-//! `Syscalls` backend and the vCPU register reads in [`vcpu`] make
-//! syscalls (and they exist only on arm64 targets); everything else is
-//! plain code the host tests exercise.
+//! A parent builds a guest with [`builder`] and hands it to a VMM
+//! process ([`process`]); the VMM program's `main` wires the rest together:
+//! load the images into guest [`memory`], start the boot vCPU, then loop
+//! on the [`channel`], dispatching each exit to the bus, PSCI (and later
+//! the GIC) and turning their actions into syscalls. Only the exit
+//! channel's receive and reply, the builder's `Syscalls` backend and the
+//! vCPU register reads in [`vcpu`] make syscalls (and they exist only on
+//! arm64 targets); everything else is plain code the host tests exercise.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -42,4 +46,5 @@ pub mod bus;
 pub mod channel;
 pub mod devices;
 pub mod memory;
+pub mod process;
 pub mod vcpu;

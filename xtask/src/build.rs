@@ -1,4 +1,5 @@
-//! Builds the boot image: the root task first, then the kernel that embeds it.
+//! Builds the boot image: the VMM program first, then the root task that
+//! embeds it, then the kernel that embeds the root task.
 
 use crate::setup::{run_command, workspace_root};
 use std::{path::PathBuf, process::Command};
@@ -28,8 +29,9 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Builds the root task and the kernel (release profile: optimised, with
-/// debug info and overflow checks) and returns the kernel's path.
+/// Builds the VMM program, the root task and the kernel (release profile:
+/// optimised, with debug info and overflow checks) and returns the
+/// kernel's path.
 pub fn build_images() -> Result<Images, String> {
     build_images_with(Profile::Standard)
 }
@@ -58,15 +60,32 @@ impl Profile {
 
 /// Builds the images with the kernel in `profile`.
 pub fn build_images_with(profile: Profile) -> Result<Images, String> {
-    println!("==> building the root task ({USER_TARGET}, release)");
+    println!("==> building the VMM program ({USER_TARGET}, release)");
     run_command(cargo().args([
         "build",
         "--release",
         "-p",
-        "skyscope-roottask",
+        "skyscope-vmm-process",
         "--target",
         USER_TARGET,
     ]))?;
+    let vmm = target_dir()
+        .join(USER_TARGET)
+        .join("release/skyscope-vmm-process");
+
+    println!("==> building the root task ({USER_TARGET}, release)");
+    run_command(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "skyscope-roottask",
+                "--target",
+                USER_TARGET,
+            ])
+            .env("SKYSCOPE_VMM_ELF", &vmm),
+    )?;
     let root_task = target_dir()
         .join(USER_TARGET)
         .join("release/skyscope-roottask");

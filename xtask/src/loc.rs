@@ -100,6 +100,24 @@ const CRATES: &[CrateSpec] = &[
         },
     },
     CrateSpec {
+        path: "process",
+        role: Role::Untrusted,
+        what: "user-space process builder (ELF to a running process)",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
+        path: "images/vmm",
+        role: Role::Untrusted,
+        what: "the VMM program (one process per guest)",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
         path: "images/roottask",
         role: Role::Untrusted,
         what: "root task",

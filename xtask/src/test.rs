@@ -207,9 +207,10 @@ const HARDENED: &str = "profile::hardened";
 const GRACE: Duration = Duration::from_millis(1500);
 
 /// Crates that build for bare-metal x86_64 today (checked with clippy).
-const X86_64_CRATES: [&str; 7] = [
+const X86_64_CRATES: [&str; 8] = [
     "skyscope-abi",
     "skyscope-core",
+    "skyscope-process",
     "skyscope-el2",
     "skyscope-vmx",
     "skyscope-iommu",
@@ -247,6 +248,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-kernel",
                 "--exclude",
                 "skyscope-roottask",
+                "--exclude",
+                "skyscope-vmm-process",
             ],
             env: vec![],
         },
@@ -279,6 +282,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "skyscope-kernel",
                     "--exclude",
                     "skyscope-roottask",
+                    "--exclude",
+                    "skyscope-vmm-process",
                     "--all-targets",
                 ]
                 .as_slice(),
@@ -317,6 +322,10 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "-p",
                     "skyscope-vmm",
                     "-p",
+                    "skyscope-vmm-process",
+                    "-p",
+                    "skyscope-process",
+                    "-p",
                     "skyscope-guest-minimal",
                     "--target",
                     build::USER_TARGET,
@@ -340,6 +349,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-core",
                 "-p",
                 "skyscope-vmm",
+                "-p",
+                "skyscope-process",
                 "-p",
                 "skyscope-guest-minimal",
                 "-p",

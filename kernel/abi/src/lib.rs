@@ -2,10 +2,11 @@
 //!
 //! Everything that crosses the user/kernel boundary is defined here once:
 //! syscall numbers ([`Syscall`]), the register convention ([`regs`]), the
-//! message-info word ([`MessageInfo`]), error codes ([`Error`]) and the
-//! boot-info page ([`BootInfo`]). The safe wrappers in [`syscall`] issue
-//! the actual traps on aarch64. [`window`] is the one place user space
-//! touches memory it shares with a guest.
+//! message-info word ([`MessageInfo`]), error codes ([`Error`]), the
+//! boot-info page ([`BootInfo`]) and the [`start`] pages of programs a
+//! parent starts. The safe wrappers in [`syscall`] issue the actual traps
+//! on aarch64. [`window`] is the one place user space touches memory it
+//! shares with a guest.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod invocation;
 pub mod ipc;
 pub mod message;
 pub mod object;
+pub mod start;
 pub mod syscall;
 pub mod vcpu;
 pub mod window;

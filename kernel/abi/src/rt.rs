@@ -1,10 +1,14 @@
 //! Minimal user-space runtime: entry point, console printing, panic handler.
 //!
 //! A user program enables the `rt` feature and names its main function
-//! with [`entry!`](crate::entry). The kernel starts a thread at `_start` with
-//! the stack pointer set and the boot-info address in `x0`.
+//! with [`entry!`](crate::entry). The kernel (for the root task) or a
+//! parent (for a process it builds) starts the first thread at `_start`
+//! with the stack pointer set and the address of a read-only start page
+//! in `x0`; `main` takes the record that page holds
+//! ([`StartPage`]: the [`BootInfo`](crate::BootInfo) for the root task).
 
-use crate::bootinfo::{BootInfo, slots};
+use crate::bootinfo::slots;
+use crate::start::StartPage;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,13 +29,18 @@ pub fn set_power(cptr: u64) {
 }
 
 /// Ends the program by powering the machine off with `status` (0 =
-/// success). A program without the power-control capability cannot: it
-/// stops here instead (spinning on `wfi`, which costs no CPU).
+/// success). A program without the power-control capability (any process
+/// but the root task) cannot; it stops on an undefined instruction
+/// instead, with `status` in `x0`: the kernel stops the thread and reports
+/// the fault to its fault handler — the parent that started it, which may
+/// read `x0` — or prints it if there is none. Spinning or waiting here
+/// would keep the thread runnable at its priority.
 pub fn exit(status: u64) -> ! {
     let _ = crate::syscall::power_off(POWER_CAP.load(Ordering::Relaxed), status);
-    loop {
-        crate::syscall::wait_for_interrupt();
-    }
+    // SAFETY: `udf` only raises an exception; the kernel stops the thread
+    // and restarts it, if a handler asks, at this same instruction, so
+    // control never passes it.
+    unsafe { core::arch::asm!("udf #0", in("x0") status, options(nomem, nostack, noreturn)) }
 }
 
 core::arch::global_asm!(
@@ -48,34 +57,43 @@ core::arch::global_asm!(
 
 unsafe extern "Rust" {
     /// Defined by the [`entry!`](crate::entry) macro in the program.
-    safe fn __skyscope_user_main(boot_info: &'static BootInfo) -> !;
+    safe fn __skyscope_user_main(start_page: &'static [u8]) -> !;
 }
 
-extern "C" fn rt_start(boot_info_address: usize) -> ! {
-    // SAFETY: the kernel maps a read-only boot-info page of 4 KiB at this
-    // address before starting the root task and never unmaps it; nothing in
-    // user space writes it.
+extern "C" fn rt_start(start_page_address: usize) -> ! {
+    // SAFETY: whoever starts a program (the kernel for the root task, the
+    // parent for a process it builds) maps a read-only start page of 4 KiB
+    // at this address first and never unmaps it while the program runs;
+    // nothing in the program writes it (it is mapped read-only).
     let page: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(boot_info_address as *const u8, 4096) };
-    match BootInfo::from_page(page) {
-        Some(info) => __skyscope_user_main(info),
+        unsafe { core::slice::from_raw_parts(start_page_address as *const u8, 4096) };
+    __skyscope_user_main(page)
+}
+
+/// Runs `main` with the record of kind `T` on the start page, or stops
+/// the program if the page does not hold one (wrong magic or version).
+/// Called by [`entry!`](crate::entry).
+pub fn start<T: StartPage>(page: &'static [u8], main: fn(&'static T) -> !) -> ! {
+    match T::from_page(page) {
+        Some(record) => main(record),
         None => {
             print(format_args!(
-                "user runtime: invalid boot info at {boot_info_address:#x}\n"
+                "user runtime: no valid start record at {:#x}\n",
+                page.as_ptr() as usize
             ));
             exit(PANIC_EXIT_STATUS)
         }
     }
 }
 
-/// Declares the program's main function: `fn(&'static BootInfo) -> !`.
+/// Declares the program's main function: `fn(&'static R) -> !` where `R`
+/// is the [`StartPage`] record the program is started with.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
         #[unsafe(no_mangle)]
-        fn __skyscope_user_main(boot_info: &'static $crate::BootInfo) -> ! {
-            let main: fn(&'static $crate::BootInfo) -> ! = $main;
-            main(boot_info)
+        fn __skyscope_user_main(start_page: &'static [u8]) -> ! {
+            $crate::rt::start(start_page, $main)
         }
     };
 }

@@ -47,6 +47,27 @@ impl MappedWindow {
         self.base
     }
 
+    /// Splits the window into `[0, mid)` and `[mid, len)`: two windows over
+    /// disjoint memory, each keeping the constructor's contract, so one
+    /// mapping can be handed to two users (a VMM's guest RAM and the
+    /// images it loads from) without another `unsafe` construction.
+    /// `RangeError` if `mid` lies past the end.
+    pub fn split_at(self, mid: usize) -> Result<(MappedWindow, MappedWindow), Error> {
+        if mid > self.len {
+            return Err(Error::RangeError);
+        }
+        Ok((
+            MappedWindow {
+                base: self.base,
+                len: mid,
+            },
+            MappedWindow {
+                base: self.base + mid,
+                len: self.len - mid,
+            },
+        ))
+    }
+
     /// The address of `offset..offset + len`, if that lies in the window.
     fn address(&self, offset: usize, len: usize) -> Result<usize, Error> {
         match offset.checked_add(len) {
@@ -199,8 +220,18 @@ mod tests {
         // Nothing outside was touched by the refused writes.
         window.read(56, &mut all[..8]).unwrap();
         assert!(all[..8].iter().all(|&b| b == 0));
-        // The window is done with; its writes are in the backing memory.
-        let _ = window;
-        assert_eq!(backing[0].to_ne_bytes()[3], 1);
+        // Split windows reach only their own part.
+        let (mut head, tail) = window.split_at(16).unwrap();
+        assert_eq!((head.len(), tail.len(), tail.base()), (16, 48, base + 16));
+        head.write(0, &[0xaa; 16]).unwrap();
+        assert_eq!(head.write(15, &[0; 2]), Err(Error::RangeError));
+        let mut first = [0u8; 1];
+        tail.read(0, &mut first).unwrap();
+        assert_eq!(first, [data[13]]);
+        assert!(tail.split_at(49).is_err());
+        // The windows are done with; their writes are in the backing memory.
+        let _ = head;
+        assert_eq!(backing[0].to_ne_bytes(), [0xaa; 8]);
+        assert_eq!(backing[2].to_ne_bytes()[0], data[13]);
     }
 }

@@ -1,0 +1,710 @@
+//! Scenarios with the VMM as a process of its own (`vm::vmm_process`,
+//! `vm::two_vmms`, `vm::vmm_crash_is_contained`): the root task builds a
+//! minimal guest and a VMM process from the VMM program embedded in its
+//! image, gives the VMM exactly that guest's capabilities, and hears from
+//! it only on a supervisor endpoint — the VMM's reports, and its faults.
+
+use crate::{
+    Failure, Outcome,
+    support::{Carve, Env, ROOT, ROOT_DEPTH, ScratchWriter, is_empty, map_into, read, spawn},
+};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use skyscope_abi::{
+    BootInfo, CapRights, Error, MessageInfo, ObjectType,
+    bootinfo::{SlotRange, slots as root_slots},
+    fault, invocation as inv, ipc, println,
+    syscall::{self, counter_now},
+    vcpu::aarch64 as vreg,
+};
+use skyscope_guest_minimal as guest;
+use skyscope_process::{
+    CSpaceRoot, FrameWriter, Give, Process, ProcessBuilder, ProcessError, Syscalls as ProcessKernel,
+};
+use skyscope_vmm::{
+    builder::{
+        self, BuildError, Exits, GuestBuilder, RamMapping, Syscalls as VmmKernel, VcpuThread,
+    },
+    memory::{GuestAddress, GuestRange},
+    process::{
+        Report, Stats, VmmStart, slots,
+        start::{Module, module_kind},
+    },
+    vcpu::VcpuId,
+};
+
+/// The VMM program, built by the xtask before the root task.
+static VMM_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_VMM_ELF"));
+
+/// Where each VMM sees its guest's RAM (and then the program to load).
+const WINDOW: u64 = 0x20_0000_0000;
+/// The VMM's CNode: 64 slots (24 fixed, then the RAM and module frames).
+const VMM_CNODE_RADIX: u8 = 6;
+/// VMMs run above their guests, below the canary and the root task.
+const VMM_PRIORITY: u8 = 150;
+const GUEST_PRIORITY: u8 = 100;
+const CANARY_PRIORITY: u8 = 200;
+/// Badge of a guest's vCPU 0 exits at its VMM.
+const EXIT_BADGE: u64 = 0x100;
+/// Pages of guest RAM.
+const RAM_PAGES: usize = (guest::RAM_BYTES / 4096) as usize;
+/// Where the root task maps a guest's scratch page to watch it.
+const WATCH: u64 = 0x30_0001_0000;
+
+/// What the hello guest costs its VMM: 35 exits (5 hypercalls, 28 UART
+/// bytes, the UART's PeriphID0, the unmapped read), 28 bytes printed, 5
+/// answered by default (`hvc #1..#4`, the read of nothing).
+const HELLO: Stats = Stats {
+    exits: 35,
+    console_bytes: 28,
+    defaulted: 5,
+};
+
+/// A VMM process the root task started, and what it keeps of its guest.
+struct Vmm {
+    process: Process,
+    /// Badge of its supervisor and fault-endpoint capabilities.
+    badge: u64,
+    /// The guest's RAM frames as the guest maps them (the root task's
+    /// capabilities), by page.
+    guest_ram: [u64; RAM_PAGES],
+    /// The VMM's RAM and module frames, in its CNode.
+    ram_frames: SlotRange,
+    module_frames: SlotRange,
+}
+
+/// What to start.
+struct Spec<'a> {
+    name: &'a str,
+    badge: u64,
+    program: &'a [u8],
+    /// The guest vCPU's budget and period (µs).
+    budget: (u64, u64),
+    crash_after_exits: u64,
+}
+
+fn process_error(e: ProcessError) -> Error {
+    match e {
+        ProcessError::Kernel { error, .. } => error,
+        ProcessError::Image(_) | ProcessError::Layout(_) => Error::InvalidArgument,
+    }
+}
+
+/// Builds the guest of `spec` and its VMM process from untyped `ut`, gives
+/// the VMM that guest's capabilities and nothing else, and starts it.
+fn start_vmm(
+    env: &mut Env,
+    ut: u64,
+    supervisor: u64,
+    writer: &mut ScratchWriter,
+    spec: &Spec<'_>,
+) -> Result<Vmm, Failure> {
+    check!(
+        !VMM_ELF.is_empty(),
+        "no VMM program in this image: build with cargo xtask"
+    );
+    let fault_endpoint = env
+        .mint(supervisor, CapRights::WRITE, spec.badge)
+        .map_err(|e| fail!("{e}"))?;
+    let parent = CSpaceRoot {
+        cnode: ROOT,
+        depth: ROOT_DEPTH,
+    };
+    let process = ProcessBuilder::new(VMM_ELF, parent, root_slots::SCHED_CONTROL)
+        .cnode_radix(VMM_CNODE_RADIX)
+        .priority(VMM_PRIORITY)
+        .fault_endpoint(fault_endpoint)
+        .build(&mut Carve { env, untyped: ut }, &mut ProcessKernel, writer)
+        .map_err(|e| fail!("building the VMM process: {e}"))?;
+    let built = GuestBuilder::new(root_slots::SCHED_CONTROL)
+        .priority(GUEST_PRIORITY)
+        .budget(spec.budget.0, spec.budget.1)
+        .exits(Exits::NewChannel { badge: EXIT_BADGE })
+        .build(&mut Carve { env, untyped: ut }, &mut VmmKernel)
+        .map_err(|e| fail!("building the guest: {e}"))?;
+    // Guest RAM, mapped for the guest and into the VMM's window; the VMM
+    // gets the capabilities of its own mappings.
+    let ram = RamMapping {
+        guest: GuestRange::new(GuestAddress(guest::LOAD_ADDRESS), guest::RAM_BYTES)
+            .ok_or_else(|| fail!("guest RAM range"))?,
+        vmm_address: WINDOW,
+        vmm_space: process.vspace,
+    };
+    let mut guest_ram = [0; RAM_PAGES];
+    let mut next = slots::FIRST_VARIABLE;
+    builder::map_ram(
+        &mut Carve { env, untyped: ut },
+        &mut VmmKernel,
+        built.guest_space,
+        ram,
+        |frame| {
+            let page = ((frame.address.raw() - guest::LOAD_ADDRESS) / 4096) as usize;
+            if let Some(slot) = guest_ram.get_mut(page) {
+                *slot = frame.guest;
+            }
+            process
+                .give(&mut ProcessKernel, next, frame.view, Give::Move)
+                .map_err(|e| BuildError {
+                    step: "hand the RAM over",
+                    error: process_error(e),
+                })?;
+            next += 1;
+            Ok(())
+        },
+    )
+    .map_err(|e| fail!("guest RAM: {e}"))?;
+    let ram_frames = SlotRange {
+        start: slots::FIRST_VARIABLE,
+        end: next,
+    };
+    // The program, in frames of its own after the RAM in the window.
+    let module_frames_start = next;
+    for (i, chunk) in spec.program.chunks(4096).enumerate() {
+        let frame = env
+            .retype(ut, ObjectType::Frame4K, 0, 1)
+            .map_err(|e| fail!("{e}"))?;
+        writer.write(frame, 0, chunk).map_err(|e| fail!("{e}"))?;
+        let address = WINDOW + guest::RAM_BYTES + 4096 * i as u64;
+        process
+            .map(
+                &mut Carve { env, untyped: ut },
+                &mut ProcessKernel,
+                frame,
+                address,
+                CapRights::READ | CapRights::WRITE,
+            )
+            .map_err(|e| fail!("{e}"))?;
+        process
+            .give(&mut ProcessKernel, next, frame, Give::Move)
+            .map_err(|e| fail!("{e}"))?;
+        next += 1;
+    }
+    let module_frames = SlotRange {
+        start: module_frames_start,
+        end: next,
+    };
+    // The fixed slots.
+    let channel = built.channel.ok_or_else(|| fail!("no exit channel"))?;
+    let vcpu: VcpuThread = *built
+        .vcpu(VcpuId::BOOT)
+        .ok_or_else(|| fail!("no boot vcpu"))?;
+    let rw = CapRights::READ | CapRights::WRITE;
+    for (slot, source, how) in [
+        (
+            slots::EXIT_ENDPOINT,
+            channel.endpoint,
+            Give::Copy(CapRights::READ),
+        ),
+        (slots::EXIT_REPLY, channel.reply, Give::Move),
+        (
+            slots::CONSOLE,
+            root_slots::CONSOLE,
+            Give::Copy(CapRights::WRITE),
+        ),
+        (
+            slots::SUPERVISOR,
+            supervisor,
+            Give::Mint(CapRights::WRITE, spec.badge),
+        ),
+        (slots::GUEST_SPACE, built.guest_space, Give::Copy(rw)),
+        (slots::vcpu(0), vcpu.vcpu, Give::Copy(rw)),
+        (slots::vcpu_thread(0), vcpu.tcb, Give::Copy(rw)),
+    ] {
+        process
+            .give(&mut ProcessKernel, slot, source, how)
+            .map_err(|e| fail!("slot {slot}: {e}"))?;
+    }
+    let mut record = VmmStart::new();
+    record.set_name(spec.name).map_err(|e| fail!("{e}"))?;
+    record.vcpus = 1;
+    record.exit_badge = EXIT_BADGE;
+    record.window = WINDOW;
+    record.window_size = guest::RAM_BYTES + 4096 * module_frames.len();
+    record.ram_base = guest::LOAD_ADDRESS;
+    record.ram_size = guest::RAM_BYTES;
+    record.ram_frames = ram_frames;
+    record.crash_after_exits = spec.crash_after_exits;
+    record
+        .push_module(Module {
+            kind: module_kind::PROGRAM,
+            guest_address: guest::LOAD_ADDRESS,
+            window_offset: guest::RAM_BYTES,
+            size: spec.program.len() as u64,
+            frames: module_frames,
+        })
+        .map_err(|e| fail!("{e}"))?;
+    process
+        .start(
+            &mut Carve { env, untyped: ut },
+            &mut ProcessKernel,
+            writer,
+            record.bytes(),
+        )
+        .map_err(|e| fail!("starting the VMM: {e}"))?;
+    Ok(Vmm {
+        process,
+        badge: spec.badge,
+        guest_ram,
+        ram_frames,
+        module_frames,
+    })
+}
+
+/// What arrived on the supervisor endpoint.
+#[derive(Debug)]
+enum Heard {
+    /// A VMM's report.
+    Report { badge: u64, report: Report },
+    /// A VMM's own fault.
+    Fault {
+        badge: u64,
+        label: u64,
+        words: [u64; 4],
+    },
+}
+
+/// Waits for the next message on the supervisor endpoint.
+fn hear(supervisor: u64, reply: u64) -> Result<Heard, Failure> {
+    let m = ipc::recv(supervisor, reply).map_err(|e| fail!("supervisor: {e}"))?;
+    Ok(match Report::decode(m.info.label(), m.words) {
+        Some(report) => Heard::Report {
+            badge: m.badge,
+            report,
+        },
+        None => Heard::Fault {
+            badge: m.badge,
+            label: m.info.label(),
+            words: m.words,
+        },
+    })
+}
+
+/// Waits for `vmm`'s report that its guest powered off as the hello guest
+/// does.
+fn expect_hello_report(supervisor: u64, reply: u64, vmm: &Vmm, name: &str) -> Outcome {
+    let heard = hear(supervisor, reply)?;
+    let Heard::Report { badge, report } = heard else {
+        return Err(fail!("expected {name}'s report, heard {heard:?}"));
+    };
+    check_eq!(badge, vmm.badge);
+    check_eq!(report, Report::PoweredOff(HELLO));
+    println!(
+        "  {name}: guest powered off after {} exits ({} bytes printed, {} answered by default)",
+        HELLO.exits, HELLO.console_bytes, HELLO.defaulted
+    );
+    Ok(())
+}
+
+/// The capabilities a VMM is given, by slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    ExitEndpoint,
+    ExitReply,
+    Console,
+    Supervisor,
+    GuestSpace,
+    Vcpu,
+    VcpuThread,
+    Ram(usize),
+    Module,
+}
+
+fn held(vmm: &Vmm, slot: u64) -> Option<Held> {
+    let in_range = |r: SlotRange| (r.start..r.end).contains(&slot);
+    Some(match slot {
+        slots::EXIT_ENDPOINT => Held::ExitEndpoint,
+        slots::EXIT_REPLY => Held::ExitReply,
+        slots::CONSOLE => Held::Console,
+        slots::SUPERVISOR => Held::Supervisor,
+        slots::GUEST_SPACE => Held::GuestSpace,
+        s if s == slots::vcpu(0) => Held::Vcpu,
+        s if s == slots::vcpu_thread(0) => Held::VcpuThread,
+        s if in_range(vmm.ram_frames) => Held::Ram((s - vmm.ram_frames.start) as usize),
+        _ if in_range(vmm.module_frames) => Held::Module,
+        _ => return None,
+    })
+}
+
+/// Walks every slot of the VMM's CNode (its whole CSpace: it holds no
+/// other CNode): the listed slots hold what was given, every other slot
+/// is empty. Each capability is moved out to a probe slot, tried, and
+/// moved back: none is an untyped, a CNode, power, debug, IRQ or audit
+/// capability, and each does what its listing says and no more.
+fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
+    let probe = env.slot();
+    let spare = env.slot();
+    let cnode = vmm.process.cnode;
+    let depth = u64::from(vmm.process.cnode_radix);
+    let mut count = 0;
+    for slot in 0..1u64 << depth {
+        let moved = inv::cnode_move(ROOT, probe, ROOT_DEPTH, cnode, slot, depth);
+        match (moved, held(vmm, slot)) {
+            (Err(Error::FailedLookup), None) => continue,
+            (Err(e), kind) => return Err(fail!("slot {slot} ({kind:?}): {e}")),
+            (Ok(()), None) => {
+                return Err(fail!("slot {slot} holds a capability nobody listed"));
+            }
+            (Ok(()), Some(kind)) => {
+                count += 1;
+                let tried = try_capability(vmm, probe, spare, ut, kind);
+                check_ok!(inv::cnode_move(cnode, slot, depth, ROOT, probe, ROOT_DEPTH));
+                tried?;
+            }
+        }
+    }
+    println!(
+        "  the VMM's CNode: {count} of {} slots hold capabilities, each the one listed; the rest are empty",
+        1u64 << depth
+    );
+    check_eq!(count, 7 + vmm.ram_frames.len() + vmm.module_frames.len());
+    Ok(())
+}
+
+/// Tries the capability in root slot `probe`, listed as `kind`.
+fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Outcome {
+    // Authority no VMM capability may carry.
+    check_eq!(syscall::power_off(probe, 1), Error::WrongType);
+    check!(
+        !syscall::debug_check_invariants(probe),
+        "{kind:?} works as the debug capability"
+    );
+    check!(
+        inv::untyped_retype(probe, ObjectType::Endpoint, 0, ROOT, 0, 0, spare, 1).is_err(),
+        "{kind:?} retypes"
+    );
+    check!(
+        inv::cnode_delete(probe, 0, 1).is_err(),
+        "{kind:?} works as a CNode"
+    );
+    check!(
+        inv::irq_control_get(probe, 40, ROOT, spare, ROOT_DEPTH).is_err(),
+        "{kind:?} issues IRQ handlers"
+    );
+    check!(
+        inv::audit_read(probe, &mut [[0; 6]; 6]).is_err(),
+        "{kind:?} reads the audit log"
+    );
+    let nothing = MessageInfo::new(0, 0, 0);
+    match kind {
+        // Receive exits, never send on that endpoint.
+        Held::ExitEndpoint => {
+            check_eq!(ipc::nb_recv(probe, 0).map(drop), Err(Error::WouldBlock));
+            check_eq!(
+                ipc::nb_send(probe, nothing, [0; 4]),
+                Err(Error::InsufficientRights)
+            );
+        }
+        // Send reports, never receive what other VMMs send.
+        Held::Supervisor => {
+            check_eq!(
+                ipc::nb_recv(probe, 0).map(drop),
+                Err(Error::InsufficientRights)
+            );
+        }
+        Held::Console => check_ok!(syscall::console_write_raw(probe, WATCH, 0)),
+        // The guest's space: a fresh frame maps into it.
+        Held::GuestSpace => {
+            check_ok!(inv::untyped_retype(
+                ut,
+                ObjectType::Frame4K,
+                0,
+                ROOT,
+                0,
+                0,
+                spare,
+                1
+            ));
+            let unused = guest::LOAD_ADDRESS + guest::RAM_BYTES;
+            check_ok!(inv::frame_map(spare, probe, unused, CapRights::ALL, 0));
+            check_ok!(inv::cnode_delete(ROOT, spare, ROOT_DEPTH));
+        }
+        Held::Vcpu => check_ok!(inv::vcpu_read_register(probe, vreg::TPIDR_EL1)),
+        Held::VcpuThread => check_ok!(inv::tcb_read_registers(probe, 1)),
+        // The VMM's RAM frames are the guest's RAM, page for page.
+        Held::Ram(page) => {
+            let guest_frame = vmm.guest_ram.get(page).copied().unwrap_or(0);
+            check_eq!(
+                inv::frame_get_address(probe),
+                inv::frame_get_address(guest_frame)
+            );
+        }
+        Held::Module => check_ok!(inv::frame_get_address(probe)),
+        // A reply object answers only through the IPC syscalls.
+        Held::ExitReply => {}
+    }
+    Ok(())
+}
+
+/// Runs from a shared page counting its iterations: a native thread
+/// whose progress shows the system keeps scheduling.
+static CANARY: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn canary(_: u64) -> ! {
+    loop {
+        CANARY.fetch_add(1, Relaxed);
+    }
+}
+
+/// Lets everything else run for `ms` milliseconds (the root task drops to
+/// the lowest priority and spins), then returns how far the canary and
+/// the word at `watch` moved.
+fn observe(info: &BootInfo, ms: u64, watch: u64) -> Result<(u64, u64), Failure> {
+    let (canary, watched) = (CANARY.load(Relaxed), read(watch));
+    check_ok!(inv::tcb_set_priority(root_slots::TCB, 1));
+    let until = counter_now() + info.timer_frequency * ms / 1000;
+    while counter_now() < until {}
+    check_ok!(inv::tcb_set_priority(root_slots::TCB, 255));
+    Ok((
+        CANARY.load(Relaxed).wrapping_sub(canary),
+        read(watch).wrapping_sub(watched),
+    ))
+}
+
+/// Untyped memory of a scenario: three MiB-sized untypeds (their slots
+/// are `first..first + 3`), each revocable on its own. The first holds
+/// the scenario-wide objects, each of the others one guest and its VMM.
+fn untyped(env: &mut Env) -> Result<u64, Failure> {
+    let pool = env.private_untyped(22).map_err(|e| fail!("{e}"))?;
+    env.retype(pool, ObjectType::Untyped, 20, 3)
+        .map_err(|e| fail!("{e}"))
+}
+
+/// Scenario-wide objects, from untyped `infra`: the supervisor endpoint
+/// and its reply object, and the scratch writer's tables.
+fn infrastructure(env: &mut Env, infra: u64) -> Result<(u64, u64, ScratchWriter), Failure> {
+    let supervisor = env
+        .retype(infra, ObjectType::Endpoint, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    let reply = env
+        .retype(infra, ObjectType::Reply, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    let writer = ScratchWriter::new(env, infra).map_err(|e| fail!("{e}"))?;
+    Ok((supervisor, reply, writer))
+}
+
+/// Maps a copy of a guest frame read-only at [`WATCH`] in the root task.
+fn watch(env: &mut Env, infra: u64, frame: u64) -> Outcome {
+    let copy = env.copy(frame, CapRights::READ).map_err(|e| fail!("{e}"))?;
+    check_ok!(map_into(
+        env,
+        infra,
+        root_slots::VSPACE,
+        copy,
+        WATCH,
+        CapRights::READ,
+        0
+    ));
+    Ok(())
+}
+
+pub fn vmm_process(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let infra = untyped(&mut env)?;
+    let (supervisor, reply, mut writer) = infrastructure(&mut env, infra)?;
+    let ut = infra + 1;
+    let started = counter_now();
+    let vmm = start_vmm(
+        &mut env,
+        ut,
+        supervisor,
+        &mut writer,
+        &Spec {
+            name: "vm0",
+            badge: 1,
+            program: guest::hello(),
+            budget: (10_000, 10_000),
+            crash_after_exits: 0,
+        },
+    )?;
+    let built = counter_now();
+    expect_hello_report(supervisor, reply, &vmm, "vm0")?;
+    let done = counter_now();
+    let us = |ticks: u64| ticks * 1_000_000 / info.timer_frequency;
+    println!(
+        "  VMM process: image {:#x}..{:#x}, stack guard page at {:#x}, {}-slot CNode; \
+         guest and VMM built and started in {} us, the guest ran to power-off in {} us",
+        vmm.process.image_start,
+        vmm.process.image_end,
+        vmm.process.guard_page(),
+        1u64 << vmm.process.cnode_radix,
+        us(built - started),
+        us(done - built)
+    );
+    // The guest's memory is the frames the root task made: its scratch
+    // page holds what the guest wrote there.
+    watch(&mut env, infra, vmm.guest_ram[1])?;
+    check_eq!(read(WATCH + 8 * 100), 100);
+    // Having reported, the VMM waits quietly: no fault follows.
+    observe(info, 20, WATCH)?;
+    check_eq!(
+        ipc::nb_recv(supervisor, reply).map(drop),
+        Err(Error::WouldBlock)
+    );
+    check_cspace(&mut env, ut, &vmm)?;
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    check!(
+        is_empty(vmm.process.tcb),
+        "the VMM's TCB outlived its untyped"
+    );
+    Ok(())
+}
+
+pub fn two_vmms(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let infra = untyped(&mut env)?;
+    let (supervisor, reply, mut writer) = infrastructure(&mut env, infra)?;
+    let mut vmms = [const { None::<Vmm> }; 2];
+    for (i, (name, vmm)) in ["vm1", "vm2"].into_iter().zip(&mut vmms).enumerate() {
+        let ut = infra + 1 + i as u64;
+        *vmm = Some(start_vmm(
+            &mut env,
+            ut,
+            supervisor,
+            &mut writer,
+            &Spec {
+                name,
+                badge: i as u64 + 1,
+                program: guest::hello(),
+                budget: (10_000, 10_000),
+                crash_after_exits: 0,
+            },
+        )?);
+    }
+    // Both are built and runnable before either runs (the root task is
+    // above them); they share the processor until both guests are done.
+    let mut done = [None::<Stats>; 2];
+    for _ in 0..2 {
+        let heard = hear(supervisor, reply)?;
+        let Heard::Report {
+            badge,
+            report: Report::PoweredOff(stats),
+        } = heard
+        else {
+            return Err(fail!("expected a power-off report, heard {heard:?}"));
+        };
+        let Some(slot) = done.get_mut(badge.wrapping_sub(1) as usize) else {
+            return Err(fail!("a report from badge {badge}"));
+        };
+        check!(slot.is_none(), "two reports from badge {badge}");
+        *slot = Some(stats);
+    }
+    check_eq!(done, [Some(HELLO); 2]);
+    // Each VMM saw its own guest's memory: different frames.
+    let [Some(a), Some(b)] = &vmms else {
+        return Err(fail!("a VMM was not started"));
+    };
+    check!(
+        inv::frame_get_address(a.guest_ram[0]) != inv::frame_get_address(b.guest_ram[0]),
+        "the two guests share RAM"
+    );
+    println!("  two VMM processes ran side by side; both guests powered off after 35 exits");
+    Ok(())
+}
+
+pub fn vmm_crash_is_contained(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let infra = untyped(&mut env)?;
+    let (supervisor, reply, mut writer) = infrastructure(&mut env, infra)?;
+    let (ut_a, ut_b) = (infra + 1, infra + 2);
+    // A native canary thread, 1 ms of every 10 ms.
+    spawn(
+        &mut env,
+        infra,
+        40,
+        canary,
+        0,
+        CANARY_PRIORITY,
+        1_000,
+        10_000,
+    )
+    .map_err(|e| fail!("{e}"))?;
+    // The second guest spins forever on 2 ms of every 10 ms (a guest stuck
+    // in a loop); its VMM answers its first four exits by default.
+    let spinner = start_vmm(
+        &mut env,
+        ut_b,
+        supervisor,
+        &mut writer,
+        &Spec {
+            name: "vm2",
+            badge: 2,
+            program: guest::hostile(),
+            budget: (2_000, 10_000),
+            crash_after_exits: 0,
+        },
+    )?;
+    watch(&mut env, infra, spinner.guest_ram[1])?;
+    let mut tries = 0;
+    while read(WATCH) == 0 {
+        tries += 1;
+        check!(tries < 100, "the spinning guest never ran");
+        observe(info, 10, WATCH)?;
+    }
+    // The first VMM faults after 10 exits of its hello guest.
+    let doomed = start_vmm(
+        &mut env,
+        ut_a,
+        supervisor,
+        &mut writer,
+        &Spec {
+            name: "vm1",
+            badge: 1,
+            program: guest::hello(),
+            budget: (10_000, 10_000),
+            crash_after_exits: 10,
+        },
+    )?;
+    let first_frame = inv::frame_get_address(doomed.guest_ram[0]);
+    let heard = hear(supervisor, reply)?;
+    let Heard::Fault {
+        badge: 1,
+        label: fault::VM_FAULT,
+        words: [pc, address, flags, _],
+    } = heard
+    else {
+        return Err(fail!("expected vm1's VMM to fault, heard {heard:?}"));
+    };
+    let guard = doomed.process.guard_page();
+    check!(
+        (guard..guard + 4096).contains(&address),
+        "the VMM faulted at {address:#x}, not in its stack guard page {guard:#x}"
+    );
+    check!(flags & fault::FLAG_WRITE != 0, "the fault was not a store");
+    println!(
+        "  vm1's VMM faulted: a store to {address:#x} (its stack guard page) at pc {pc:#x}, after 10 exits"
+    );
+    // The rest of the system goes on: the canary and the spinning guest.
+    let (canary_after_crash, spins_after_crash) = observe(info, 100, WATCH)?;
+    check!(canary_after_crash > 0, "the canary stopped");
+    check!(spins_after_crash > 0, "the spinning guest stopped");
+    // Everything of the dead guest and its VMM came from one untyped.
+    check_ok!(inv::cnode_revoke(ROOT, ut_a, ROOT_DEPTH));
+    check!(is_empty(doomed.process.tcb), "the dead VMM's TCB survived");
+    // A new guest and VMM from the same memory finish normally.
+    let fresh = start_vmm(
+        &mut env,
+        ut_a,
+        supervisor,
+        &mut writer,
+        &Spec {
+            name: "vm3",
+            badge: 3,
+            program: guest::hello(),
+            budget: (10_000, 10_000),
+            crash_after_exits: 0,
+        },
+    )?;
+    check_eq!(inv::frame_get_address(fresh.guest_ram[0]), first_frame);
+    expect_hello_report(supervisor, reply, &fresh, "vm3")?;
+    let (canary_ran, spins) = observe(info, 100, WATCH)?;
+    check!(canary_ran > 0, "the canary stopped");
+    check!(spins > 0, "the spinning guest stopped");
+    println!(
+        "  the canary and the spinning guest (vm2) kept running: {canary_after_crash} and {spins_after_crash} \
+         iterations in the 100 ms after the fault, {canary_ran} and {spins} in the 100 ms after vm3; \
+         vm3 ran in vm1's memory"
+    );
+    check_ok!(inv::cnode_revoke(ROOT, ut_a, ROOT_DEPTH));
+    check_ok!(inv::cnode_revoke(ROOT, ut_b, ROOT_DEPTH));
+    check!(is_empty(spinner.process.tcb), "vm2's TCB survived");
+    Ok(())
+}
