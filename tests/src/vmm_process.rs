@@ -380,7 +380,11 @@ fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Out
         "{kind:?} issues IRQ handlers"
     );
     check!(
-        inv::audit_read(probe, &mut [[0; 6]; 6]).is_err(),
+        inv::audit_read(
+            probe,
+            &mut [skyscope_abi::audit::Record::default(); inv::AUDIT_READ_MAX]
+        )
+        .is_err(),
         "{kind:?} reads the audit log"
     );
     let nothing = MessageInfo::new(0, 0, 0);
