@@ -106,11 +106,16 @@ pub enum Label {
     VcpuReadRegister = 91,
     /// Vcpu: `(register, value)`.
     VcpuWriteRegister = 92,
+    /// Vcpu: `(intid, priority, flags)` with flags from
+    /// [`crate::vcpu::irq`]: raise, lower or fire one of the guest's
+    /// virtual interrupts. A thread waiting in the guest's `wfi` wakes when
+    /// something becomes pending for it.
+    VcpuSetIrq = 93,
 }
 
 impl Label {
     /// Every label.
-    pub const ALL: [Label; 30] = [
+    pub const ALL: [Label; 31] = [
         Label::UntypedRetype,
         Label::CNodeCopy,
         Label::CNodeMint,
@@ -141,6 +146,7 @@ impl Label {
         Label::VcpuSetTcb,
         Label::VcpuReadRegister,
         Label::VcpuWriteRegister,
+        Label::VcpuSetIrq,
     ];
 
     /// Decodes a message label.
@@ -619,6 +625,17 @@ mod user {
             vcpu,
             Label::VcpuWriteRegister,
             &[register, value],
+            &[],
+        ))
+    }
+
+    /// `Vcpu::SetIrq`: drives virtual interrupt `intid` (flags from
+    /// [`crate::vcpu::irq`]).
+    pub fn vcpu_set_irq(vcpu: u64, intid: u32, priority: u8, flags: u64) -> Result<(), Error> {
+        unit(invoke(
+            vcpu,
+            Label::VcpuSetIrq,
+            &[u64::from(intid), u64::from(priority), flags],
             &[],
         ))
     }

@@ -60,11 +60,23 @@ pub enum Syscall {
     /// TCG never raises physical SErrors; this exercises everything the
     /// kernel does after the hardware reports one).
     DebugInjectGuestSError = 0x105,
+    /// Take up to [`CONSOLE_READ_MAX`] bytes the user typed, with the
+    /// console capability (READ) at `x0`. Returns 0 or an error in `x0`,
+    /// the count in `x1` (0 when nothing is waiting: it never blocks; wait
+    /// on the notification set with `ConsoleNotify`) and the bytes in
+    /// `x2..x5`, little-endian. Registers, not a user buffer: the kernel
+    /// never writes user memory for this.
+    ConsoleRead = 0x106,
+    /// With the console capability (READ) at `x0`, have the kernel signal
+    /// the notification capability at `x1` (WRITE; its badge is the
+    /// signal) whenever input arrives; `x1 = 0` stops it. One listener at
+    /// a time: a new one replaces the old.
+    ConsoleNotify = 0x107,
 }
 
 impl Syscall {
     /// Every syscall, for decoding.
-    pub const ALL: [Syscall; 14] = [
+    pub const ALL: [Syscall; 16] = [
         Syscall::Call,
         Syscall::ReplyRecv,
         Syscall::Send,
@@ -79,6 +91,8 @@ impl Syscall {
         Syscall::DebugFastpath,
         Syscall::DebugCheckInvariants,
         Syscall::DebugInjectGuestSError,
+        Syscall::ConsoleRead,
+        Syscall::ConsoleNotify,
     ];
 
     /// Decodes a syscall number.
@@ -248,6 +262,29 @@ pub fn console_write(console: u64, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(target_arch = "aarch64")]
 pub fn console_write_raw(console: u64, address: u64, length: u64) -> Result<(), Error> {
     Error::check(imp::raw3(Syscall::ConsoleWrite, console, address, length))
+}
+
+/// Most bytes one `ConsoleRead` returns (four registers' worth).
+pub const CONSOLE_READ_MAX: usize = 32;
+
+/// Takes what the user typed (up to [`CONSOLE_READ_MAX`] bytes) with the
+/// console capability at `console`; returns how many bytes of `buffer`
+/// were filled (0 if nothing is waiting).
+#[cfg(target_arch = "aarch64")]
+pub fn console_read(console: u64, buffer: &mut [u8; CONSOLE_READ_MAX]) -> Result<usize, Error> {
+    let out = imp::full(Syscall::ConsoleRead, [console, 0, 0, 0, 0, 0, 0]);
+    Error::check(out[0])?;
+    for (chunk, word) in buffer.chunks_mut(8).zip(&out[2..6]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Ok((out[1] as usize).min(CONSOLE_READ_MAX))
+}
+
+/// Has the kernel signal `notification` whenever console input arrives
+/// (`0` stops it), with the console capability at `console`.
+#[cfg(target_arch = "aarch64")]
+pub fn console_notify(console: u64, notification: u64) -> Result<(), Error> {
+    Error::check(imp::raw2(Syscall::ConsoleNotify, console, notification).0)
 }
 
 /// Powers the machine off through the power-control capability at

@@ -85,8 +85,41 @@ pub mod aarch64 {
     pub const APGAKEYLO_EL1: u64 = 34;
     /// APGAKeyHi_EL1.
     pub const APGAKEYHI_EL1: u64 = 35;
+    /// The guest's EL1 physical timer control, CNTP_CTL_EL0 as the guest
+    /// sees it (the kernel's own tick uses the EL2 timer, so the guest has
+    /// this one to itself, as under KVM).
+    pub const CNTP_CTL_EL0: u64 = 36;
+    /// CNTP_CVAL_EL0: the guest's physical timer compare value (in the
+    /// physical count: the guest's physical counter has no offset).
+    pub const CNTP_CVAL_EL0: u64 = 37;
+    /// How the kernel delivers the virtual timer's interrupt (PPI 27):
+    /// a [`timer_irq`] word. The VMM's redistributor model writes it when
+    /// the guest enables, disables or reprioritises that PPI.
+    pub const VTIMER_IRQ: u64 = 38;
+    /// As [`VTIMER_IRQ`], for the physical timer's PPI 30.
+    pub const PTIMER_IRQ: u64 = 39;
     /// Number of registers.
-    pub const COUNT: u64 = 36;
+    pub const COUNT: u64 = 40;
+
+    /// The interrupt IDs the kernel raises in the guest for its timers
+    /// (the PPIs Linux's `arm,armv8-timer` binding names for EL1).
+    pub mod timer_ppi {
+        /// EL1 virtual timer.
+        pub const VIRTUAL: u32 = 27;
+        /// EL1 physical timer.
+        pub const PHYSICAL: u32 = 30;
+    }
+
+    /// Fields of [`VTIMER_IRQ`] and [`PTIMER_IRQ`]. A new Vcpu has both
+    /// disabled: nothing reaches a guest that has not enabled the PPI.
+    pub mod timer_irq {
+        /// The guest has the PPI enabled (GICR_ISENABLER0).
+        pub const ENABLED: u64 = 1 << 0;
+        /// The PPI is in Group 1 (GICR_IGROUPR0); else Group 0.
+        pub const GROUP1: u64 = 1 << 1;
+        /// Its priority (GICR_IPRIORITYR), bits 15:8.
+        pub const PRIORITY_SHIFT: u32 = 8;
+    }
 
     /// PSTATE mode field values a guest may run in (SPSR_EL2.M, bits 3..0).
     pub mod mode {
@@ -99,4 +132,21 @@ pub mod aarch64 {
     }
     /// PSTATE.DAIF: all four exception masks (SPSR bits 9..6).
     pub const PSTATE_DAIF: u64 = 0b1111 << 6;
+}
+
+/// `Vcpu::SetIrq` flags: how the VMM drives one of the guest's virtual
+/// interrupt lines. The kernel owns the virtual CPU interface (list
+/// registers), queues what does not fit, and resamples level-sensitive
+/// lines when the guest ends them.
+pub mod irq {
+    /// Level-sensitive: the interrupt stays pending while the line is high
+    /// and is pended again at the guest's EOI if still high. Without it,
+    /// the interrupt is an edge: `HIGH` makes it pending once.
+    pub const LEVEL: u64 = 1 << 0;
+    /// The line is high (for an edge: fire it).
+    pub const HIGH: u64 = 1 << 1;
+    /// Group 1 (what Linux uses); else Group 0.
+    pub const GROUP1: u64 = 1 << 2;
+    /// The first INTID that cannot be injected (1020..1023 are special).
+    pub const INTID_LIMIT: u64 = 1020;
 }

@@ -630,6 +630,9 @@ impl<M: Machine> Kernel<M> {
             self.machine.tcb_mut(bound).bound_notification = NONE;
         }
         self.forget_irq_notification(n);
+        if self.console_listener.0 == n {
+            self.console_listener = (PhysAddr(0), 0);
+        }
     }
 
     /// The last capability to reply object `r` is gone.

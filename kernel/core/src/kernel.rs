@@ -132,6 +132,8 @@ pub struct Kernel<M: Machine> {
     pub(crate) release_head: PhysAddr,
     /// Notification (and badge) signalled by each IRQ line.
     pub(crate) irq_notifications: [(PhysAddr, u64); MAX_IRQS],
+    /// Notification (and badge) signalled when console input arrives.
+    pub(crate) console_listener: (PhysAddr, u64),
     /// Whether the IPC fastpath is used (tests compare both paths).
     pub fastpath_enabled: bool,
     /// The audit stream.
@@ -156,6 +158,7 @@ impl<M: Machine> Kernel<M> {
             last_charge: 0,
             release_head: PhysAddr(0),
             irq_notifications: [(PhysAddr(0), 0); MAX_IRQS],
+            console_listener: (PhysAddr(0), 0),
             fastpath_enabled: true,
             audit: crate::audit::AuditLog::new(),
         }

@@ -314,6 +314,9 @@ pub trait VcpuState {
 pub trait Platform {
     /// Writes bytes to the kernel console.
     fn console_write(&mut self, bytes: &[u8]);
+    /// Takes up to `out.len()` bytes of console input the kernel has
+    /// buffered; returns how many.
+    fn console_read(&mut self, out: &mut [u8]) -> usize;
     /// Kernel timer interrupts taken since boot.
     fn timer_ticks(&self) -> u64;
     /// Checks what only the hardware can show (e.g. PAN set in the kernel).

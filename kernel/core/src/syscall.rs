@@ -35,11 +35,13 @@ pub enum SyscallOutcome {
 
 /// Longest console write the kernel copies in one syscall.
 const CONSOLE_WRITE_MAX: usize = skyscope_abi::syscall::CONSOLE_WRITE_MAX;
+const CONSOLE_READ_MAX: usize = skyscope_abi::syscall::CONSOLE_READ_MAX;
 
 /// The authority a platform syscall needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Needed {
     ConsoleWrite,
+    ConsoleRead,
     PowerControl,
     #[cfg_attr(not(feature = "debug-syscalls"), allow(dead_code))]
     Debug,
@@ -85,6 +87,16 @@ impl<M: Machine> Kernel<M> {
                 let result = self
                     .platform_capability(cptr, Needed::ConsoleWrite)
                     .and_then(|()| self.console_write(t, args[1], args[2]));
+                self.set_result(t, result.map(|()| 0));
+            }
+            Syscall::ConsoleRead => match self.platform_capability(cptr, Needed::ConsoleRead) {
+                Ok(()) => self.console_read(t),
+                Err(e) => self.set_result(t, Err(e)),
+            },
+            Syscall::ConsoleNotify => {
+                let result = self
+                    .platform_capability(cptr, Needed::ConsoleRead)
+                    .and_then(|()| self.console_notify(args[1]));
                 self.set_result(t, result.map(|()| 0));
             }
             Syscall::PowerOff => match self.platform_capability(cptr, Needed::PowerControl) {
@@ -145,8 +157,12 @@ impl<M: Machine> Kernel<M> {
         let slot = self.lookup_slot_of_current(cptr)?;
         match (self.machine.slot(slot).cap, needed) {
             (Cap::Null, _) => Err(Error::InvalidCapability),
-            (Cap::Console { rights }, Needed::ConsoleWrite) => {
-                if rights.contains(CapRights::WRITE) {
+            (Cap::Console { rights }, Needed::ConsoleWrite | Needed::ConsoleRead) => {
+                let right = match needed {
+                    Needed::ConsoleRead => CapRights::READ,
+                    _ => CapRights::WRITE,
+                };
+                if rights.contains(right) {
                     Ok(())
                 } else {
                     Err(Error::InsufficientRights)
@@ -168,6 +184,46 @@ impl<M: Machine> Kernel<M> {
         self.machine.read_user(space, address, bytes)?;
         self.machine.console_write(bytes);
         Ok(())
+    }
+
+    /// Hands the thread what the user typed, in registers `x1..x5`.
+    fn console_read(&mut self, t: PhysAddr) {
+        let mut bytes = [0u8; CONSOLE_READ_MAX];
+        let n = self.machine.console_read(&mut bytes);
+        let context = &mut self.machine.tcb_mut(t).context;
+        context.set_arg(0, 0);
+        context.set_arg(1, n as u64);
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            context.set_arg(2 + i, word);
+        }
+    }
+
+    /// Makes the notification at `cptr` (0: none) the console's listener.
+    fn console_notify(&mut self, cptr: u64) -> Result<(), Error> {
+        if cptr == 0 {
+            self.console_listener = (PhysAddr(0), 0);
+            return Ok(());
+        }
+        let slot = self.lookup_slot_of_current(cptr)?;
+        match self.machine.slot(slot).cap {
+            Cap::Notification { ptr, badge, rights } if rights.contains(CapRights::WRITE) => {
+                self.console_listener = (ptr, badge);
+                Ok(())
+            }
+            Cap::Notification { .. } => Err(Error::InsufficientRights),
+            Cap::Null => Err(Error::InvalidCapability),
+            _ => Err(Error::WrongType),
+        }
+    }
+
+    /// Console input arrived (the kernel's UART interrupt): tell the
+    /// listener, if any.
+    pub fn console_input_arrived(&mut self) {
+        let (n, badge) = self.console_listener;
+        if n.0 != 0 {
+            self.signal(n, badge);
+        }
     }
 
     /// The debugging syscalls (the debug capability was checked).

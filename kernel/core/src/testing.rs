@@ -96,6 +96,8 @@ pub struct HostMachine {
     pub table_steps: u64,
     /// What threads wrote to the console.
     pub console: Vec<u8>,
+    /// Console input not yet read (tests type into it).
+    pub console_input: std::collections::VecDeque<u8>,
     /// Guest SErrors simulated through the debug syscall.
     pub simulated_serrors: u64,
 }
@@ -571,6 +573,14 @@ impl Translation for HostMachine {
 impl Platform for HostMachine {
     fn console_write(&mut self, bytes: &[u8]) {
         self.console.extend_from_slice(bytes);
+    }
+
+    fn console_read(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.console_input.len());
+        for (byte, input) in out.iter_mut().zip(self.console_input.drain(..n)) {
+            *byte = input;
+        }
+        n
     }
 
     fn timer_ticks(&self) -> u64 {

@@ -102,7 +102,6 @@ impl<M: Machine> Kernel<M> {
     pub(crate) fn release_irq(&mut self, irq: u16) {
         self.irq_issued[usize::from(irq) / 64] &= !(1 << (irq % 64));
         self.irq_notifications[usize::from(irq)] = (crate::PhysAddr(0), 0);
-        self.irq_notifications[usize::from(irq)] = (crate::PhysAddr(0), 0);
         self.machine.set_irq_enabled(irq, false);
     }
 }

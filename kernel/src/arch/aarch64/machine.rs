@@ -384,6 +384,10 @@ impl Platform for KernelMachine {
         crate::console::write_bytes(bytes);
     }
 
+    fn console_read(&mut self, _out: &mut [u8]) -> usize {
+        0 // the UART's receive path is not wired yet
+    }
+
     fn timer_ticks(&self) -> u64 {
         self.ticks
     }
