@@ -9,7 +9,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 /// Identifies a valid boot-info page ("SKYBOOT" + version byte).
 pub const BOOT_INFO_MAGIC: u64 = 0x534b_5942_4f4f_5401;
 /// Layout version; bumped whenever a field changes meaning or position.
-pub const BOOT_INFO_VERSION: u64 = 2;
+pub const BOOT_INFO_VERSION: u64 = 3;
 /// Where the kernel maps the boot-info page in the root task.
 pub const BOOT_INFO_ADDRESS: u64 = 0x7f_ffe0_0000;
 /// Where the kernel maps the root task's IPC buffer page.
@@ -100,6 +100,42 @@ pub struct UntypedDesc {
     pub _reserved: [u8; 6],
 }
 
+/// Most boot modules the kernel hands over.
+pub const MAX_BOOT_MODULES: usize = 4;
+/// Capacity of a boot module's name.
+pub const MODULE_NAME_CAPACITY: usize = 32;
+
+/// A boot module: a file the boot loader placed in memory beside the
+/// kernel (a guest kernel, an initramfs), handed to the root task as
+/// frame capabilities over exactly its pages. The kernel never reads
+/// more of it than its header.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct BootModule {
+    /// The module's name, NUL-padded (e.g. `linux`, `initrd`).
+    pub name: [u8; MODULE_NAME_CAPACITY],
+    /// Its length in bytes (the last frame is zero past it).
+    pub size: u64,
+    /// Frame capabilities over it, in address order.
+    pub frames: SlotRange,
+    /// log2 of each frame's size (12 or 21).
+    pub frame_bits: u64,
+}
+
+impl BootModule {
+    /// The name, or `""` if it is not valid UTF-8.
+    pub fn name(&self) -> &str {
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MODULE_NAME_CAPACITY);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("")
+    }
+}
+
 /// What the root task learns about the system at boot.
 #[derive(Clone, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -137,6 +173,10 @@ pub struct BootInfo {
     pub bootargs: [u8; BOOTARGS_CAPACITY],
     /// The untyped regions, one per slot of `untyped`.
     pub untyped_list: [UntypedDesc; MAX_BOOT_UNTYPED],
+    /// Valid entries in [`BootInfo::modules`].
+    pub module_count: u64,
+    /// The boot modules, in the order the boot loader listed them.
+    pub modules: [BootModule; MAX_BOOT_MODULES],
 }
 
 const _: () = assert!(core::mem::size_of::<BootInfo>() <= 4096);
@@ -161,6 +201,17 @@ impl BootInfo {
     pub fn untyped_regions(&self) -> &[UntypedDesc] {
         let n = (self.untyped.len() as usize).min(MAX_BOOT_UNTYPED);
         &self.untyped_list[..n]
+    }
+
+    /// The boot modules.
+    pub fn modules(&self) -> &[BootModule] {
+        let n = (self.module_count as usize).min(MAX_BOOT_MODULES);
+        &self.modules[..n]
+    }
+
+    /// The boot module called `name`.
+    pub fn module(&self, name: &str) -> Option<&BootModule> {
+        self.modules().iter().find(|m| m.name() == name)
     }
 
     /// Stores the command line, truncated to [`BOOTARGS_CAPACITY`] bytes.
