@@ -264,11 +264,11 @@ scenarios! {
         icount: true,
     },
     "sched::bench_runs" => sched::bench_runs {
-        about: "the IPC benchmark runs every case and reports non-zero figures",
+        about: "the benchmarks (IPC, guest exits, other kernel paths) run every case and report non-zero figures",
         reports: true,
         console: &[
-            r#"^BENCH-RESULT \{"space":"same","words":0,"metric":"call","min":\d+,"median":[1-9]\d*"#,
-            r#"^BENCH-RESULT \{"space":"cross","words":10,"metric":"roundtrip","min":\d+,"median":[1-9]\d*"#,
+            r#"^BENCH-RESULT \{"name":"ipc/same/0","metric":"call","min":\d+,"median":[1-9]\d*"#,
+            r#"^BENCH-RESULT \{"name":"ipc/cross/10","metric":"roundtrip","min":\d+,"median":[1-9]\d*"#,
         ],
         timeout: 120,
     },

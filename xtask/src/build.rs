@@ -13,6 +13,10 @@ pub const USER_TARGET: &str = "aarch64-unknown-none";
 pub struct Images {
     /// The kernel ELF (with the root task inside), for QEMU's `-kernel`.
     pub kernel: PathBuf,
+    /// The root task ELF (embedded in the kernel; for its symbols).
+    pub root_task: PathBuf,
+    /// The VMM program ELF (embedded in the root task; for its symbols).
+    pub vmm: PathBuf,
 }
 
 /// The `cargo` that runs this xtask.
@@ -37,7 +41,7 @@ pub fn build_images() -> Result<Images, String> {
 }
 
 /// A hardening profile of the kernel (cargo features of skyscope-kernel).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
     /// Debug checks on every return to user space.
     Dev,
@@ -111,5 +115,7 @@ pub fn build_images_with(profile: Profile) -> Result<Images, String> {
         kernel: target_dir()
             .join(KERNEL_TARGET)
             .join("release/skyscope-kernel"),
+        root_task,
+        vmm,
     })
 }

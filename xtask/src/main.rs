@@ -12,6 +12,7 @@ mod build;
 mod cpio;
 mod loc;
 mod payload;
+mod profile;
 mod qemu;
 mod setup;
 mod test;
@@ -44,6 +45,8 @@ enum Command {
     Setup,
     /// Run a benchmark (`ipc`): JSON in target/bench/, a table on the terminal.
     Bench(BenchArgs),
+    /// Where the instructions of one benchmark case go (instruction trace, per symbol).
+    Profile(ProfileArgs),
     /// The long form of a fuzzer (`syscalls`: the in-kernel syscall fuzzer).
     Fuzz(FuzzArgs),
     /// Lines of code per crate: the trusted kernel apart, tests excluded.
@@ -72,12 +75,39 @@ pub struct RunArgs {
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `ipc`.
+    /// Which benchmark: `ipc` (IPC, guest exits, and the other kernel paths).
     #[arg(value_parser = ["ipc"])]
     which: String,
     /// Samples per metric (after warm-up).
     #[arg(long, default_value_t = 10_000)]
     iterations: usize,
+    /// Only the cases whose name is this or starts with it and a `/`
+    /// (e.g. `ipc/same`, `guest`).
+    #[arg(long, default_value = "")]
+    case: String,
+    /// The kernel's hardening profile.
+    #[arg(long, value_enum, default_value = "standard")]
+    profile: build::Profile,
+}
+
+/// Options of `cargo xtask profile`.
+#[derive(clap::Args)]
+pub struct ProfileArgs {
+    /// Which benchmark: `ipc`.
+    #[arg(value_parser = ["ipc"])]
+    which: String,
+    /// The case to trace (see `cargo xtask bench`'s table).
+    #[arg(long, default_value = "ipc/same/0")]
+    case: String,
+    /// Samples traced (after the benchmark's warm-up).
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// The kernel's hardening profile.
+    #[arg(long, value_enum, default_value = "standard")]
+    profile: build::Profile,
+    /// Keep the trace (target/profile/trace.log) after the analysis.
+    #[arg(long)]
+    keep_trace: bool,
 }
 
 /// Options of `cargo xtask fuzz`.
@@ -169,6 +199,7 @@ fn main() -> ExitCode {
         Command::Run(args) => qemu::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Profile(args) => profile::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
         Command::Payload(args) => payload::run(&args),
         Command::Loc(args) => loc::run(&args),

@@ -17,6 +17,9 @@ type NightlyItem = (&'static str, fn() -> Verdict);
 /// Items that need the nightly toolchain (Miri, libFuzzer).
 const NIGHTLY_ITEMS: [NightlyItem; 2] = [("host::miri", miri), ("fuzz::host_targets", host_fuzz)];
 
+/// Items that boot QEMU themselves, run after the scenarios.
+const QEMU_ITEMS: [NightlyItem; 1] = [("bench::budget", crate::bench::budget_check)];
+
 /// Makes sure a nightly toolchain with `components` is installed; the
 /// reason if it cannot be.
 fn ensure_nightly(components: &[&str]) -> Result<(), String> {
@@ -562,13 +565,18 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         if HARDENED.contains(filter) {
             println!("{HARDENED}  -- every scenario with the hardened kernel");
         }
-        for (name, _) in NIGHTLY_ITEMS.iter().filter(|(n, _)| n.contains(filter)) {
+        for (name, _) in NIGHTLY_ITEMS
+            .iter()
+            .chain(&QEMU_ITEMS)
+            .filter(|(n, _)| n.contains(filter))
+        {
             println!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let nightly_items = NIGHTLY_ITEMS
         .iter()
+        .chain(&QEMU_ITEMS)
         .filter(|(n, _)| n.contains(filter))
         .count();
     if checks.is_empty() && scenarios.is_empty() && !HARDENED.contains(filter) && nightly_items == 0
@@ -643,6 +651,14 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
                     );
                 }
             }
+        }
+    }
+    for (name, run) in QEMU_ITEMS {
+        if name.contains(filter) {
+            println!("==> {name}");
+            let start = Instant::now();
+            let verdict = run();
+            report(name, verdict, start.elapsed());
         }
     }
     if HARDENED.contains(filter) {

@@ -21,7 +21,8 @@ fn main(boot_info: &'static BootInfo) -> ! {
             .bootarg("iterations")
             .and_then(|v| v.parse().ok())
             .unwrap_or(10_000);
-        let status = match skyscope_tests::bench::run_ipc(boot_info, n) {
+        let filter = boot_info.bootarg("case").unwrap_or("");
+        let status = match skyscope_tests::bench::run(boot_info, n, filter) {
             Ok(_) => 0,
             Err(e) => {
                 println!("BENCH-ERROR {e}");
