@@ -42,6 +42,7 @@ pub fn install(state: State) {
 }
 
 /// Runs `f` with exclusive access to the kernel state.
+#[inline(always)]
 pub fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     // SAFETY: every caller is a kernel entry point (trap, idle IRQ) or the
     // resume path, none of which nest: the kernel is not reentrant, runs
@@ -62,10 +63,8 @@ pub fn enter_current_thread() {
             match s.switch_to(t) {
                 Ok(guest) => {
                     s.program_timer();
-                    if cfg!(feature = "dev")
-                        && let Err(violation) = s.core.check_scheduler()
-                    {
-                        panic!("scheduler invariant violated: {violation}");
+                    if cfg!(feature = "dev") {
+                        check_scheduler(s);
                     }
                     s.enter(t, guest);
                 }
@@ -79,28 +78,71 @@ pub fn enter_current_thread() {
     });
 }
 
-/// The IPC fastpath, tried before anything else on `Call` and `ReplyRecv`:
-/// on success it enters the thread to run next and does not return. It
-/// returns `false` (having changed nothing) if the fast path does not
-/// apply, and `true` if the syscall was done but the next thread could not
-/// be entered directly (the caller then takes the general exit path).
-pub fn try_fastpath(number: u64) -> bool {
-    with_state(|s| {
-        if !s.core.fastpath(number) {
-            return false;
+/// The IPC fastpath, tried before anything else on `Call` and `ReplyRecv`
+/// with the capability address, message info and reply-object address
+/// from the syscall's registers (all of them are saved in the current
+/// thread's context too): on success it enters the thread to run next and
+/// does not return. It returns `false` (having changed nothing) if the
+/// fastpath does not apply.
+#[inline(always)]
+pub fn fast_ipc(number: u64, cptr: u64, info: u64, reply_cptr: u64) -> bool {
+    // SAFETY: as for `with_state`; the fastpath is entered only from a
+    // user thread's `svc`, and user threads run only after `install`.
+    let s = unsafe { STATE.get().as_mut().unwrap_unchecked() };
+    let switch = if number == skyscope_abi::Syscall::Call as u64 {
+        s.core.fastpath_call(cptr, info)
+    } else {
+        s.core.fastpath_reply_recv(cptr, info, reply_cptr)
+    };
+    let Some(switch) = switch else {
+        return false;
+    };
+    // The common case: a native thread, no budget to account for.
+    if !switch.budget {
+        if cfg!(feature = "dev") {
+            check_scheduler(s);
         }
-        if let Some(t) = s.core.current
-            && let Ok(guest) = s.switch_to(t)
-        {
-            s.enter(t, guest);
+        if s.fast_switch_native(switch.next) {
+            let context: *mut arch::UserContext = &mut s.core.machine.tcb_mut(switch.next).context;
+            // SAFETY: the context lives in the TCB, which outlives the
+            // return to the thread.
+            arch::enter_user(unsafe { &mut *context });
         }
-        true
-    })
+    }
+    finish_fastpath(s, switch.next, switch.budget)
+}
+
+/// The dev kernel's check of the scheduler's invariants before a return
+/// to user space.
+#[inline(never)]
+fn check_scheduler(s: &mut State) {
+    if let Err(violation) = s.core.check_scheduler() {
+        panic!("scheduler invariant violated: {violation}");
+    }
+}
+
+/// The rest of a fastpath exit that is not the common case: the timer when
+/// a budget moved its deadline, the dev kernel's scheduler check, a
+/// Vcpu's thread or one whose space needs the general switch.
+#[inline(never)]
+fn finish_fastpath(s: &mut State, next: PhysAddr, budget: bool) -> ! {
+    if budget {
+        s.program_timer();
+    }
+    if let Ok(mode) = s.switch_to(next) {
+        if cfg!(feature = "dev") {
+            check_scheduler(s);
+        }
+        s.enter(next, mode);
+    }
+    // Cannot run: the general exit path deals with it.
+    crate::trap::continue_with(Next::Resume)
 }
 
 impl State {
     /// Makes the CPU ready to run `t` (its address space, IPC buffer, FP
     /// state, Vcpu); returns how it runs.
+    #[inline(always)]
     fn switch_to(&mut self, t: PhysAddr) -> Result<ThreadMode, &'static str> {
         let space = self
             .core
@@ -111,7 +153,35 @@ impl State {
         self.core.machine.switch_to(t, space, vcpu, ipc_buffer)
     }
 
+    /// [`State::switch_to`] for the fastpath's common case, a native thread:
+    /// its address space (checked as `thread_space` checks it), IPC-buffer
+    /// pointer and FP/SIMD trap. `false`, having changed nothing, for
+    /// anything else (a Vcpu's thread, a space that does not check out, a
+    /// guest's state still in the CPU), which `switch_to` handles.
+    #[inline(always)]
+    fn fast_switch_native(&mut self, t: PhysAddr) -> bool {
+        if self.core.machine.in_guest.is_some() {
+            return false;
+        }
+        let Some(space) = self.core.native_space(t) else {
+            return false;
+        };
+        let machine = &mut self.core.machine;
+        if machine.active_space != (space.root, space.id) {
+            arch::mmu::activate_user_space(space.root, space.id);
+            machine.active_space = (space.root, space.id);
+        }
+        arch::set_ipc_buffer_pointer(machine.tcb(t).ipc_buffer);
+        let owns_fp = machine.fp_owner == Some(t);
+        if owns_fp != machine.fp_enabled {
+            arch::set_fp_trap(!owns_fp);
+            machine.fp_enabled = owns_fp;
+        }
+        true
+    }
+
     /// Enters thread `t` (already switched to).
+    #[inline(always)]
     fn enter(&mut self, t: PhysAddr, mode: ThreadMode) -> ! {
         let machine = &mut self.core.machine;
         let context: *mut arch::UserContext = &mut machine.tcb_mut(t).context;

@@ -85,6 +85,7 @@ impl Error {
     }
 
     /// Converts a raw return word into a `Result`: `0` is success.
+    #[inline]
     pub fn check(code: u64) -> Result<(), Error> {
         match code {
             0 => Ok(()),

@@ -26,10 +26,12 @@ mod user {
     use super::Received;
     use crate::{Error, MessageInfo, Syscall, syscall::imp::full};
 
+    #[inline(always)]
     fn status(regs: &[u64; 7]) -> Result<(), Error> {
         Error::check(regs[crate::regs::STATUS])
     }
 
+    #[inline(always)]
     fn received(regs: [u64; 7]) -> Result<Received, Error> {
         status(&regs)?;
         Ok(Received {
@@ -40,6 +42,7 @@ mod user {
     }
 
     /// Sends a message and waits for the reply.
+    #[inline]
     pub fn call(endpoint: u64, info: MessageInfo, words: [u64; 4]) -> Result<Received, Error> {
         received(full(
             Syscall::Call,
@@ -56,6 +59,7 @@ mod user {
     }
 
     /// Sends a message, waiting for a receiver (signals a notification).
+    #[inline]
     pub fn send(endpoint: u64, info: MessageInfo, words: [u64; 4]) -> Result<(), Error> {
         status(&full(
             Syscall::Send,
@@ -72,6 +76,7 @@ mod user {
     }
 
     /// Sends a message if a receiver is waiting; drops it otherwise.
+    #[inline]
     pub fn nb_send(endpoint: u64, info: MessageInfo, words: [u64; 4]) -> Result<(), Error> {
         status(&full(
             Syscall::NBSend,
@@ -88,16 +93,19 @@ mod user {
     }
 
     /// Waits for a message; `reply` names the reply object for a `Call` (0: none).
+    #[inline]
     pub fn recv(endpoint: u64, reply: u64) -> Result<Received, Error> {
         received(full(Syscall::Recv, [endpoint, 0, 0, 0, 0, 0, reply]))
     }
 
     /// Takes a message if one is waiting (`WouldBlock` otherwise).
+    #[inline]
     pub fn nb_recv(endpoint: u64, reply: u64) -> Result<Received, Error> {
         received(full(Syscall::NBRecv, [endpoint, 0, 0, 0, 0, 0, reply]))
     }
 
     /// Answers the `Call` recorded in `reply`.
+    #[inline]
     pub fn reply(reply: u64, info: MessageInfo, words: [u64; 4]) -> Result<(), Error> {
         status(&full(
             Syscall::Reply,
@@ -107,6 +115,7 @@ mod user {
 
     /// Answers the `Call` recorded in `reply` (if any) and waits for the
     /// next message on `endpoint`, naming `reply` for it.
+    #[inline]
     pub fn reply_recv(
         endpoint: u64,
         reply: u64,
@@ -128,16 +137,19 @@ mod user {
     }
 
     /// Signals a notification (ORs the capability's badge into its word).
+    #[inline]
     pub fn signal(notification: u64) -> Result<(), Error> {
         status(&full(Syscall::Send, [notification, 0, 0, 0, 0, 0, 0]))
     }
 
     /// Waits for a notification; returns its word (the OR of the badges).
+    #[inline]
     pub fn wait(notification: u64) -> Result<u64, Error> {
         received(full(Syscall::Recv, [notification, 0, 0, 0, 0, 0, 0])).map(|r| r.badge)
     }
 
     /// Takes a notification's word without waiting (0 if nothing is pending).
+    #[inline]
     pub fn poll(notification: u64) -> Result<u64, Error> {
         match received(full(Syscall::NBRecv, [notification, 0, 0, 0, 0, 0, 0])) {
             Ok(r) => Ok(r.badge),

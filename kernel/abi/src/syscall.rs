@@ -233,6 +233,7 @@ pub fn wait_for_interrupt() {
 /// Reads the architectural virtual counter (CNTVCT_EL0), which the kernel
 /// lets user code read; its frequency is in the boot info.
 #[cfg(target_arch = "aarch64")]
+#[inline(always)]
 pub fn counter_now() -> u64 {
     let v: u64;
     // SAFETY: reading CNTVCT_EL0 has no side effects; `isb` keeps the read

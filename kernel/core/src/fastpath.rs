@@ -1,58 +1,163 @@
 //! The IPC fastpath: `Call` and `ReplyRecv` in their common form.
 //!
 //! Preconditions checked first, nothing changed until all hold: a short
-//! message (at most four words, no capabilities), the other side already
-//! waiting, no reply pending on the reply object, and the thread to switch
-//! to able to run and above every ready thread (so that picking it directly
-//! is exactly what the scheduler would do). Then the registers are copied,
-//! the queues and reply object updated, and the new thread made current.
+//! message (at most four words, which travel in registers, and no
+//! capabilities), the other side already waiting, no reply pending on the
+//! reply object, and the thread to switch to able to run and above every
+//! ready thread (so that picking it directly is exactly what the scheduler
+//! would do), with budget left on its scheduling context. Then the
+//! registers are copied, the queues and reply object updated, time charged
+//! as a kernel entry charges it, and the new thread made current.
 //! Everything else — and these cases too when the fastpath is disabled —
 //! goes through the general path in `syscall`, which must leave the same
-//! state behind (checked by the host tests and `ipc::fastpath_matches_slowpath`).
+//! state behind (checked by the host tests and
+//! `ipc::fastpath_matches_slowpath`).
+//!
+//! The kernel calls [`Kernel::fastpath_call`] and
+//! [`Kernel::fastpath_reply_recv`] straight from its exception entry with
+//! the syscall's argument registers, before anything else is decoded.
 
 use crate::{
     PhysAddr,
-    cap::Cap,
+    cap::{Cap, SlotRef},
     cspace,
     kernel::Kernel,
     machine::{Machine, ThreadContext},
     object::{
         endpoint::EndpointState,
+        sched_context::SchedContext,
         tcb::{self, ThreadState, ipc_flags},
     },
 };
-use skyscope_abi::{CapRights, MessageInfo, Syscall, message::REGISTER_MESSAGE_WORDS, regs};
+use skyscope_abi::{CapRights, Syscall, regs};
 
 const NONE: PhysAddr = PhysAddr(0);
 
-impl<M: Machine> Kernel<M> {
-    /// Completes `number` for the current thread if the fastpath applies;
-    /// returns `false`, having changed nothing, otherwise.
-    pub fn fastpath(&mut self, number: u64) -> bool {
-        if !self.fastpath_enabled {
-            return false;
+/// Message-info bits the fastpath refuses: extra capabilities (bits 7..9)
+/// and lengths above the four register words (bits 2..7 of the length
+/// field, i.e. a length of 4 or less leaves only bits 0..3 set).
+const INFO_NOT_SHORT: u64 = 0x180;
+
+/// Whether a message-info word describes a message the fastpath carries:
+/// at most [`skyscope_abi::message::REGISTER_MESSAGE_WORDS`] words, no
+/// capabilities.
+#[inline(always)]
+fn short_message(info: u64) -> bool {
+    info & INFO_NOT_SHORT == 0 && info & 0x7f <= 4
+}
+
+/// The message-info word the receiver gets: label and length, no
+/// capabilities, nothing unwrapped (what `MessageInfo::new(label, length,
+/// 0)` builds from a short message).
+#[inline(always)]
+fn received_info(info: u64) -> u64 {
+    (info & !0xfff) | (info & 0x7f)
+}
+
+/// What the kernel does after a fastpath switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastSwitch {
+    /// The thread to run (now current).
+    pub next: PhysAddr,
+    /// Whether a budget was involved (a scheduling context whose budget
+    /// is less than its period, or one waiting for its refill): the timer
+    /// deadline may have moved. Without, it cannot have: the same tick,
+    /// refill and guest-timer deadlines apply before and after.
+    pub budget: bool,
+}
+
+/// The new budget state of a constrained scheduling context.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// The context (0: unconstrained, nothing to write).
+    sc: PhysAddr,
+    remaining: u64,
+    replenish_at: u64,
+}
+
+impl Budget {
+    const UNCONSTRAINED: Budget = Budget {
+        sc: NONE,
+        remaining: 0,
+        replenish_at: 0,
+    };
+
+    /// `s` (at `sc`) refreshed for `now` and charged `elapsed`, if it is
+    /// constrained; `None` if it has no budget left then.
+    #[inline(always)]
+    fn charged(sc: PhysAddr, s: &SchedContext, now: u64, elapsed: u64) -> Option<Budget> {
+        if !s.constrained() {
+            return Some(Budget::UNCONSTRAINED);
         }
-        let done = if number == Syscall::Call as u64 {
-            self.fastpath_call()
-        } else if number == Syscall::ReplyRecv as u64 {
-            self.fastpath_reply_recv()
-        } else {
-            false
+        let mut s = SchedContext {
+            budget: s.budget,
+            period: s.period,
+            remaining: s.remaining,
+            replenish_at: s.replenish_at,
+            ..SchedContext::default()
         };
-        if done {
-            self.counters.fastpath_hits += 1;
-        }
-        done
+        s.refresh(now);
+        let remaining = s.remaining.saturating_sub(elapsed);
+        (remaining != 0).then_some(Budget {
+            sc,
+            remaining,
+            replenish_at: s.replenish_at,
+        })
+    }
+}
+
+impl<M: Machine> Kernel<M> {
+    /// Completes syscall `number` for the current thread, with its argument
+    /// registers as saved in its context, if the fastpath applies; returns
+    /// `false`, having changed nothing, otherwise. (The host tests' entry;
+    /// the kernel calls the two functions below with the live registers.)
+    pub fn fastpath(&mut self, number: u64) -> bool {
+        let Some(t) = self.current else {
+            return false;
+        };
+        let args = self.machine.tcb(t).context.syscall_args();
+        let (cptr, info) = (args[regs::CAP_ADDRESS], args[regs::MESSAGE_INFO]);
+        let done = if number == Syscall::Call as u64 {
+            self.fastpath_call(cptr, info)
+        } else if number == Syscall::ReplyRecv as u64 {
+            self.fastpath_reply_recv(cptr, info, args[regs::REPLY_CAP])
+        } else {
+            None
+        };
+        done.is_some()
     }
 
-    /// Looks up `cptr` in `t`'s CSpace and returns the capability by
-    /// reference (capabilities are 40 bytes: copying one costs a `memcpy`
-    /// call). A one-level CSpace whose root consumes all 64 bits (the usual
-    /// layout) takes one step; anything else takes the general walk.
+    /// The registers `to` receives for the short message `info` the
+    /// current thread `from` sends: `badge`, the info word, the four
+    /// message registers straight from `from`'s saved registers, status 0.
     #[inline(always)]
-    fn fast_lookup(&self, t: PhysAddr, cptr: u64) -> Option<&Cap> {
+    fn deliver_short(&mut self, from: PhysAddr, to: PhysAddr, badge: u64, info: u64) {
+        let c = &self.machine.tcb(from).context;
+        let words = [
+            c.arg(regs::FIRST_MESSAGE_REGISTER),
+            c.arg(regs::FIRST_MESSAGE_REGISTER + 1),
+            c.arg(regs::FIRST_MESSAGE_REGISTER + 2),
+            c.arg(regs::FIRST_MESSAGE_REGISTER + 3),
+        ];
+        self.machine.tcb_mut(to).context.set_syscall_results([
+            badge,
+            received_info(info),
+            words[0],
+            words[1],
+            words[2],
+            words[3],
+            0,
+        ]);
+    }
+
+    /// Looks up the capabilities `cptrs` name in `t`'s CSpace and returns
+    /// their slots. A one-level CSpace whose root consumes all 64 bits (the
+    /// usual layout) takes one step per address, decoding the root once;
+    /// anything else takes the general walk.
+    #[inline(always)]
+    fn fast_lookup<const N: usize>(&self, t: PhysAddr, cptrs: [u64; N]) -> Option<[SlotRef; N]> {
         let root = &self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
-        let slot = match *root {
+        match *root {
             Cap::CNode {
                 ptr,
                 radix,
@@ -60,76 +165,160 @@ impl<M: Machine> Kernel<M> {
                 guard,
                 ..
             } if u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS => {
-                if cptr >> radix != guard {
-                    return None;
+                let radix = u32::from(radix);
+                let mask = 1u64.checked_shl(radix).unwrap_or(0).wrapping_sub(1);
+                let mut slots = [SlotRef::NONE; N];
+                for (slot, cptr) in slots.iter_mut().zip(cptrs) {
+                    if cptr.checked_shr(radix).unwrap_or(0) != guard {
+                        return None;
+                    }
+                    // A CNode's slots lie inside it: no overflow.
+                    *slot = SlotRef(ptr.0.wrapping_add((cptr & mask) << crate::slot::SLOT_BITS));
                 }
-                let index = cptr & ((1u64 << radix) - 1);
-                crate::cap::SlotRef(ptr.0 + (index << crate::slot::SLOT_BITS))
+                Some(slots)
             }
-            _ => cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?,
+            _ => {
+                let mut slots = [SlotRef::NONE; N];
+                for (slot, cptr) in slots.iter_mut().zip(cptrs) {
+                    *slot = cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?;
+                }
+                Some(slots)
+            }
+        }
+    }
+
+    /// Whether switching straight from `current` to `next` is what the
+    /// scheduler would do after this entry; if it is, charges time as a
+    /// kernel entry does and returns whether a budget was involved (the
+    /// last check of the fastpath: nothing changes unless it passes).
+    /// `next` must be above every ready thread and have budget left; the
+    /// running thread is charged as [`Kernel::charge`] charges it on every
+    /// kernel entry, and must keep budget left (running out is the general
+    /// path's business); a due refill also sends the entry down the
+    /// general path. Without a constrained context or a pending refill
+    /// there is nothing to charge and the clock is not read.
+    #[inline(always)]
+    fn fast_charge(&mut self, current: PhysAddr, next: PhysAddr) -> Option<bool> {
+        let (priority, next_sc) = {
+            let t = self.machine.tcb(next);
+            (t.priority, t.sched_context)
         };
-        Some(&self.machine.slot(slot).cap)
+        if self.scheduler.any_ready_at_or_above(priority) {
+            return None;
+        }
+        let current_sc = self.machine.tcb(current).sched_context;
+        if current_sc.0 == 0 || next_sc.0 == 0 {
+            return None;
+        }
+        let from = self.machine.sched_context_mut(current_sc);
+        let (from_budget, from_constrained) = (from.budget, from.constrained());
+        let to = self.machine.sched_context_mut(next_sc);
+        let (to_budget, to_constrained) = (to.budget, to.constrained());
+        if from_budget == 0 || to_budget == 0 {
+            return None; // bound but never configured: the general path
+        }
+        if !from_constrained && !to_constrained && self.release_head.0 == 0 {
+            return Some(false);
+        }
+        self.fast_charge_budgets(current_sc, next_sc)
+            .then_some(true)
     }
 
-    /// Whether switching straight to `t` is what the scheduler would do,
-    /// and needs no budget accounting: both the running thread and `t` run
-    /// on unthrottled scheduling contexts (budget = period), so no timer
-    /// deadline changes and no time needs charging.
-    #[inline(always)]
-    fn runs_next(&mut self, current: PhysAddr, t: PhysAddr) -> bool {
-        let priority = self.machine.tcb(t).priority;
-        !self.scheduler.any_ready_at_or_above(priority)
-            && self.unthrottled(t)
-            && self.unthrottled(current)
-    }
-
-    #[inline(always)]
-    fn unthrottled(&mut self, t: PhysAddr) -> bool {
-        let sc = self.machine.tcb(t).sched_context;
-        if sc.0 == 0 {
+    /// [`Kernel::fast_charge`] when a budget is involved: reads the clock,
+    /// and charges unless a refill is due or either context would be out
+    /// of budget (then `false`, having changed nothing).
+    #[inline(never)]
+    fn fast_charge_budgets(&mut self, current_sc: PhysAddr, next_sc: PhysAddr) -> bool {
+        let now = self.machine.now();
+        if self.release_head.0 != 0
+            && self
+                .machine
+                .sched_context_mut(self.release_head)
+                .replenish_at
+                <= now
+        {
             return false;
         }
-        let s = self.machine.sched_context_mut(sc);
-        s.budget != 0 && !s.constrained()
-    }
-
-    fn fastpath_call(&mut self) -> bool {
-        let Some(caller) = self.current else {
+        let elapsed = now.saturating_sub(self.last_charge);
+        let Some(from) = Budget::charged(
+            current_sc,
+            self.machine.sched_context_mut(current_sc),
+            now,
+            elapsed,
+        ) else {
             return false;
         };
-        let args = self.machine.tcb(caller).context.syscall_args();
-        let info = MessageInfo::from_raw(args[regs::MESSAGE_INFO]);
-        if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
+        let Some(to) = Budget::charged(next_sc, self.machine.sched_context_mut(next_sc), now, 0)
+        else {
             return false;
+        };
+        self.last_charge = now;
+        for b in [from, to] {
+            if b.sc.0 != 0 {
+                let c = self.machine.sched_context_mut(b.sc);
+                c.remaining = b.remaining;
+                c.replenish_at = b.replenish_at;
+            }
         }
-        let Some(&Cap::Endpoint {
+        true
+    }
+
+    /// The end of a fastpath switch to `next`.
+    #[inline(always)]
+    fn fast_switched(&mut self, next: PhysAddr, budget: bool) -> FastSwitch {
+        self.counters.fastpath_hits = self.counters.fastpath_hits.wrapping_add(1);
+        self.current = Some(next);
+        FastSwitch { next, budget }
+    }
+
+    /// `Call` on the fastpath for the current thread, whose saved
+    /// registers hold the syscall's arguments, with the capability address
+    /// `cptr` and message info `info` from its registers; returns the
+    /// thread to run next, or `None` having changed nothing.
+    #[inline(always)]
+    pub fn fastpath_call(&mut self, cptr: u64, info: u64) -> Option<FastSwitch> {
+        if !self.fastpath_enabled {
+            return None;
+        }
+        let caller = self.current?;
+        if !short_message(info) {
+            return None;
+        }
+        let [slot] = self.fast_lookup(caller, [cptr])?;
+        let Cap::Endpoint {
             ptr: ep,
             badge,
             rights,
-        }) = self.fast_lookup(caller, args[0])
+        } = self.machine.slot(slot).cap
         else {
-            return false;
+            return None;
         };
         if !rights.contains(CapRights::WRITE)
             || !rights.intersects(CapRights::GRANT | CapRights::GRANT_REPLY)
         {
-            return false;
+            return None;
         }
-        let endpoint = *self.machine.endpoint_mut(ep);
+        let endpoint = self.machine.endpoint_mut(ep);
         if endpoint.state != EndpointState::Receiving {
-            return false;
+            return None;
         }
         let receiver = endpoint.head;
         let reply = self.machine.tcb(receiver).recv_reply;
-        if reply.0 == 0
-            || self.machine.reply_mut(reply).caller.0 != 0
-            || !self.runs_next(caller, receiver)
-        {
-            return false;
+        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
+            return None;
         }
+        let budget = self.fast_charge(caller, receiver)?;
 
+        self.deliver_short(caller, receiver, badge, info);
         // Dequeue the receiver (it is at the head).
-        let next = self.machine.tcb(receiver).queue_next;
+        let r = self.machine.tcb_mut(receiver);
+        let next = r.queue_next;
+        r.queue_next = NONE;
+        r.queue_prev = NONE;
+        r.state = ThreadState::Runnable;
+        r.blocked_on = NONE;
+        r.recv_reply = NONE;
+        r.ipc_flags = 0;
         let e = self.machine.endpoint_mut(ep);
         e.head = next;
         if next.0 == 0 {
@@ -138,17 +327,6 @@ impl<M: Machine> Kernel<M> {
         } else {
             self.machine.tcb_mut(next).queue_prev = NONE;
         }
-        // Message.
-        let r = self.machine.tcb_mut(receiver);
-        r.queue_next = NONE;
-        r.queue_prev = NONE;
-        let info_out = MessageInfo::new(info.label(), info.length(), 0).raw();
-        r.context
-            .set_syscall_results([badge, info_out, args[2], args[3], args[4], args[5], 0]);
-        r.state = ThreadState::Runnable;
-        r.blocked_on = NONE;
-        r.recv_reply = NONE;
-        r.ipc_flags = 0;
         // The caller waits on the reply object.
         let rep = self.machine.reply_mut(reply);
         rep.receiver = NONE;
@@ -161,76 +339,80 @@ impl<M: Machine> Kernel<M> {
         c.state = ThreadState::BlockedOnReply;
         c.blocked_on = reply;
         c.ipc_flags = flags;
-        self.current = Some(receiver);
-        true
+        Some(self.fast_switched(receiver, budget))
     }
 
-    fn fastpath_reply_recv(&mut self) -> bool {
-        let Some(server) = self.current else {
-            return false;
-        };
-        let args = self.machine.tcb(server).context.syscall_args();
-        let info = MessageInfo::from_raw(args[regs::MESSAGE_INFO]);
-        if info.extra_caps() != 0 || info.length() > REGISTER_MESSAGE_WORDS {
-            return false;
+    /// `ReplyRecv` on the fastpath for the current thread, as
+    /// [`Kernel::fastpath_call`], with the reply object's address
+    /// `reply_cptr` too.
+    #[inline(always)]
+    pub fn fastpath_reply_recv(
+        &mut self,
+        cptr: u64,
+        info: u64,
+        reply_cptr: u64,
+    ) -> Option<FastSwitch> {
+        if !self.fastpath_enabled {
+            return None;
         }
-        let Some(&Cap::Reply { ptr: reply, .. }) = self.fast_lookup(server, args[regs::REPLY_CAP])
-        else {
-            return false;
+        let server = self.current?;
+        if !short_message(info) {
+            return None;
+        }
+        let [reply_slot, ep_slot] = self.fast_lookup(server, [reply_cptr, cptr])?;
+        let Cap::Reply { ptr: reply, .. } = self.machine.slot(reply_slot).cap else {
+            return None;
         };
-        let Some(&Cap::Endpoint {
+        let Cap::Endpoint {
             ptr: ep, rights, ..
-        }) = self.fast_lookup(server, args[0])
+        } = self.machine.slot(ep_slot).cap
         else {
-            return false;
+            return None;
         };
         let rep = *self.machine.reply_mut(reply);
         let caller = rep.caller;
         if caller.0 == 0 || rep.receiver.0 != 0 || !rights.contains(CapRights::READ) {
-            return false;
+            return None;
         }
         if self.machine.tcb(caller).ipc_flags & ipc_flags::FAULT != 0 {
-            return false;
+            return None;
         }
-        if self.machine.endpoint_mut(ep).state == EndpointState::Sending {
-            return false;
+        let endpoint = *self.machine.endpoint_mut(ep);
+        if endpoint.state == EndpointState::Sending {
+            return None;
         }
         let bound = self.machine.tcb(server).bound_notification;
         if bound.0 != 0 && self.machine.notification_mut(bound).pending {
-            return false;
+            return None;
         }
-        if !self.runs_next(server, caller) {
-            return false;
-        }
+        let budget = self.fast_charge(server, caller)?;
 
-        // Reply.
+        // Reply, straight from the server's registers.
+        self.deliver_short(server, caller, 0, info);
         let c = self.machine.tcb_mut(caller);
-        let info_out = MessageInfo::new(info.label(), info.length(), 0).raw();
-        c.context
-            .set_syscall_results([0, info_out, args[2], args[3], args[4], args[5], 0]);
         c.state = ThreadState::Runnable;
         c.blocked_on = NONE;
         c.ipc_flags = 0;
         // The server waits at the endpoint's tail.
-        let tail = self.machine.endpoint_mut(ep).tail;
+        let tail = endpoint.tail;
         let s = self.machine.tcb_mut(server);
         s.queue_next = NONE;
         s.queue_prev = tail;
         s.state = ThreadState::BlockedOnReceive;
         s.blocked_on = ep;
         s.recv_reply = reply;
-        if tail.0 == 0 {
-            self.machine.endpoint_mut(ep).head = server;
-        } else {
+        if tail.0 != 0 {
             self.machine.tcb_mut(tail).queue_next = server;
         }
         let e = self.machine.endpoint_mut(ep);
+        if tail.0 == 0 {
+            e.head = server;
+        }
         e.tail = server;
         e.state = EndpointState::Receiving;
         let rep = self.machine.reply_mut(reply);
         rep.caller = NONE;
         rep.receiver = server;
-        self.current = Some(caller);
-        true
+        Some(self.fast_switched(caller, budget))
     }
 }

@@ -112,10 +112,9 @@ pub struct Kernel<M: Machine> {
     pub scheduler: Scheduler,
     /// The running thread.
     pub current: Option<PhysAddr>,
-    /// Top-level table per address-space identifier (0 = free).
+    /// Top-level table per address-space identifier (0 = free), with the
+    /// low bit set for a GuestSpace's (see `object::vspace`).
     pub(crate) asids: [PhysAddr; ASID_COUNT],
-    /// Bit per identifier: it names a GuestSpace (else a VSpace).
-    pub(crate) guest_ids: [u64; ASID_COUNT / 64],
     /// Bit per IRQ line: a handler capability exists.
     pub(crate) irq_issued: [u64; MAX_IRQS / 64],
     watched: [SlotRef; WATCH_SLOTS],
@@ -148,7 +147,6 @@ impl<M: Machine> Kernel<M> {
             scheduler: Scheduler::new(),
             current: None,
             asids: [PhysAddr(0); ASID_COUNT],
-            guest_ids: [0; ASID_COUNT / 64],
             irq_issued: [0; MAX_IRQS / 64],
             watched: [SlotRef::NONE; WATCH_SLOTS],
             watched_dead: [false; WATCH_SLOTS],

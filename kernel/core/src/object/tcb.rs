@@ -107,8 +107,13 @@ pub struct Tcb<C> {
 }
 
 /// The slot reference of TCB slot `index`.
+#[inline(always)]
 pub fn slot_ref(tcb: PhysAddr, index: usize) -> SlotRef {
-    SlotRef(tcb.0 + (index as u64) * core::mem::size_of::<Slot>() as u64)
+    // The slots lie at the start of the TCB object: no overflow.
+    SlotRef(
+        tcb.0
+            .wrapping_add((index as u64) * core::mem::size_of::<Slot>() as u64),
+    )
 }
 
 /// Whether `ipc_buffer` is acceptable: aligned to the buffer's size.

@@ -16,6 +16,12 @@ use crate::{
 };
 use skyscope_abi::{CapRights, Error};
 
+/// Marks an identifier-table entry as a GuestSpace's (top-level tables are
+/// page-aligned, so the low bit of the address is free): one compare of
+/// an entry with a VSpace's table address checks both that the space lives
+/// and that it is a user space.
+const GUEST_TAG: u64 = 1;
+
 impl<M: Machine> Kernel<M> {
     /// Number of identifiers not in use (0 is never assigned).
     pub fn free_asids(&self) -> u64 {
@@ -27,13 +33,13 @@ impl<M: Machine> Kernel<M> {
     pub(crate) fn allocate_asid(&mut self, root: PhysAddr, kind: SpaceKind) -> Asid {
         let asid = (1..ASID_COUNT).find(|&a| self.asids[a].0 == 0).unwrap_or(0);
         if asid != 0 {
-            self.asids[asid] = root;
-            let (word, bit) = (asid / 64, 1u64 << (asid % 64));
-            if kind == SpaceKind::Guest {
-                self.guest_ids[word] |= bit;
+            debug_assert!(root.0.is_multiple_of(4096));
+            let tag = if kind == SpaceKind::Guest {
+                GUEST_TAG
             } else {
-                self.guest_ids[word] &= !bit;
-            }
+                0
+            };
+            self.asids[asid] = PhysAddr(root.0 | tag);
         }
         asid as Asid
     }
@@ -44,18 +50,29 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// The space an identifier currently names.
+    #[inline(always)]
     pub(crate) fn space_of(&self, id: Asid) -> Option<AddressSpace> {
-        let root = *self.asids.get(usize::from(id))?;
-        if root.0 == 0 {
+        let entry = *self.asids.get(usize::from(id))?;
+        if entry.0 == 0 {
             return None;
         }
-        let guest = self.guest_ids[usize::from(id) / 64] & (1 << (id % 64)) != 0;
-        let kind = if guest {
+        let kind = if entry.0 & GUEST_TAG != 0 {
             SpaceKind::Guest
         } else {
             SpaceKind::User
         };
-        Some(AddressSpace { root, id, kind })
+        Some(AddressSpace {
+            root: PhysAddr(entry.0 & !GUEST_TAG),
+            id,
+            kind,
+        })
+    }
+
+    /// Whether identifier `id` names the user space (VSpace) whose
+    /// top-level table is `root`: [`Kernel::space_of`] in one compare.
+    #[inline(always)]
+    pub(crate) fn is_live_user_space(&self, id: Asid, root: PhysAddr) -> bool {
+        self.asids.get(usize::from(id)) == Some(&root) && root.0 != 0
     }
 
     /// Empties the top-level table of the space `root` whose last

@@ -188,44 +188,20 @@ unsafe extern "C" {
 ///
 /// The context must stay at this address until the thread next enters the
 /// kernel: the vector code saves the registers back into it.
+#[inline(always)]
 pub fn enter_user(context: &mut UserContext) -> ! {
-    // Never return to EL0 with anything but EL0t (M[4:0] = 0) and unmasked
-    // interrupts (DAIF = 0); the condition flags are the thread's own.
-    context.spsr &= !(0b1_1111 | (0b1111 << 6));
     // SAFETY: `context` is a valid, exclusively borrowed register save area
     // that lives in a kernel object (a TCB) for as long as the thread
-    // exists; SPSR selects EL0, so `eret` cannot raise privilege.
+    // exists; `return_to_user` makes the SPSR EL0t with interrupts
+    // unmasked, so `eret` cannot raise privilege.
     unsafe { return_to_user(context) }
 }
 
 core::arch::global_asm!(
-    ".section .text.vectors, \"ax\"",
-    ".balign 2048",
-    ".global exception_vectors",
-    "exception_vectors:",
-    // Current EL with SP_EL0: never used (the kernel runs on SP_EL2).
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    // Current EL with SP_EL2: a kernel bug, or an IRQ in the idle loop.
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_irq_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    // Lower EL, AArch64: the thread's context is at SP.
-    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #0", "b __sky_user_entry",
-    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #1", "b __sky_user_entry",
-    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #2", "b __sky_user_entry",
-    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #3", "b __sky_user_entry",
-    // Lower EL, AArch32: never used (EL0 is AArch64 only).
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    ".balign 0x80", "b __sky_kernel_fault_entry",
-    "",
-    // x0 = entry kind; user x0/x1 already saved; SP = &UserContext.
-    "__sky_user_entry:",
+    // Saves the user registers but x0/x1 (already saved) into the
+    // UserContext at SP, using x9..x12 as scratch once they are saved: on
+    // exit x0..x8 still hold the thread's values.
+    ".macro save_user_registers",
     "stp x2, x3, [sp, #16 * 1]",
     "stp x4, x5, [sp, #16 * 2]",
     "stp x6, x7, [sp, #16 * 3]",
@@ -247,6 +223,65 @@ core::arch::global_asm!(
     "stp x10, x11, [sp, #{off_pc}]",
     "mrs x12, tpidr_el0",
     "str x12, [sp, #{off_tpidr}]",
+    ".endm",
+    "",
+    ".section .text.vectors, \"ax\"",
+    ".balign 2048",
+    ".global exception_vectors",
+    "exception_vectors:",
+    // Current EL with SP_EL0: never used (the kernel runs on SP_EL2).
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    // Current EL with SP_EL2: a kernel bug, or an IRQ in the idle loop.
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_irq_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    // Lower EL, AArch64: the thread's context is at SP.
+    ".balign 0x80", "stp x0, x1, [sp]", "b __sky_user_sync",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #1", "b __sky_user_entry",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #2", "b __sky_user_entry",
+    ".balign 0x80", "stp x0, x1, [sp]", "mov x0, #3", "b __sky_user_entry",
+    // Lower EL, AArch32: never used (EL0 is AArch64 only).
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    ".balign 0x80", "b __sky_kernel_fault_entry",
+    "",
+    // A synchronous exception from EL0 or a guest; user x0/x1 saved.
+    "__sky_user_sync:",
+    "save_user_registers",
+    // The IPC fastpath is decided here, before anything else: an `svc`
+    // (ESR_EL2.EC = 0x15, SVC in AArch64) whose x7 is Call (1) or
+    // ReplyRecv (2) goes to `fast_syscall` with x0..x7 as the thread left
+    // them. An SVC reaches EL2 only from EL0 with HCR_EL2.TGE set (Arm
+    // ARM, pseudocode AArch64.CallSupervisor: route_to_el2 = PSTATE.EL ==
+    // EL0 && EL2Enabled() && HCR_EL2.TGE == '1'; a guest's SVC at EL0 or
+    // EL1 is taken to its EL1), so this is always a native thread, never a
+    // guest whose exit must first take a pending SError and restore
+    // HCR_EL2. EC is ESR_EL2 bits 31:26 (Arm ARM D23.2, ESR_EL2).
+    "mrs x8, esr_el2",
+    "ubfx x8, x8, #26, #6",
+    "cmp x8, #0x15",
+    "b.ne 1f",
+    "sub x8, x7, #1",
+    "cmp x8, #1",
+    "b.hi 1f",
+    "ldr x8, =__stack_top",
+    "mov sp, x8",
+    "mov x29, xzr",
+    "bl {fast_syscall}",
+    "b .",
+    "1:",
+    "mov x0, #0",
+    "b __sky_user_saved",
+    "",
+    // x0 = entry kind; user x0/x1 already saved; SP = &UserContext.
+    "__sky_user_entry:",
+    "save_user_registers",
+    "__sky_user_saved:",
     "mov x1, sp",
     "ldr x9, =__stack_top",
     "mov sp, x9",
@@ -301,10 +336,16 @@ core::arch::global_asm!(
     ".section .text.return_to_user, \"ax\"",
     ".global return_to_user",
     // x0 = &UserContext. Restores it and enters EL0; SP_EL2 stays pointing
-    // at the context for the next entry.
+    // at the context for the next entry. The SPSR is made EL0t (M[4:0] =
+    // 0) with DAIF clear whatever the context holds, so `eret` can only
+    // reach EL0 with interrupts unmasked (Arm ARM D23.2, SPSR_EL2: M[4:0]
+    // is bits 4:0, D, A, I, F bits 9:6); the condition flags are the
+    // thread's own.
     "return_to_user:",
     "mov sp, x0",
     "ldp x10, x11, [sp, #{off_pc}]",
+    "and x11, x11, #~0x1f",
+    "and x11, x11, #~0x3c0",
     "msr elr_el2, x10",
     "msr spsr_el2, x11",
     "ldp x30, x9, [sp, #{off_x30}]",
@@ -330,6 +371,7 @@ core::arch::global_asm!(
     off_x30 = const OFF_SP - 8,
     off_pc = const OFF_PC,
     off_tpidr = const OFF_TPIDR,
+    fast_syscall = sym super::trap::fast_syscall,
     handle_user_entry = sym super::trap::handle_user_entry,
     handle_kernel_irq = sym super::trap::handle_kernel_irq,
     kernel_fault = sym super::trap::kernel_fault,

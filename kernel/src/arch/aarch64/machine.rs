@@ -153,6 +153,7 @@ impl KernelMachine {
 
     /// Enters the thread (already switched to) whose registers are
     /// `context`.
+    #[inline(always)]
     pub fn enter(&self, context: &mut UserContext, mode: ThreadMode) -> ! {
         match mode {
             ThreadMode::Guest => vcpu::enter_guest(context, &self.guest),

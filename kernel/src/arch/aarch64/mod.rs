@@ -29,6 +29,7 @@ pub use vcpu::init as init_guest_support;
 
 /// Tells user code where its IPC buffer is (TPIDRRO_EL0: readable, not
 /// writable, at EL0).
+#[inline(always)]
 pub fn set_ipc_buffer_pointer(address: u64) {
     // SAFETY: a plain system-register write with no memory effects.
     unsafe { core::arch::asm!("msr tpidrro_el0, {}", in(reg) address, options(nomem, nostack)) };
@@ -37,6 +38,7 @@ pub fn set_ipc_buffer_pointer(address: u64) {
 /// Traps (or stops trapping) EL0 use of the FP/SIMD unit: CPTR_EL2 with
 /// E2H=1 has the CPACR layout (Arm ARM D23.2.36), FPEN = 0b01 traps EL0
 /// only, 0b11 traps nothing.
+#[inline(always)]
 pub fn set_fp_trap(trap: bool) {
     let value: u64 = if trap { 0b01 << 20 } else { 0b11 << 20 };
     // SAFETY: only the FP/SIMD trap changes; the kernel does not use FP.

@@ -1,20 +1,15 @@
-//! Kernel entry from EL0 and from guests: reads the syndrome registers
-//! once, tries the IPC fastpath once (before anything else, for `Call` and
-//! `ReplyRecv`), and otherwise turns the exception into one architecture-
-//! neutral [`Event`] through `skyscope_el2::trap`, the one decode of every
-//! native and guest trap.
+//! Kernel entry from EL0 and from guests: the IPC fastpath (the vector
+//! code sends `Call` and `ReplyRecv` straight to [`fast_syscall`] with
+//! their argument registers), and otherwise the syndrome registers read
+//! once and the exception turned into one architecture-neutral [`Event`]
+//! through `skyscope_el2::trap`, the one decode of every native and guest
+//! trap.
 
 use super::exception::{EntryKind, UserContext};
 use crate::trap::Event;
-use skyscope_abi::{
-    Syscall,
-    fault::{ExitKind, GuestExit},
-};
+use skyscope_abi::fault::{ExitKind, GuestExit};
 use skyscope_core::fault::{FaultKind, UserFault};
-use skyscope_el2::{
-    esr::Syndrome,
-    trap::{Trap, classify_guest, classify_native},
-};
+use skyscope_el2::trap::{Trap, classify_guest, classify_native};
 
 fn read_esr() -> u64 {
     let v: u64;
@@ -51,7 +46,32 @@ fn event(trap: Trap, number: u64) -> Event {
     }
 }
 
-/// Entry from EL0 (called by the vector code on the kernel stack).
+/// The IPC fastpath's entry: the vector code calls it, on the kernel
+/// stack with every register saved, for an `svc` from a native thread
+/// whose `x7` is `Call` or `ReplyRecv` (`number`), with the syscall's
+/// argument registers `x0..x6` as they arrived (the message words are
+/// read from the saved registers where they are delivered). Nothing else
+/// has been decoded: the general path takes over if the fastpath does not
+/// apply.
+pub(super) extern "C" fn fast_syscall(
+    cptr: u64,
+    info: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    reply_cptr: u64,
+    number: u64,
+) -> ! {
+    debug_assert!(!guest_was_running());
+    if !crate::kernel::fast_ipc(number, cptr, info, reply_cptr) {
+        crate::trap::handle_user_event(Event::Syscall { number });
+    }
+    crate::trap::continue_with(crate::kernel::Next::Resume)
+}
+
+/// Entry from EL0 or a guest (called by the vector code on the kernel
+/// stack) for everything but the fastpath's syscalls.
 pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext) -> ! {
     if guest_was_running() {
         handle_guest_entry(kind, context);
@@ -61,17 +81,8 @@ pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext)
     let context = unsafe { &mut *context };
     let event = match kind {
         k if k == EntryKind::Sync as u64 => {
-            let esr = read_esr();
             let number = context.x[skyscope_abi::regs::SYSCALL_NUMBER];
-            // The fastpath first, tested on the raw syndrome: it is the
-            // common case, and it does not need the rest of the decoding.
-            if Syndrome(esr).is_svc64()
-                && (number == Syscall::Call as u64 || number == Syscall::ReplyRecv as u64)
-                && crate::kernel::try_fastpath(number)
-            {
-                crate::trap::continue_with(crate::kernel::Next::Resume);
-            }
-            event(classify_native(esr, read_far(), context.pc), number)
+            event(classify_native(read_esr(), read_far(), context.pc), number)
         }
         k if k == EntryKind::Irq as u64 => Event::Interrupt,
         // FIQs are not used on this platform and an SError is an
