@@ -167,9 +167,10 @@ impl State {
             return false;
         };
         let machine = &mut self.core.machine;
-        if machine.active_space != (space.root, space.id) {
-            arch::mmu::activate_user_space(space.root, space.id);
-            machine.active_space = (space.root, space.id);
+        let ttbr0 = arch::mmu::user_ttbr(space.root, space.id);
+        if machine.active_ttbr0 != ttbr0 {
+            arch::mmu::activate_user_space(ttbr0);
+            machine.active_ttbr0 = ttbr0;
         }
         arch::set_ipc_buffer_pointer(machine.tcb(t).ipc_buffer);
         let owns_fp = machine.fp_owner == Some(t);

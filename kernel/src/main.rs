@@ -131,7 +131,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         ram: platform.ram.clone(),
         loaded_vcpu: None,
         in_guest: None,
-        active_space: (PhysAddr(0), 0),
+        active_ttbr0: 0,
         fp_enabled: false,
         guest,
         ticks: 0,

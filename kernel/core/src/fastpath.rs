@@ -164,12 +164,14 @@ impl<M: Machine> Kernel<M> {
                 guard_bits,
                 guard,
                 ..
-            } if u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS => {
+            } if u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS
+                && u32::from(radix) < cspace::WORD_BITS =>
+            {
                 let radix = u32::from(radix);
-                let mask = 1u64.checked_shl(radix).unwrap_or(0).wrapping_sub(1);
+                let mask = !(u64::MAX << radix);
                 let mut slots = [SlotRef::NONE; N];
                 for (slot, cptr) in slots.iter_mut().zip(cptrs) {
-                    if cptr.checked_shr(radix).unwrap_or(0) != guard {
+                    if cptr >> radix != guard {
                         return None;
                     }
                     // A CNode's slots lie inside it: no overflow.

@@ -53,8 +53,9 @@ pub struct KernelMachine {
     /// The Vcpu that ran last, if the last thread entered was a guest
     /// (its TPIDRRO_EL0 is still in the CPU).
     pub in_guest: Option<PhysAddr>,
-    /// The address space in TTBR0 (top-level table, ASID).
-    pub active_space: (PhysAddr, u16),
+    /// TTBR0_EL2 as last written: the address space in it (top-level
+    /// table and ASID, `mmu::user_ttbr`).
+    pub active_ttbr0: u64,
     /// Whether EL0 may use the FP/SIMD unit without trapping.
     pub fp_enabled: bool,
     /// What running guests needs of this CPU.
@@ -119,14 +120,13 @@ impl KernelMachine {
         vcpu: PhysAddr,
         ipc_buffer: u64,
     ) -> Result<ThreadMode, &'static str> {
-        if let Some(v) = self.in_guest.take() {
-            vcpu::save_tpidrro(&mut self.vcpu_object(v).registers);
-        }
+        self.leave_guest();
         match space.kind {
             SpaceKind::User => {
-                if self.active_space != (space.root, space.id) {
-                    mmu::activate_user_space(space.root, space.id);
-                    self.active_space = (space.root, space.id);
+                let ttbr0 = mmu::user_ttbr(space.root, space.id);
+                if self.active_ttbr0 != ttbr0 {
+                    mmu::activate_user_space(ttbr0);
+                    self.active_ttbr0 = ttbr0;
                 }
                 arch::set_ipc_buffer_pointer(ipc_buffer);
                 let owns_fp = self.fp_owner == Some(t);
@@ -148,6 +148,15 @@ impl KernelMachine {
                 self.load_fp(t);
                 Ok(ThreadMode::Guest)
             }
+        }
+    }
+
+    /// If a guest ran last, saves what of its state is still in the CPU
+    /// and another thread would overwrite (its TPIDRRO_EL0).
+    #[inline(always)]
+    pub fn leave_guest(&mut self) {
+        if let Some(v) = self.in_guest.take() {
+            vcpu::save_tpidrro(&mut self.vcpu_object(v).registers);
         }
     }
 

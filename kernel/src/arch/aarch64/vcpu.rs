@@ -280,6 +280,7 @@ pub fn timer_controls() -> (u64, u64) {
 }
 
 /// The guest's read-only thread pointer, saved on every exit.
+#[inline(always)]
 pub fn save_tpidrro(registers: &mut [u64; reg::COUNT as usize]) {
     registers[reg::TPIDRRO_EL0 as usize] = read_sysreg!("S3_3_C13_C0_3");
 }

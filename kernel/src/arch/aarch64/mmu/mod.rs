@@ -15,7 +15,7 @@ pub use physmap::{
 };
 pub use stage1::{
     MAIR_VALUE, MapError, PageTables, TCR_BASE, activate_kernel_tables, activate_user_space,
-    boot_block, build_kernel_tables,
+    boot_block, build_kernel_tables, user_ttbr,
 };
 
 use skyscope_core::{

@@ -295,9 +295,18 @@ pub fn activate_kernel_tables(tables: &PageTables) {
     }
 }
 
-/// Makes the address space with top-level table `root` and `asid` current.
-pub fn activate_user_space(root: PhysAddr, asid: u16) {
-    let ttbr = root.0 | (u64::from(asid) << 48);
+/// The TTBR0_EL2 value of the address space with top-level table `root`
+/// and `asid` (ASID in bits 63:48, Arm ARM D23.2, TTBR0_EL2; the table
+/// address is page-aligned).
+#[inline(always)]
+pub fn user_ttbr(root: PhysAddr, asid: u16) -> u64 {
+    root.0 | (u64::from(asid) << 48)
+}
+
+/// Makes the address space whose TTBR0_EL2 value is `ttbr` (see
+/// [`user_ttbr`]) current.
+#[inline(always)]
+pub fn activate_user_space(ttbr: u64) {
     // SAFETY: only the lower (user) range changes; the kernel runs from the
     // upper range. Entries are ASID-tagged and an ASID is flushed whenever
     // it is freed, so no flush is needed on a switch.
