@@ -7,7 +7,7 @@ use crate::{
     testing::{Thread, World, layout},
 };
 use proptest::prelude::*;
-use skyscope_abi::{CapRights, MessageInfo, ObjectType, Syscall};
+use skyscope_abi::{CapRights, Label, MessageInfo, ObjectType, Syscall};
 use std::vec::Vec;
 
 extern crate std;
@@ -51,6 +51,12 @@ fn world(priorities: &[u8; 4], fastpath: bool) -> (World, Vec<Thread>) {
 }
 
 fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
+    let (number, regs) = op_registers(i, op);
+    w.syscall_as(t, number, regs);
+}
+
+/// The syscall and registers of `op` by thread number `i`.
+fn op_registers(i: usize, op: &Op) -> (Syscall, [u64; 7]) {
     let info = MessageInfo::new(op.label, op.length, 0).raw();
     let words = [op.word, op.word.rotate_left(7), !op.word, op.word >> 3];
     let reply = 3 + i as u64;
@@ -78,7 +84,7 @@ fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
             [0, info, words[0], words[1], words[2], words[3], reply],
         ),
     };
-    w.syscall_as(t, number, regs);
+    (number, regs)
 }
 
 fn snapshot(w: &World, threads: &[Thread]) -> Vec<u64> {
@@ -129,6 +135,126 @@ proptest! {
     }
 }
 
+/// Every thread's scheduling-context state and the release queue: what
+/// time accounting leaves behind.
+fn budgets(w: &mut World, threads: &[Thread]) -> Vec<u64> {
+    let mut s = Vec::new();
+    for &t in threads {
+        let sc = w.kernel.machine.tcb(t.tcb).sched_context;
+        let c = *w.kernel.machine.sched_context_mut(sc);
+        s.extend([
+            c.remaining,
+            c.replenish_at,
+            u64::from(c.in_release_queue),
+            c.release_next.0,
+            u64::from(w.kernel.machine.tcb(t.tcb).queued),
+        ]);
+    }
+    s.push(w.kernel.release_head.0);
+    s.push(w.kernel.counters.budget_depletions);
+    s
+}
+
+/// Runs `op` as thread `t` the way the kernel's entry does, on a clock:
+/// `t` is made current at the world's time (as if just switched to),
+/// `elapsed` passes, then the fastpath is tried and otherwise the entry
+/// is charged (budget and refills, as `State::handle` does) and the
+/// general path runs; the scheduler picks next.
+fn apply_timed(w: &mut World, t: Thread, i: usize, op: &Op, elapsed: u64) {
+    w.kernel.current = Some(t.tcb);
+    w.kernel.scheduler.remove(&mut w.kernel.machine, t.tcb);
+    w.kernel.last_charge = w.kernel.machine.clock;
+    w.kernel.machine.clock += elapsed;
+    let now = w.kernel.machine.clock;
+    let (number, regs) = op_registers(i, op);
+    for (r, &v) in regs.iter().enumerate() {
+        w.kernel.machine.tcb_mut(t.tcb).context.set_arg(r, v);
+    }
+    if !w.kernel.fastpath(number as u64) {
+        w.kernel.charge(now);
+        w.kernel.release_due(now);
+        w.kernel.syscall(number as u64);
+    }
+    w.kernel.schedule();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 256 }, ..ProptestConfig::default() })]
+
+    /// With budgets: constrained scheduling contexts, refills due or not,
+    /// budgets running out — the fastpath charges exactly what the entry
+    /// charges, or leaves the entry to the general path.
+    #[test]
+    fn fastpath_and_slowpath_agree_on_budgets(
+        priorities in prop::array::uniform4(50u8..53),
+        budgets_us in prop::array::uniform4(prop::sample::select(&[300u64, 600, 1000][..])),
+        ops in prop::collection::vec((op(), 0..400_000u64), 1..if cfg!(miri) { 10 } else { 120 }),
+    ) {
+        let mut worlds = [world(&priorities, true), world(&priorities, false)];
+        let threads = worlds[0].1.clone();
+        for (w, _) in worlds.iter_mut() {
+            for (t, &budget) in threads.iter().zip(&budgets_us) {
+                w.invoke_slot(
+                    World::sched_control(),
+                    Label::SchedControlConfigure,
+                    &[budget, 1000],
+                    &[World::slot(t.slot + 2)],
+                )
+                .unwrap();
+            }
+        }
+        let [(fast, _), (slow, _)] = &mut worlds;
+        for (op, elapsed) in &ops {
+            let t = threads[op.thread];
+            // Only a thread the scheduler could have picked: runnable, not
+            // waiting for its refill.
+            let sc = fast.kernel.machine.tcb(t.tcb).sched_context;
+            if fast.state(t) != ThreadState::Runnable
+                || fast.kernel.machine.sched_context_mut(sc).in_release_queue
+            {
+                continue;
+            }
+            apply_timed(fast, t, op.thread, op, *elapsed);
+            apply_timed(slow, t, op.thread, op, *elapsed);
+            prop_assert_eq!(snapshot(fast, &threads), snapshot(slow, &threads), "after {:?}", op);
+            prop_assert_eq!(budgets(fast, &threads), budgets(slow, &threads), "budgets after {:?}", op);
+            for w in [&mut *fast, &mut *slow] {
+                if let Err(e) = w.kernel.check_invariants(&[World::root_cap()]) {
+                    prop_assert!(false, "invariants after {:?}: {}", op, e);
+                }
+            }
+        }
+        prop_assert_eq!(slow.kernel.counters.fastpath_hits, 0);
+    }
+}
+
+#[test]
+fn the_fastpath_takes_budgeted_round_trips() {
+    let (mut w, threads) = world(&[50, 60, 40, 40], true);
+    let (client, server) = (threads[0], threads[1]);
+    for t in [client, server] {
+        w.invoke_slot(
+            World::sched_control(),
+            Label::SchedControlConfigure,
+            &[600, 1000],
+            &[World::slot(t.slot + 2)],
+        )
+        .unwrap();
+    }
+    let info = MessageInfo::new(1, 2, 0).raw();
+    w.syscall_as(server, Syscall::Recv, [EP, 0, 0, 0, 0, 0, 4]);
+    let before = w.kernel.counters.fastpath_hits;
+    for _ in 0..10 {
+        w.kernel.machine.clock += 1000;
+        w.syscall_as(client, Syscall::Call, [EP, info, 1, 2, 0, 0, 0]);
+        assert_eq!(w.kernel.current, Some(server.tcb));
+        w.kernel.machine.clock += 1000;
+        w.syscall_as(server, Syscall::ReplyRecv, [EP, info, 3, 4, 0, 0, 4]);
+        assert_eq!(w.kernel.current, Some(client.tcb));
+    }
+    assert_eq!(w.kernel.counters.fastpath_hits - before, 20);
+}
+
 #[test]
 fn the_fastpath_takes_the_common_round_trip() {
     let (mut w, threads) = world(&[50, 60, 40, 40], true);
@@ -143,4 +269,57 @@ fn the_fastpath_takes_the_common_round_trip() {
         assert_eq!(&w.regs(client)[2..4], &[3, 4]);
     }
     assert_eq!(w.kernel.counters.fastpath_hits, 20);
+}
+
+/// A refill that falls due at an entry the fastpath would otherwise take
+/// is the general path's: it makes the refilled thread ready first.
+#[test]
+fn a_due_refill_is_not_skipped() {
+    let mut worlds = [
+        world(&[50, 50, 50, 40], true),
+        world(&[50, 50, 50, 40], false),
+    ];
+    let threads = worlds[0].1.clone();
+    let mut snapshots = Vec::new();
+    for (w, _) in worlds.iter_mut() {
+        let (a, b, s) = (threads[0], threads[1], threads[2]);
+        w.invoke_slot(
+            World::sched_control(),
+            Label::SchedControlConfigure,
+            &[300, 1000],
+            &[World::slot(a.slot + 2)],
+        )
+        .unwrap();
+        let recv = Op {
+            thread: 2,
+            kind: 3,
+            label: 0,
+            length: 0,
+            word: 1,
+        };
+        apply_timed(w, s, 2, &recv, 10);
+        // A runs out of budget on an entry and waits for its refill.
+        let send = Op {
+            thread: 0,
+            kind: 4,
+            label: 0,
+            length: 0,
+            word: 1,
+        };
+        apply_timed(w, a, 0, &send, 400_000);
+        let sc = w.kernel.machine.tcb(a.tcb).sched_context;
+        assert!(w.kernel.machine.sched_context_mut(sc).in_release_queue);
+        // The refill is due when B calls the waiting server: the entry
+        // makes A ready first, and A, not the server, runs next.
+        let call = Op {
+            thread: 1,
+            kind: 0,
+            label: 1,
+            length: 0,
+            word: 1,
+        };
+        apply_timed(w, b, 1, &call, 1_000_000);
+        snapshots.push((snapshot(w, &threads), budgets(w, &threads)));
+    }
+    assert_eq!(snapshots[0], snapshots[1]);
 }
