@@ -50,8 +50,13 @@ pub fn handle_user_event(event: Event) -> ! {
 }
 
 /// Handles an IRQ taken in the idle loop (the idle loop then re-checks).
+/// The time spent idle is charged as any entry charges it, so a thread
+/// the interrupt wakes is not charged for it later.
 pub fn handle_idle_interrupt() {
-    kernel::with_state(|s| s.interrupt());
+    kernel::with_state(|s| {
+        s.core.charge(crate::arch::timer::now());
+        s.interrupt()
+    });
 }
 
 /// Acts on the kernel's decision: resume a thread, or wait.

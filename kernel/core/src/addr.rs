@@ -84,6 +84,7 @@ pub struct RamRange {
 impl RamRange {
     /// `len` bytes at `offset` inside the object `cap` names, if `cap` is a
     /// RAM frame or RAM untyped region and the bytes lie inside it.
+    #[inline]
     pub fn inside(cap: &crate::Cap, offset: u64, len: u64) -> Option<RamRange> {
         let (base, bits) = match *cap {
             crate::Cap::Frame {
@@ -111,6 +112,7 @@ impl RamRange {
     }
 
     /// The sub-range of `len` bytes at `offset`, if it fits.
+    #[inline]
     pub fn sub(self, offset: u64, len: u64) -> Option<RamRange> {
         let end = offset.checked_add(len)?;
         (end <= self.len).then_some(RamRange {
@@ -120,21 +122,25 @@ impl RamRange {
     }
 
     /// First byte.
+    #[inline]
     pub fn base(self) -> PhysAddr {
         self.base
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(self) -> u64 {
         self.len
     }
 
     /// Whether the range is empty.
+    #[inline]
     pub fn is_empty(self) -> bool {
         self.len == 0
     }
 
     /// How many whole words fit.
+    #[inline]
     pub fn words(self) -> usize {
         (self.len / 8) as usize
     }

@@ -41,7 +41,41 @@ pub fn lookup_cap_slot<S: SlotStore + ?Sized>(
     root: &Cap,
     cptr: u64,
 ) -> Result<SlotRef, Error> {
+    if let Some(slot) = flat_slot(root, cptr) {
+        return slot;
+    }
     resolve(store, root, cptr, WORD_BITS).map(|(slot, _)| slot)
+}
+
+/// What [`resolve`] finds for all 64 bits of `cptr` when `root` is a
+/// CNode whose guard and radix consume them all in one step (the usual
+/// layout: every capability address a plain slot index), without its
+/// loop; `None` for any other root.
+#[inline(always)]
+pub fn flat_slot(root: &Cap, cptr: u64) -> Option<Result<SlotRef, Error>> {
+    let &Cap::CNode {
+        ptr,
+        radix,
+        guard_bits,
+        guard,
+        ..
+    } = root
+    else {
+        return None;
+    };
+    let radix = u32::from(radix);
+    if radix + u32::from(guard_bits) != WORD_BITS || radix >= WORD_BITS {
+        return None;
+    }
+    Some(if cptr >> radix != guard {
+        Err(Error::FailedLookup)
+    } else {
+        // A CNode's slots lie inside it: no overflow.
+        Ok(SlotRef(
+            ptr.0
+                .wrapping_add((cptr & !(u64::MAX << radix)) << SLOT_BITS),
+        ))
+    })
 }
 
 /// The `count` bits of `value` just below bit position `top` (exclusive),
@@ -57,6 +91,8 @@ fn bits_of(value: u64, top: u32, count: u32) -> u64 {
 }
 
 /// Resolves `cptr`; returns the slot and the number of bits left over.
+/// Works on references into the slots (a capability is 40 bytes; copying
+/// one is a `memcpy` call in the kernel).
 #[inline]
 fn resolve<S: SlotStore + ?Sized>(
     store: &S,
@@ -64,9 +100,9 @@ fn resolve<S: SlotStore + ?Sized>(
     cptr: u64,
     mut bits: u32,
 ) -> Result<(SlotRef, u32), Error> {
-    let mut node = *root;
+    let mut node = root;
     loop {
-        let Cap::CNode {
+        let &Cap::CNode {
             ptr,
             radix,
             guard_bits,
@@ -83,16 +119,17 @@ fn resolve<S: SlotStore + ?Sized>(
             return Err(Error::FailedLookup);
         }
         let field = bits_of(cptr, bits, level);
-        if field >> radix != guard {
+        if field.checked_shr(radix).unwrap_or(0) != guard {
             return Err(Error::FailedLookup);
         }
-        let index = field & ((1u64 << radix) - 1);
-        let slot = SlotRef(ptr.0 + (index << SLOT_BITS));
+        let index = field & 1u64.checked_shl(radix).unwrap_or(0).wrapping_sub(1);
+        // A CNode's slots lie inside it: no overflow.
+        let slot = SlotRef(ptr.0.wrapping_add(index << SLOT_BITS));
         bits -= level;
         if bits == 0 {
             return Ok((slot, 0));
         }
-        let next = store.slot(slot).cap;
+        let next = &store.slot(slot).cap;
         if !matches!(next, Cap::CNode { .. }) {
             return Ok((slot, bits));
         }
@@ -102,7 +139,53 @@ fn resolve<S: SlotStore + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::bits_of;
+    use super::*;
+
+    #[test]
+    fn the_flat_step_is_what_resolve_finds() {
+        use crate::{PhysAddr, cap::Cap, slot::Slot};
+        struct NoSlots;
+        impl SlotStore for NoSlots {
+            fn slot(&self, _: SlotRef) -> &Slot {
+                unreachable!("a flat lookup reads no slot")
+            }
+            fn slot_mut(&mut self, _: SlotRef) -> &mut Slot {
+                unreachable!()
+            }
+        }
+        for (radix, guard) in [(12u8, 0u64), (12, 5), (1, 0), (20, 0xabc)] {
+            let root = Cap::CNode {
+                ptr: PhysAddr(0x10_0000),
+                radix,
+                guard_bits: 64 - radix,
+                guard,
+                rights: skyscope_abi::CapRights::ALL,
+            };
+            for cptr in [
+                0,
+                1,
+                7,
+                (guard << radix) | 3,
+                (guard << radix) + (1 << radix) - 1,
+                u64::MAX,
+            ] {
+                let flat = flat_slot(&root, cptr).unwrap();
+                let general = resolve(&NoSlots, &root, cptr, WORD_BITS).map(|(s, _)| s);
+                assert_eq!(
+                    flat, general,
+                    "radix {radix} guard {guard:#x} cptr {cptr:#x}"
+                );
+            }
+        }
+        let two_level = Cap::CNode {
+            ptr: PhysAddr(0x10_0000),
+            radix: 4,
+            guard_bits: 0,
+            guard: 0,
+            rights: skyscope_abi::CapRights::ALL,
+        };
+        assert_eq!(flat_slot(&two_level, 3), None);
+    }
 
     #[test]
     fn bit_extraction() {

@@ -157,36 +157,14 @@ impl<M: Machine> Kernel<M> {
     #[inline(always)]
     fn fast_lookup<const N: usize>(&self, t: PhysAddr, cptrs: [u64; N]) -> Option<[SlotRef; N]> {
         let root = &self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
-        match *root {
-            Cap::CNode {
-                ptr,
-                radix,
-                guard_bits,
-                guard,
-                ..
-            } if u32::from(radix) + u32::from(guard_bits) == cspace::WORD_BITS
-                && u32::from(radix) < cspace::WORD_BITS =>
-            {
-                let radix = u32::from(radix);
-                let mask = !(u64::MAX << radix);
-                let mut slots = [SlotRef::NONE; N];
-                for (slot, cptr) in slots.iter_mut().zip(cptrs) {
-                    if cptr >> radix != guard {
-                        return None;
-                    }
-                    // A CNode's slots lie inside it: no overflow.
-                    *slot = SlotRef(ptr.0.wrapping_add((cptr & mask) << crate::slot::SLOT_BITS));
-                }
-                Some(slots)
-            }
-            _ => {
-                let mut slots = [SlotRef::NONE; N];
-                for (slot, cptr) in slots.iter_mut().zip(cptrs) {
-                    *slot = cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?;
-                }
-                Some(slots)
-            }
+        let mut slots = [SlotRef::NONE; N];
+        for (slot, cptr) in slots.iter_mut().zip(cptrs) {
+            *slot = match cspace::flat_slot(root, cptr) {
+                Some(found) => found.ok()?,
+                None => cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?,
+            };
         }
+        Some(slots)
     }
 
     /// Whether switching straight from `current` to `next` is what the

@@ -377,6 +377,16 @@ impl<M: Machine> Kernel<M> {
         {
             return Err("the running thread is also queued");
         }
+        if let Some(c) = self.scheduler.candidate() {
+            let t = self.machine.tcb(c);
+            let (priority, queued, state) = (t.priority, t.queued, t.state);
+            if queued || state != ThreadState::Runnable || Some(c) == self.current {
+                return Err("scheduler candidate: queued, not runnable or running");
+            }
+            if (usize::from(priority)..PRIORITIES).any(|p| self.scheduler.queue(p as u8).0.0 != 0) {
+                return Err("scheduler candidate: a queued thread is at or above it");
+            }
+        }
         for p in 0..PRIORITIES {
             let (head, tail) = self.scheduler.queue(p as u8);
             let (mut at, mut prev, mut steps) = (head, PhysAddr(0), 0);

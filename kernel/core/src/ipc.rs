@@ -148,22 +148,25 @@ impl<M: Machine> Kernel<M> {
     /// holds).
     pub fn ipc_buffer_address(&self, t: PhysAddr) -> Option<RamRange> {
         let address = self.machine.tcb(t).ipc_buffer;
-        let frame = self
+        let frame = &self
             .machine
             .slot(tcb::slot_ref(t, tcb::slots::IPC_BUFFER))
             .cap;
-        let Cap::Frame { size, .. } = frame else {
+        let &Cap::Frame { size, .. } = frame else {
             return None;
         };
         if address == 0 {
             return None;
         }
         let offset = address & (size.bytes() - 1);
-        RamRange::inside(&frame, offset, core::mem::size_of::<IpcBuffer>() as u64)
+        RamRange::inside(frame, offset, core::mem::size_of::<IpcBuffer>() as u64)
     }
 
     /// Copies the message of `sender` to `receiver`: label, words, and (with
     /// `grant`) capabilities; writes the receiver's badge, info and words.
+    /// The IPC buffers are looked at only when the message needs them
+    /// (words beyond the registers, capabilities to transfer), and then
+    /// only the words the message has are copied.
     pub(crate) fn transfer(
         &mut self,
         sender: PhysAddr,
@@ -174,55 +177,66 @@ impl<M: Machine> Kernel<M> {
     ) {
         let s = self.machine.tcb(sender);
         let fault = s.ipc_flags & ipc_flags::FAULT != 0;
-        let mut words = [0u64; REGISTER_MESSAGE_WORDS];
-        let (label, mut length, caps) = if fault {
-            words.copy_from_slice(&s.fault);
-            (s.fault_label, FAULT_WORDS, 0)
+        let (label, mut length, caps, words) = if fault {
+            (s.fault_label, FAULT_WORDS, 0, s.fault)
         } else {
-            let info = MessageInfo::from_raw(s.context.arg(regs::MESSAGE_INFO));
-            for (i, w) in words.iter_mut().take(REGISTER_MESSAGE_WORDS).enumerate() {
-                *w = s.context.arg(regs::FIRST_MESSAGE_REGISTER + i);
-            }
-            (info.label(), info.length(), info.extra_caps())
+            let c = &s.context;
+            let info = MessageInfo::from_raw(c.arg(regs::MESSAGE_INFO));
+            let first = regs::FIRST_MESSAGE_REGISTER;
+            (
+                info.label(),
+                info.length(),
+                info.extra_caps(),
+                [
+                    c.arg(first),
+                    c.arg(first + 1),
+                    c.arg(first + 2),
+                    c.arg(first + 3),
+                ],
+            )
         };
-        let send_buffer = if fault {
-            None
-        } else {
-            self.ipc_buffer_address(sender)
-        };
-        let recv_buffer = self.ipc_buffer_address(receiver);
-        if length > REGISTER_MESSAGE_WORDS {
-            match (
-                send_buffer.and_then(buffer_message_words),
-                recv_buffer.and_then(buffer_message_words),
-            ) {
-                (Some(from), Some(to)) => {
-                    self.machine
-                        .copy_words(from, to, length - REGISTER_MESSAGE_WORDS);
+        let (mut sent_caps, mut unwrapped) = (0, 0);
+        if length > REGISTER_MESSAGE_WORDS || (grant && caps > 0) {
+            let send_buffer = if fault {
+                None
+            } else {
+                self.ipc_buffer_address(sender)
+            };
+            let recv_buffer = self.ipc_buffer_address(receiver);
+            if length > REGISTER_MESSAGE_WORDS {
+                match (
+                    send_buffer.and_then(buffer_message_words),
+                    recv_buffer.and_then(buffer_message_words),
+                ) {
+                    (Some(from), Some(to)) => {
+                        self.machine
+                            .copy_words(from, to, length - REGISTER_MESSAGE_WORDS);
+                    }
+                    _ => length = REGISTER_MESSAGE_WORDS,
                 }
-                _ => length = REGISTER_MESSAGE_WORDS,
+            }
+            if let (true, Some(sb), Some(rb)) = (grant && caps > 0, send_buffer, recv_buffer) {
+                (sent_caps, unwrapped) =
+                    self.transfer_caps(sender, receiver, endpoint, caps, sb, rb);
             }
         }
-        let (sent_caps, unwrapped) = match (grant && caps > 0, send_buffer, recv_buffer) {
-            (true, Some(sb), Some(rb)) => {
-                self.transfer_caps(sender, receiver, endpoint, caps, sb, rb)
-            }
-            _ => (0, 0),
-        };
         let info = MessageInfo::new(label, length, sent_caps).with_caps_unwrapped(unwrapped);
-        let context = &mut self.machine.tcb_mut(receiver).context;
-        context.set_arg(0, badge);
-        context.set_arg(regs::MESSAGE_INFO, info.raw());
-        for (i, &w) in words.iter().take(REGISTER_MESSAGE_WORDS).enumerate() {
-            context.set_arg(regs::FIRST_MESSAGE_REGISTER + i, w);
-        }
-        context.set_arg(regs::STATUS, 0);
+        self.machine.tcb_mut(receiver).context.set_syscall_results([
+            badge,
+            info.raw(),
+            words[0],
+            words[1],
+            words[2],
+            words[3],
+            0,
+        ]);
     }
 
     /// Moves the sender's extra capabilities: a badged capability to the
     /// endpoint itself is unwrapped to its badge; at most one other is
     /// copied into the receiver's receive slot. Stops at the first that
     /// cannot be transferred. Returns the count and the unwrapped mask.
+    #[inline(never)] // rare, and a large frame
     fn transfer_caps(
         &mut self,
         sender: PhysAddr,
@@ -657,6 +671,7 @@ impl<M: Machine> Kernel<M> {
 
 /// The message words of an IPC buffer beyond those that travel in
 /// registers.
+#[inline]
 pub(crate) fn buffer_message_words(buffer: RamRange) -> Option<RamRange> {
     let start = (IPC_BUFFER_MSG_OFFSET + 8 * REGISTER_MESSAGE_WORDS) as u64;
     buffer.sub(

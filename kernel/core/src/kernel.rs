@@ -170,8 +170,9 @@ impl<M: Machine> Kernel<M> {
 
     /// Resolves `cptr` (all 64 bits) in the running thread's CSpace.
     pub fn lookup_slot_of_current(&self, cptr: u64) -> Result<SlotRef, Error> {
-        let root = self.current_cspace()?;
-        cspace::lookup_cap_slot(&self.machine, &root, cptr)
+        let t = self.current.ok_or(Error::IllegalOperation)?;
+        let root = &self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
+        cspace::lookup_cap_slot(&self.machine, root, cptr)
     }
 
     /// Resolves a slot argument `(index, depth)` relative to the CNode
@@ -582,7 +583,12 @@ impl<M: Machine> Kernel<M> {
                         self.scheduler.enqueue(&mut self.machine, c);
                         self.current = None;
                     }
-                    _ => return Some(c),
+                    _ => {
+                        // A deferred enqueue lives no longer than this
+                        // decision.
+                        self.scheduler.flush(&mut self.machine);
+                        return Some(c);
+                    }
                 }
             }
         }

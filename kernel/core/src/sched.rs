@@ -3,6 +3,15 @@
 //! Queues are intrusive doubly linked lists through the TCBs, so the
 //! scheduler allocates nothing. A two-level bitmap (one bit per priority)
 //! finds the highest non-empty queue with two leading-zero counts.
+//!
+//! One enqueue may be deferred: a thread made ready into an empty queue
+//! above every ready thread is held as the *candidate* instead of being
+//! linked in, because the next scheduling decision (usually right away:
+//! an IPC partner woken while the caller blocks) picks it, and then it
+//! never needs linking and unlinking. Anything else that looks at or
+//! changes the queues first links the candidate in where the enqueue would
+//! have put it, so the queues behave exactly as if every enqueue happened
+//! at once (`Scheduler::flush`).
 
 use crate::{PhysAddr, machine::Machine};
 
@@ -16,6 +25,9 @@ pub struct Scheduler {
     tails: [PhysAddr; PRIORITIES],
     /// Bit `p % 64` of word `p / 64`: queue `p` is non-empty.
     bitmap: [u64; PRIORITIES / 64],
+    /// The deferred enqueue (0: none): a ready thread, not linked in, and
+    /// its priority, above every queued thread.
+    candidate: (PhysAddr, u8),
 }
 
 impl Default for Scheduler {
@@ -31,11 +43,51 @@ impl Scheduler {
             heads: [PhysAddr(0); PRIORITIES],
             tails: [PhysAddr(0); PRIORITIES],
             bitmap: [0; PRIORITIES / 64],
+            candidate: (PhysAddr(0), 0),
+        }
+    }
+
+    /// Makes ready thread `tcb` (of priority `priority`, not queued, not
+    /// running) wait to run: deferred as the candidate if its queue is
+    /// empty and nothing ready is at or above it, else enqueued.
+    pub fn make_ready<M: Machine>(&mut self, m: &mut M, tcb: PhysAddr) {
+        let priority = m.tcb(tcb).priority;
+        if self.candidate.0.0 == 0 && !m.tcb(tcb).queued && !self.any_ready_at_or_above(priority) {
+            self.candidate = (tcb, priority);
+        } else {
+            self.enqueue(m, tcb);
+        }
+    }
+
+    /// The candidate, if any (see the module documentation).
+    pub fn candidate(&self) -> Option<PhysAddr> {
+        (self.candidate.0.0 != 0).then_some(self.candidate.0)
+    }
+
+    /// Links the candidate in where its deferred enqueue would have put it.
+    pub fn flush<M: Machine>(&mut self, m: &mut M) {
+        let (tcb, _) = core::mem::replace(&mut self.candidate, (PhysAddr(0), 0));
+        if tcb.0 != 0 {
+            self.link(m, tcb);
         }
     }
 
     /// Appends `tcb` to the queue of its priority (no-op if queued).
     pub fn enqueue<M: Machine>(&mut self, m: &mut M, tcb: PhysAddr) {
+        if self.candidate.0 == tcb {
+            return; // already waiting to run
+        }
+        if self.candidate.0.0 != 0 && m.tcb(tcb).priority < self.candidate.1 {
+            // Another queue than the candidate's: the order of the two
+            // enqueues cannot matter, and the candidate stays above.
+            self.link(m, tcb);
+            return;
+        }
+        self.flush(m);
+        self.link(m, tcb);
+    }
+
+    fn link<M: Machine>(&mut self, m: &mut M, tcb: PhysAddr) {
         let t = m.tcb_mut(tcb);
         if t.queued {
             return;
@@ -56,6 +108,10 @@ impl Scheduler {
 
     /// Removes `tcb` from its queue (no-op if not queued).
     pub fn remove<M: Machine>(&mut self, m: &mut M, tcb: PhysAddr) {
+        if self.candidate.0 == tcb {
+            self.candidate = (PhysAddr(0), 0);
+            return;
+        }
         let (p, prev, next) = {
             let t = m.tcb_mut(tcb);
             if !t.queued {
@@ -84,6 +140,9 @@ impl Scheduler {
 
     /// The highest priority with a ready thread.
     pub fn highest_priority(&self) -> Option<u8> {
+        if self.candidate.0.0 != 0 {
+            return Some(self.candidate.1); // above every queued thread
+        }
         (0..self.bitmap.len())
             .rev()
             .find(|&w| self.bitmap[w] != 0)
@@ -95,16 +154,23 @@ impl Scheduler {
     pub fn any_ready_at_or_above(&self, priority: u8) -> bool {
         let p = usize::from(priority);
         let first = self.bitmap[p / 64] >> (p % 64) != 0;
-        first || self.bitmap[p / 64 + 1..].iter().any(|&w| w != 0)
+        first
+            || self.bitmap[p / 64 + 1..].iter().any(|&w| w != 0)
+            || (self.candidate.0.0 != 0 && self.candidate.1 >= priority)
     }
 
-    /// Head and tail of the queue of priority `p`.
+    /// Head and tail of the queue of priority `p` (the candidate is not
+    /// in it).
     pub fn queue(&self, p: u8) -> (PhysAddr, PhysAddr) {
         (self.heads[usize::from(p)], self.tails[usize::from(p)])
     }
 
-    /// The first thread of the highest non-empty queue, without removing it.
+    /// The thread that runs next: the candidate, or the first thread of
+    /// the highest non-empty queue; without removing it.
     pub fn peek(&self) -> Option<PhysAddr> {
+        if self.candidate.0.0 != 0 {
+            return Some(self.candidate.0);
+        }
         self.highest_priority().map(|p| self.heads[usize::from(p)])
     }
 }

@@ -128,6 +128,7 @@ impl<M: Machine> Kernel<M> {
     /// A syscall number the kernel does not know: a fault the thread's
     /// handler may emulate; without a handler the thread gets
     /// `InvalidSyscall`.
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn unknown_syscall(&mut self, t: PhysAddr, number: u64) {
         let context = self.machine.tcb(t).context;
         let pc = context.register(skyscope_abi::invocation::REG_PC);
@@ -174,6 +175,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Copies `length` bytes at the thread's `address` to the console.
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn console_write(&mut self, t: PhysAddr, address: u64, length: u64) -> Result<(), Error> {
         if length > CONSOLE_WRITE_MAX as u64 {
             return Err(Error::RangeError);
@@ -187,6 +189,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Hands the thread what the user typed, in registers `x1..x5`.
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn console_read(&mut self, t: PhysAddr) {
         let mut bytes = [0u8; CONSOLE_READ_MAX];
         let n = self.machine.console_read(&mut bytes);
@@ -228,6 +231,7 @@ impl<M: Machine> Kernel<M> {
 
     /// The debugging syscalls (the debug capability was checked).
     #[cfg(feature = "debug-syscalls")]
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn debug_syscall(&mut self, t: PhysAddr, syscall: Syscall, arg: u64) -> u64 {
         match syscall {
             Syscall::DebugTimerTicks => self.machine.timer_ticks(),
@@ -267,6 +271,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// A syscall-level failure: status and message label carry the error.
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn fail(&mut self, t: PhysAddr, e: Error) {
         let args = self.machine.tcb(t).context.syscall_args();
         let label = MessageInfo::from_raw(args[regs::MESSAGE_INFO]).label();
@@ -284,9 +289,11 @@ impl<M: Machine> Kernel<M> {
         self.set_status(t, Err(e));
     }
 
-    fn lookup(&self, cptr: u64) -> Result<(SlotRef, Cap), Error> {
+    /// The slot `cptr` names in the current thread's CSpace and the
+    /// capability in it (by reference: copying one is a `memcpy` call).
+    fn lookup(&self, cptr: u64) -> Result<(SlotRef, &Cap), Error> {
         let slot = self.lookup_slot_of_current(cptr)?;
-        match self.machine.slot(slot).cap {
+        match &self.machine.slot(slot).cap {
             Cap::Null => Err(Error::InvalidCapability),
             cap => Ok((slot, cap)),
         }
@@ -299,7 +306,7 @@ impl<M: Machine> Kernel<M> {
             Ok(found) => found,
             Err(e) => return self.fail(t, e),
         };
-        match cap {
+        match *cap {
             Cap::Endpoint { ptr, badge, rights } => {
                 if !rights.contains(CapRights::WRITE) {
                     return self.fail(t, Error::InsufficientRights);
@@ -332,7 +339,7 @@ impl<M: Machine> Kernel<M> {
 
     fn nb_send(&mut self, t: PhysAddr, cptr: u64) {
         match self.lookup(cptr) {
-            Ok((_, Cap::Endpoint { ptr, badge, rights })) if rights.contains(CapRights::WRITE) => {
+            Ok((_, &Cap::Endpoint { ptr, badge, rights })) if rights.contains(CapRights::WRITE) => {
                 let flags = if rights.contains(CapRights::GRANT) {
                     ipc_flags::GRANT
                 } else {
@@ -340,7 +347,7 @@ impl<M: Machine> Kernel<M> {
                 };
                 self.send_ipc(t, ptr, badge, flags, false);
             }
-            Ok((_, Cap::Notification { ptr, badge, rights }))
+            Ok((_, &Cap::Notification { ptr, badge, rights }))
                 if rights.contains(CapRights::WRITE) =>
             {
                 self.signal(ptr, badge);
@@ -358,7 +365,7 @@ impl<M: Machine> Kernel<M> {
         let reply = match reply_cptr {
             0 => Ok(PhysAddr(0)),
             r => match self.lookup(r) {
-                Ok((_, Cap::Reply { ptr, .. })) => Ok(ptr),
+                Ok((_, &Cap::Reply { ptr, .. })) => Ok(ptr),
                 Ok(_) => Err(Error::WrongType),
                 Err(e) => Err(e),
             },
@@ -368,10 +375,10 @@ impl<M: Machine> Kernel<M> {
             Err(e) => return self.fail(t, e),
         };
         match self.lookup(cptr) {
-            Ok((_, Cap::Endpoint { ptr, rights, .. })) if rights.contains(CapRights::READ) => {
+            Ok((_, &Cap::Endpoint { ptr, rights, .. })) if rights.contains(CapRights::READ) => {
                 self.receive_ipc(t, ptr, reply, blocking)
             }
-            Ok((_, Cap::Notification { ptr, rights, .. })) if rights.contains(CapRights::READ) => {
+            Ok((_, &Cap::Notification { ptr, rights, .. })) if rights.contains(CapRights::READ) => {
                 self.wait_notification(t, ptr, blocking)
             }
             Ok((_, Cap::Endpoint { .. } | Cap::Notification { .. })) => {
@@ -387,7 +394,7 @@ impl<M: Machine> Kernel<M> {
             return Ok(());
         }
         match self.lookup(reply_cptr)? {
-            (_, Cap::Reply { ptr, .. }) => {
+            (_, &Cap::Reply { ptr, .. }) => {
                 self.do_reply(t, ptr);
                 Ok(())
             }
@@ -397,6 +404,7 @@ impl<M: Machine> Kernel<M> {
 
     /// An invocation of the kernel object in `slot`, decoded from the
     /// caller's registers and IPC buffer; the reply goes back the same way.
+    #[inline(never)] // a large frame or a rare path: kept out of `syscall`
     fn invoke_from_registers(&mut self, t: PhysAddr, slot: SlotRef) {
         let context = self.machine.tcb(t).context.syscall_args();
         let info = MessageInfo::from_raw(context[regs::MESSAGE_INFO]);

@@ -228,7 +228,7 @@ impl<M: Machine> Kernel<M> {
     pub fn make_ready(&mut self, tcb: PhysAddr) {
         if self.schedulable(tcb) {
             if self.current != Some(tcb) {
-                self.scheduler.enqueue(&mut self.machine, tcb);
+                self.scheduler.make_ready(&mut self.machine, tcb);
             }
         } else {
             let t = self.machine.tcb(tcb);

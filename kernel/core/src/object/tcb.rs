@@ -325,7 +325,7 @@ impl<M: Machine> Kernel<M> {
 
     /// Changes a thread's priority, requeueing it if it is ready.
     pub fn set_priority(&mut self, tcb: PhysAddr, priority: u8) {
-        let queued = self.machine.tcb(tcb).queued;
+        let queued = self.machine.tcb(tcb).queued || self.scheduler.candidate() == Some(tcb);
         if queued {
             self.scheduler.remove(&mut self.machine, tcb);
         }

@@ -95,22 +95,28 @@ impl FpState {
 const _: () = assert!(core::mem::offset_of!(FpState, fpsr) == 512);
 
 impl skyscope_core::machine::ThreadContext for UserContext {
+    #[inline(always)]
     fn arg(&self, i: usize) -> u64 {
         self.x[i]
     }
 
+    #[inline(always)]
     fn set_arg(&mut self, i: usize, value: u64) {
         self.x[i] = value;
     }
 
+    // Element by element: a slice copy of this size becomes a `memcpy`
+    // call in the kernel (no FP/SIMD registers to inline it with).
+    #[inline(always)]
     fn syscall_args(&self) -> [u64; 7] {
-        let mut a = [0; 7];
-        a.copy_from_slice(&self.x[..7]);
-        a
+        core::array::from_fn(|i| self.x[i])
     }
 
+    #[inline(always)]
     fn set_syscall_results(&mut self, values: [u64; 7]) {
-        self.x[..7].copy_from_slice(&values);
+        for (x, v) in self.x.iter_mut().zip(values) {
+            *x = v;
+        }
     }
 
     /// Every A64 instruction is 4 bytes (`svc` already returns past itself).

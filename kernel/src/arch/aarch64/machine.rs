@@ -323,12 +323,18 @@ impl ObjectMemory for KernelMachine {
 
     fn copy_words(&mut self, from: RamRange, to: RamRange, count: usize) {
         let count = count.min(from.words()).min(to.words());
-        // SAFETY: both ranges are RAM (`RamRange` is only made from RAM
-        // frames and checked to lie inside them; `object` checks the
-        // physmap range), `count` words fit in each. Two threads may share
-        // a buffer frame, so the ranges may overlap: `copy` allows that.
-        unsafe {
-            core::ptr::copy(object::<u64>(from.base()), object::<u64>(to.base()), count);
+        let (src, dst) = (object::<u64>(from.base()), object::<u64>(to.base()));
+        // Word by word (messages are a few words; a `memmove` call costs
+        // more than the copy), upwards unless the destination overlaps
+        // the source from above: two threads may share a buffer frame.
+        // Volatile, so the loop is not turned back into that call.
+        let down = (src as usize) < (dst as usize) && (dst as usize) < (src as usize) + 8 * count;
+        for k in 0..count {
+            let i = if down { count - 1 - k } else { k };
+            // SAFETY: both ranges are RAM (`RamRange` is only made from
+            // RAM frames and checked to lie inside them; `object` checks
+            // the physmap range), and `count` words fit in each.
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
         }
     }
 
