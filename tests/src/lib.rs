@@ -328,6 +328,12 @@ scenarios! {
         console: &[],
         timeout: 30,
     },
+    "guest::cpu_features_sanitised" => guest_irq::cpu_features_sanitised {
+        about: "the ID registers a guest reads hide every feature whose state the kernel does not switch (SVE, SME, MTE, PMU, RAS, AMU, MPAM, EL2, LORegions)",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
     "guest::idle_guest_yields_cpu" => guest_irq::idle_guest_yields_cpu {
         about: "a guest idle in wfi with a 100 Hz timer leaves a lower-priority native spinner at least 95% of the CPU, and gets its ticks",
         reports: true,
