@@ -53,10 +53,11 @@ fn kept_fields(crm: u8, op2: u8) -> &'static [u32] {
         // (28), SVE (32), SEL2 (36), MPAM (40), AMU (44) and RME (52)
         // stay hidden.
         (4, 0) => &[16, 20, 24, 48, 56, 60],
-        // ID_AA64PFR1_EL1: BT (0), SSBS (4), CSV2_frac (32). MTE (8),
-        // RAS_frac, MPAM_frac, SME (24), NMI (36), GCS (44) and the rest
-        // hidden.
-        (4, 1) => &[0, 4, 32],
+        // ID_AA64PFR1_EL1: BT (0), SSBS (4) (both PSTATE bits the
+        // kernel keeps with the guest's SPSR). MTE (8), RAS_frac,
+        // MPAM_frac, SME (24), CSV2_frac (32: SCXTNUM_ELx controls), NMI
+        // (36), GCS (44) and the rest hidden.
+        (4, 1) => &[0, 4],
         // ID_AA64DFR0_EL1: DebugVer (0), BRPs (12), WRPs (20), CTX_CMPs
         // (28), DoubleLock (36). The debug registers trap to the VMM
         // (MDCR_EL2.TDA); tracing, the PMU (8), SPE (32), BRBE are hidden.
@@ -109,7 +110,13 @@ pub fn guest_value(crm: u8, op2: u8, host: u64) -> u64 {
         .fold(0, |v, &shift| v | (Field(shift).get(host) << shift));
     match (crm, op2) {
         // EL0 (0) and EL1 (4) AArch64 only; EL2 (8) and EL3 (12) absent.
-        (4, 0) => v |= AARCH64_ONLY | (AARCH64_ONLY << 4),
+        // CSV2 (56) at most 1: 2 would promise the SCXTNUM_ELx context
+        // numbers, registers the kernel does not switch (they trap:
+        // HCR_EL2.EnSCXT is clear).
+        (4, 0) => {
+            v = (v & !(0xf << 56)) | (Field(56).get(host).min(1) << 56);
+            v |= AARCH64_ONLY | (AARCH64_ONLY << 4);
+        }
         (7, 0) => v |= Field(0).get(host).min(GUEST_PARANGE),
         _ => {}
     }

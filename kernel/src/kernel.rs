@@ -229,13 +229,17 @@ impl State {
         let now = timer::now();
         let entered = self.core.current;
         self.core.charge(now);
-        self.core.release_due(now);
-        if let (Some(t), None, Event::Syscall { .. }) = (entered, self.core.current, event) {
-            // The budget ran out on this entry: the thread issues the
-            // syscall again once refilled, instead of losing it.
+        if let (Event::Syscall { .. }, Some(t)) = (event, entered)
+            && self.core.current != Some(t)
+        {
+            // Its budget ran out as it entered: nothing is done now, and
+            // it issues the syscall again when it next runs (every other
+            // event retries its trapping instruction by itself).
             self.core.machine.tcb_mut(t).context.restart_syscall();
+            self.core.release_due(now);
             return Next::Resume;
         }
+        self.core.release_due(now);
         match event {
             Event::Syscall { number } => match self.core.syscall(number) {
                 SyscallOutcome::Done => Next::Resume,

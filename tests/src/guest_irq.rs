@@ -361,3 +361,57 @@ pub fn budget_shared_with_native(info: &'static BootInfo) -> Outcome {
     check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
     Ok(())
 }
+
+pub fn cpu_features_sanitised(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let g = build_guest_at(
+        &mut env,
+        ut,
+        guest::features(),
+        (10_000, 10_000),
+        0,
+        WINDOWS[0],
+    )?;
+    let ch = g.channel;
+    let x = |n| general_register(g.vcpu.tcb, n).map_err(|e| fail!("{e}"));
+    let field = |v: u64, shift: u32| (v >> shift) & 0xf;
+    let m = ch.wait().map_err(|e| fail!("{e}"))?;
+    expect_hypercall(&m, 1)?;
+    let (pfr0, pfr1, dfr0, zfr0) = (x(0)?, x(1)?, x(2)?, x(3)?);
+    // State the kernel does not switch is hidden (Arm ARM D23.2: field
+    // positions of ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, ID_AA64DFR0_EL1).
+    check_eq!(field(pfr0, 32), 0); // SVE
+    check_eq!(field(pfr0, 28), 0); // RAS
+    check_eq!(field(pfr0, 40), 0); // MPAM
+    check_eq!(field(pfr0, 44), 0); // AMU
+    check_eq!((field(pfr0, 8), field(pfr0, 12)), (0, 0)); // no EL2, EL3
+    check_eq!((field(pfr0, 0), field(pfr0, 4)), (1, 1)); // AArch64 only
+    check_eq!(field(pfr0, 24), 1); // the GIC system-register interface
+    check_eq!(field(pfr1, 8), 0); // MTE
+    check_eq!(field(pfr1, 24), 0); // SME
+    check_eq!(field(dfr0, 8), 0); // PMU
+    check_eq!(zfr0, 0);
+    let m = ch.resume_and_wait(Resume::SKIP).map_err(|e| fail!("{e}"))?;
+    expect_hypercall(&m, 2)?;
+    let (mmfr0, mmfr1, smfr0, mmfr3) = (x(0)?, x(1)?, x(2)?, x(3)?);
+    check!(
+        field(mmfr0, 0) <= 1,
+        "PARange {:#x} promises more than the 39-bit guest-physical space",
+        field(mmfr0, 0)
+    );
+    check_eq!(field(mmfr1, 8), 0); // VH
+    check_eq!(field(mmfr1, 16), 0); // LORegions
+    check_eq!((smfr0, mmfr3), (0, 0));
+    let m = ch.resume_and_wait(Resume::SKIP).map_err(|e| fail!("{e}"))?;
+    expect_hypercall(&m, 3)?;
+    let (midr, mpidr) = (x(0)?, x(1)?);
+    // The guest's MPIDR is its Vcpu's (affinity 0), not the host CPU's.
+    check_eq!(mpidr & 0xff_00ff_ffff, 0);
+    println!(
+        "  guest sees PFR0 {pfr0:#018x} PFR1 {pfr1:#x} DFR0 {dfr0:#x} MMFR0 {mmfr0:#x} MMFR1 {mmfr1:#x}, MIDR {midr:#x}: no SVE, SME, MTE, PMU, RAS, AMU, MPAM, EL2, LORegions"
+    );
+    check_ok!(inv::tcb_suspend(g.vcpu.tcb));
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}

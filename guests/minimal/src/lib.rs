@@ -115,6 +115,16 @@ pub fn spinner() -> &'static [u8] {
     program::spinner()
 }
 
+/// The guest that looks at its CPU. In order:
+/// 1. reads ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, ID_AA64DFR0_EL1 and
+///    ID_AA64ZFR0_EL1 into `x0..x3`, `hvc #1`;
+/// 2. reads ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, ID_AA64SMFR0_EL1 and
+///    ID_AA64MMFR3_EL1 into `x0..x3`, `hvc #2`;
+/// 3. reads MIDR_EL1 and MPIDR_EL1 into `x0`, `x1`, `hvc #3`, then spins.
+pub fn features() -> &'static [u8] {
+    program::features()
+}
+
 #[cfg(target_arch = "aarch64")]
 mod program {
     core::arch::global_asm!(
@@ -214,6 +224,25 @@ mod program {
         "str x2, [x5]",
         "b 10b",
         "skyscope_guest_spinner_end:",
+        "",
+        ".global skyscope_guest_features_start",
+        ".global skyscope_guest_features_end",
+        "skyscope_guest_features_start:",
+        "mrs x0, S3_0_C0_C4_0", // ID_AA64PFR0_EL1
+        "mrs x1, S3_0_C0_C4_1", // ID_AA64PFR1_EL1
+        "mrs x2, S3_0_C0_C5_0", // ID_AA64DFR0_EL1
+        "mrs x3, S3_0_C0_C4_4", // ID_AA64ZFR0_EL1
+        "hvc #1",
+        "mrs x0, S3_0_C0_C7_0", // ID_AA64MMFR0_EL1
+        "mrs x1, S3_0_C0_C7_1", // ID_AA64MMFR1_EL1
+        "mrs x2, S3_0_C0_C4_5", // ID_AA64SMFR0_EL1
+        "mrs x3, S3_0_C0_C7_3", // ID_AA64MMFR3_EL1
+        "hvc #2",
+        "mrs x0, midr_el1",
+        "mrs x1, mpidr_el1",
+        "hvc #3",
+        "13: b 13b",
+        "skyscope_guest_features_end:",
         "",
         // The vector tables below sit 2 KiB into their programs (VBAR_EL1
         // bits 10:0 are RES0), so each program starts 2 KiB aligned.
@@ -322,6 +351,8 @@ mod program {
         static skyscope_guest_keys_end: u8;
         static skyscope_guest_caller_start: u8;
         static skyscope_guest_caller_end: u8;
+        static skyscope_guest_features_start: u8;
+        static skyscope_guest_features_end: u8;
         static skyscope_guest_spinner_start: u8;
         static skyscope_guest_spinner_end: u8;
         static skyscope_guest_interrupts_start: u8;
@@ -366,6 +397,13 @@ mod program {
         )
     }
 
+    pub fn features() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_features_start,
+            &raw const skyscope_guest_features_end,
+        )
+    }
+
     pub fn spinner() -> &'static [u8] {
         between(
             &raw const skyscope_guest_spinner_start,
@@ -407,6 +445,10 @@ mod program {
     }
 
     pub fn spinner() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn features() -> &'static [u8] {
         &[]
     }
 

@@ -1,10 +1,10 @@
 //! Guest exit benchmarks.
 
 use super::Bench;
+use super::BenchError;
 use crate::support::Env;
-use skyscope_abi::Error;
 
 /// Runs the guest cases the filter selects.
-pub fn run(_bench: &mut Bench, _env: &mut Env) -> Result<(), Error> {
+pub fn run(_bench: &mut Bench, _env: &mut Env) -> Result<(), BenchError> {
     Ok(())
 }

@@ -16,7 +16,8 @@ pub mod ipc;
 mod paths;
 
 use crate::support::{Env, map_fresh_page};
-use skyscope_abi::{BootInfo, Error, println, syscall::counter_now};
+pub use ipc::BenchError;
+use skyscope_abi::{BootInfo, println, syscall::counter_now};
 
 /// Where the sample buffers go in the root task.
 const SAMPLES: u64 = 0x32_0000_0000;
@@ -75,8 +76,8 @@ pub struct Bench {
     pub reported: usize,
     /// A metric whose median was zero (a broken measurement), if any.
     pub zero: Option<&'static str>,
-    /// Median of the same-space 0-word IPC round trip, once measured.
-    pub headline: u64,
+    /// The IPC cases' figures (fastpath on), once measured.
+    pub ipc: ipc::Results,
 }
 
 impl Bench {
@@ -98,8 +99,9 @@ impl Bench {
     }
 
     /// Prints the statistics of metric `metric` of case `name` (the
-    /// samples are in buffer `which` of [`Bench::buffers`]).
-    pub fn report(&mut self, name: &'static str, metric: &str, which: usize) {
+    /// samples are in buffer `which` of [`Bench::buffers`]) and returns
+    /// them.
+    pub fn report(&mut self, name: &'static str, metric: &str, which: usize) -> Stats {
         let n = self.n;
         let s = stats(&mut self.buffer[which * n..(which + 1) * n]);
         println!(
@@ -115,9 +117,7 @@ impl Bench {
         if s.median == 0 && self.zero.is_none() {
             self.zero = Some(name);
         }
-        if name == "ipc/same/0" && metric == "roundtrip" {
-            self.headline = s.median;
-        }
+        s
     }
 }
 
@@ -141,7 +141,7 @@ fn counter_overhead() -> u64 {
 
 /// Runs every case `filter` selects (see [`Bench::selected`]) with `n`
 /// samples per metric.
-pub fn run(info: &'static BootInfo, n: usize, filter: &'static str) -> Result<Bench, Error> {
+pub fn run(info: &'static BootInfo, n: usize, filter: &'static str) -> Result<Bench, BenchError> {
     let mut env = Env::new(info);
     let ut = env.private_untyped(20)?;
     let pages = (METRICS * n * 8).div_ceil(4096) as u64;
@@ -161,7 +161,7 @@ pub fn run(info: &'static BootInfo, n: usize, filter: &'static str) -> Result<Be
         buffer,
         reported: 0,
         zero: None,
-        headline: 0,
+        ipc: ipc::Results::default(),
     };
     ipc::run(&mut bench, &mut env)?;
     guest::run(&mut bench, &mut env)?;

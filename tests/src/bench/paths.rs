@@ -1,10 +1,10 @@
 //! Benchmarks of the other kernel paths.
 
 use super::Bench;
+use super::BenchError;
 use crate::support::Env;
-use skyscope_abi::Error;
 
 /// Runs the cases the filter selects.
-pub fn run(_bench: &mut Bench, _env: &mut Env) -> Result<(), Error> {
+pub fn run(_bench: &mut Bench, _env: &mut Env) -> Result<(), BenchError> {
     Ok(())
 }
