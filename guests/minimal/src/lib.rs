@@ -68,6 +68,26 @@ pub fn caller() -> &'static [u8] {
     program::caller()
 }
 
+/// The timed caller's layout: samples after the program page.
+pub mod timed {
+    /// Guest RAM it needs: the program page and the samples.
+    pub const RAM_BYTES: u64 = 0x1000 + SAMPLES * 16;
+    /// Where the samples start (guest-physical).
+    pub const SAMPLES_AT: u64 = super::LOAD_ADDRESS + 0x1000;
+    /// How many `(start, end)` pairs fit (a power of two: the index wraps).
+    pub const SAMPLES: u64 = 8192;
+    /// The hypercall it makes.
+    pub const HYPERCALL: u16 = 6;
+}
+
+/// The guest the exit benchmark times: forever reads the virtual counter
+/// (`isb; mrs`), `hvc #6`, reads it again, and stores the two readings as
+/// pair `i` (modulo [`timed::SAMPLES`]) at [`timed::SAMPLES_AT`]; the
+/// reply's `x0` is ignored.
+pub fn timed_caller() -> &'static [u8] {
+    program::timed_caller()
+}
+
 /// The guest that takes interrupts. In order:
 /// 1. points VBAR_EL1 at its vectors, opens its virtual CPU interface
 ///    (priority mask 0xff, Group 1 on), unmasks IRQs, `hvc #1`;
@@ -214,6 +234,24 @@ mod program {
         "b 9b",
         "skyscope_guest_caller_end:",
         "",
+        ".global skyscope_guest_timed_caller_start",
+        ".global skyscope_guest_timed_caller_end",
+        "skyscope_guest_timed_caller_start:",
+        "adr x4, skyscope_guest_timed_caller_start",
+        "add x4, x4, #0x1000",
+        "mov x6, #0",
+        "10: isb",
+        "mrs x1, cntvct_el0",
+        "hvc #6",
+        "isb",
+        "mrs x2, cntvct_el0",
+        "add x7, x4, x6, lsl #4",
+        "stp x1, x2, [x7]",
+        "add x6, x6, #1",
+        "and x6, x6, #(8192 - 1)",
+        "b 10b",
+        "skyscope_guest_timed_caller_end:",
+        "",
         ".global skyscope_guest_spinner_start",
         ".global skyscope_guest_spinner_end",
         "skyscope_guest_spinner_start:",
@@ -351,6 +389,8 @@ mod program {
         static skyscope_guest_keys_end: u8;
         static skyscope_guest_caller_start: u8;
         static skyscope_guest_caller_end: u8;
+        static skyscope_guest_timed_caller_start: u8;
+        static skyscope_guest_timed_caller_end: u8;
         static skyscope_guest_features_start: u8;
         static skyscope_guest_features_end: u8;
         static skyscope_guest_spinner_start: u8;
@@ -394,6 +434,13 @@ mod program {
         between(
             &raw const skyscope_guest_caller_start,
             &raw const skyscope_guest_caller_end,
+        )
+    }
+
+    pub fn timed_caller() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_timed_caller_start,
+            &raw const skyscope_guest_timed_caller_end,
         )
     }
 
@@ -441,6 +488,10 @@ mod program {
     }
 
     pub fn caller() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn timed_caller() -> &'static [u8] {
         &[]
     }
 

@@ -99,6 +99,8 @@ pub enum Wrong {
 pub enum BenchError {
     /// Making the objects, threads or mappings failed.
     Setup(Error),
+    /// A step of a case failed, for this reason.
+    Failed(&'static str),
     /// A measured call came back wrong.
     Call {
         /// The case.
@@ -120,6 +122,7 @@ impl core::fmt::Display for BenchError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BenchError::Setup(e) => write!(f, "setting up: {e}"),
+            BenchError::Failed(why) => write!(f, "{why}"),
             BenchError::Call { case, call, wrong } => {
                 write!(f, "{case} call {call}: ")?;
                 match wrong {

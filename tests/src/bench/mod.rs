@@ -91,19 +91,32 @@ impl Bench {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    /// Sample buffers for the metrics of one case.
+    /// Sample buffers for the metrics of one case, `n` words each.
     pub fn buffers(&mut self) -> [&mut [u64]; METRICS] {
-        let (a, rest) = self.buffer.split_at_mut(self.n);
-        let (b, c) = rest.split_at_mut(self.n);
-        [a, b, &mut c[..self.n]]
+        let n = self.n;
+        let (a, rest) = self.buffer.split_at_mut(n);
+        let (b, c) = rest.split_at_mut(n);
+        [a, b, &mut c[..n]]
     }
 
     /// Prints the statistics of metric `metric` of case `name` (the
     /// samples are in buffer `which` of [`Bench::buffers`]) and returns
     /// them.
     pub fn report(&mut self, name: &'static str, metric: &str, which: usize) -> Stats {
-        let n = self.n;
-        let s = stats(&mut self.buffer[which * n..(which + 1) * n]);
+        self.report_first(name, metric, which, self.n)
+    }
+
+    /// [`Bench::report`] over the first `count` samples of the buffer
+    /// (a case that took fewer than `n`).
+    pub fn report_first(
+        &mut self,
+        name: &'static str,
+        metric: &str,
+        which: usize,
+        count: usize,
+    ) -> Stats {
+        let start = which * self.n;
+        let s = stats(&mut self.buffer[start..start + count.min(self.n)]);
         println!(
             "BENCH-RESULT {{\"name\":\"{name}\",\"metric\":\"{metric}\",\"min\":{},\"median\":{},\"mean\":{}.{:02},\"p99\":{},\"n\":{}}}",
             s.min,

@@ -341,17 +341,25 @@ core::arch::global_asm!(
     "",
     ".section .text.return_to_user, \"ax\"",
     ".global return_to_user",
-    // x0 = &UserContext. Restores it and enters EL0; SP_EL2 stays pointing
-    // at the context for the next entry. The SPSR is made EL0t (M[4:0] =
-    // 0) with DAIF clear whatever the context holds, so `eret` can only
-    // reach EL0 with interrupts unmasked (Arm ARM D23.2, SPSR_EL2: M[4:0]
-    // is bits 4:0, D, A, I, F bits 9:6); the condition flags are the
-    // thread's own.
+    ".global return_to_context",
+    // x0 = &UserContext whose SPSR the caller checked (a guest's, which
+    // `vcpu::enter_guest` sanitised): restores it and returns to it.
+    "return_to_context:",
+    "mov sp, x0",
+    "ldp x10, x11, [sp, #{off_pc}]",
+    "b 3f",
+    // x0 = &UserContext of a native thread. Restores it and enters EL0;
+    // SP_EL2 stays pointing at the context for the next entry. The SPSR is
+    // made EL0t (M[4:0] = 0) with DAIF clear whatever the context holds,
+    // so `eret` can only reach EL0 with interrupts unmasked (Arm ARM D23.2,
+    // SPSR_EL2: M[4:0] is bits 4:0, D, A, I, F bits 9:6); the condition
+    // flags are the thread's own.
     "return_to_user:",
     "mov sp, x0",
     "ldp x10, x11, [sp, #{off_pc}]",
     "and x11, x11, #~0x1f",
     "and x11, x11, #~0x3c0",
+    "3:",
     "msr elr_el2, x10",
     "msr spsr_el2, x11",
     "ldp x30, x9, [sp, #{off_x30}]",

@@ -421,10 +421,11 @@ pub fn flush_guest(vmid: u16) {
 core::arch::global_asm!(
     ".section .text.return_to_guest, \"ax\"",
     ".global return_to_guest",
-    // x0 = &UserContext, x1 = HCR_EL2 for the guest. Like `return_to_user`,
-    // but switches HCR_EL2 last, with every kernel access done.
+    // x0 = &UserContext, x1 = HCR_EL2 for the guest. Restores the context
+    // as `return_to_user` does, with the SPSR `enter_guest` sanitised (EL1
+    // or EL0), and switches HCR_EL2 last, with every kernel access done.
     "return_to_guest:",
     "msr hcr_el2, x1",
     "isb",
-    "b return_to_user",
+    "b return_to_context",
 );
