@@ -153,6 +153,7 @@ impl Syndrome {
     }
 
     /// The exception class (EC, bits 31:26).
+    #[inline]
     pub fn class(self) -> ExceptionClass {
         ExceptionClass::from_ec(ESR::EC.read(self.0) as u8)
     }
@@ -163,6 +164,7 @@ impl Syndrome {
     }
 
     /// The immediate of an `hvc`, `smc` or `brk` (ISS bits 15:0).
+    #[inline]
     pub fn immediate(self) -> u16 {
         self.iss() as u16
     }

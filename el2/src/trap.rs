@@ -57,6 +57,7 @@ pub fn abort_kind(fsc: u8) -> AbortKind {
 
 /// Classifies a trap from a native thread at EL0 from ESR_EL2, FAR_EL2
 /// and ELR_EL2 (`pc`).
+#[inline]
 pub fn classify_native(esr: u64, far: u64, pc: u64) -> Trap {
     let syndrome = Syndrome(esr);
     let fault = |kind| {
@@ -104,6 +105,7 @@ pub fn classify_native(esr: u64, far: u64, pc: u64) -> Trap {
 /// Classifies a trap from a guest from ESR_EL2, FAR_EL2, HPFAR_EL2 and
 /// ELR_EL2. An exit's `pc` names the trapping instruction: for `hvc`,
 /// whose ELR points past it, that is `elr - 4` (the kernel resumes there).
+#[inline]
 pub fn classify_guest(esr: u64, far: u64, hpfar: u64, elr: u64) -> Trap {
     let syndrome = Syndrome(esr);
     let exit = |kind, pc, address| {

@@ -105,16 +105,37 @@ pub fn fast_ipc(number: u64, cptr: u64, info: u64, reply_cptr: u64) -> bool {
     let Some(switch) = switch else {
         return false;
     };
-    // The common case: a native thread, no budget to account for.
+    fast_exit(s, switch)
+}
+
+/// The fault fastpath, tried first on a thread's fault or a guest's exit
+/// with its message (`label`, `words`): on success it enters the handler
+/// waiting for it and does not return. It returns `false` (having changed
+/// nothing) if the fastpath does not apply.
+pub fn fast_fault(label: u64, words: [u64; skyscope_abi::fault::WORDS]) -> bool {
+    // SAFETY: as in `fast_ipc`: only user threads fault, and they run only
+    // after `install`.
+    let s = unsafe { STATE.get().as_mut().unwrap_unchecked() };
+    let Some(switch) = s.core.fastpath_fault(label, words) else {
+        return false;
+    };
+    fast_exit(s, switch)
+}
+
+/// Enters the thread a fastpath switched to.
+#[inline(always)]
+fn fast_exit(s: &mut State, switch: skyscope_core::fastpath::FastSwitch) -> ! {
+    // The common cases: no budget to account for; a native thread, or a
+    // guest whose Vcpu's state is in the CPU.
     if !switch.budget {
         if cfg!(feature = "dev") {
             check_scheduler(s);
         }
         if s.fast_switch_native(switch.next) {
-            let context: *mut arch::UserContext = &mut s.core.machine.tcb_mut(switch.next).context;
-            // SAFETY: the context lives in the TCB, which outlives the
-            // return to the thread.
-            arch::enter_user(unsafe { &mut *context });
+            s.enter(switch.next, ThreadMode::Native);
+        }
+        if s.fast_switch_guest(switch.next) {
+            s.enter(switch.next, ThreadMode::Guest);
         }
     }
     finish_fastpath(s, switch.next, switch.budget)
@@ -134,10 +155,14 @@ fn check_scheduler(s: &mut State) {
 /// Vcpu's thread or one whose space needs the general switch.
 #[inline(never)]
 fn finish_fastpath(s: &mut State, next: PhysAddr, budget: bool) -> ! {
-    if budget {
-        s.program_timer();
-    }
+    // Loading another Vcpu's state changes which guest timers the kernel
+    // watches, so the deadline may move then too.
+    let vcpu = s.core.machine.tcb(next).vcpu;
+    let reload = vcpu.0 != 0 && s.core.machine.loaded_vcpu != Some(vcpu);
     if let Ok(mode) = s.switch_to(next) {
+        if budget || reload {
+            s.program_timer();
+        }
         if cfg!(feature = "dev") {
             check_scheduler(s);
         }
@@ -161,20 +186,19 @@ impl State {
         self.core.machine.switch_to(t, space, vcpu, ipc_buffer)
     }
 
-    /// [`State::switch_to`] for the fastpath's common case, a native thread:
-    /// its address space (checked as `thread_space` checks it), IPC-buffer
-    /// pointer and FP/SIMD trap. `false`, having changed nothing, for
-    /// anything else (a Vcpu's thread, a space that does not check out, a
-    /// guest's state still in the CPU), which `switch_to` handles.
+    /// [`State::switch_to`] for the common case, a native thread: its
+    /// address space (checked as `thread_space` checks it), IPC-buffer
+    /// pointer and FP/SIMD trap (and, if a guest ran last, what of its
+    /// state the CPU still holds saved). `false`, having changed nothing,
+    /// for anything else (a Vcpu's thread, a space that does not check
+    /// out), which `switch_to` handles.
     #[inline(always)]
     fn fast_switch_native(&mut self, t: PhysAddr) -> bool {
-        if self.core.machine.in_guest.is_some() {
-            return false;
-        }
         let Some(space) = self.core.native_space(t) else {
             return false;
         };
         let machine = &mut self.core.machine;
+        machine.leave_guest();
         let ttbr0 = arch::mmu::user_ttbr(space.root, space.id);
         if machine.active_ttbr0 != ttbr0 {
             arch::mmu::activate_user_space(ttbr0);
@@ -187,6 +211,26 @@ impl State {
             machine.fp_enabled = owns_fp;
         }
         true
+    }
+
+    /// [`State::switch_to`] for a Vcpu's thread `t` whose EL1 state is
+    /// already in the CPU (its Vcpu ran last, or a native thread since):
+    /// its GuestSpace (checked as `thread_space` checks it) and FP/SIMD
+    /// state, as `KernelMachine::switch_to` makes them current. `false`,
+    /// having changed nothing, for anything else.
+    #[inline(always)]
+    fn fast_switch_guest(&mut self, t: PhysAddr) -> bool {
+        let vcpu = self.core.machine.tcb(t).vcpu;
+        if vcpu.0 == 0 || self.core.machine.loaded_vcpu != Some(vcpu) {
+            return false;
+        }
+        match self.core.thread_space(t) {
+            Ok(space) => matches!(
+                self.core.machine.switch_to(t, space, vcpu, 0),
+                Ok(ThreadMode::Guest)
+            ),
+            Err(_) => false,
+        }
     }
 
     /// Enters thread `t` (already switched to).

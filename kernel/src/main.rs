@@ -132,7 +132,9 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         loaded_vcpu: None,
         in_guest: None,
         active_ttbr0: 0,
-        fp_enabled: false,
+        // As boot left CPTR_EL2 (FP/SIMD not trapped): the first thread
+        // that does not own the unit gets the trap set.
+        fp_enabled: true,
         guest,
         ticks: 0,
         guest_interrupts,

@@ -63,19 +63,32 @@ impl Env {
     /// Carves a private untyped of `2^bits` bytes (so the scenario can
     /// revoke everything it made at once) and returns its slot.
     pub fn private_untyped(&mut self, bits: u8) -> Result<u64, Error> {
-        let parent = self.ram_untyped(bits + 1).ok_or(Error::NotEnoughMemory)?;
         let slot = self.slot();
-        inv::untyped_retype(
-            parent,
-            ObjectType::Untyped,
-            u64::from(bits),
-            ROOT,
-            0,
-            0,
-            slot,
-            1,
-        )?;
-        Ok(slot)
+        // The first RAM region with room left (one may be used up by
+        // earlier private untyped the scenario still holds).
+        let candidates = self
+            .info
+            .untyped_regions()
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_device == 0 && d.size_bits > bits)
+            .map(|(i, _)| self.info.untyped.start + i as u64);
+        for parent in candidates {
+            match inv::untyped_retype(
+                parent,
+                ObjectType::Untyped,
+                u64::from(bits),
+                ROOT,
+                0,
+                0,
+                slot,
+                1,
+            ) {
+                Err(Error::NotEnoughMemory) => continue,
+                other => return other.map(|()| slot),
+            }
+        }
+        Err(Error::NotEnoughMemory)
     }
 
     /// Retypes `count` objects from `untyped` into fresh slots; returns the first.

@@ -89,6 +89,7 @@ impl GuestExit {
     }
 
     /// The exit a message carries (`None` for an unknown kind).
+    #[inline]
     pub fn from_words(w: [u64; WORDS]) -> Option<GuestExit> {
         Some(GuestExit {
             kind: ExitKind::from_word(w[3])?,

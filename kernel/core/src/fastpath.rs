@@ -29,7 +29,7 @@ use crate::{
         tcb::{self, ThreadState, ipc_flags},
     },
 };
-use skyscope_abi::{CapRights, Syscall, regs};
+use skyscope_abi::{CapRights, MessageInfo, Syscall, fault::WORDS as FAULT_WORDS, regs};
 
 const NONE: PhysAddr = PhysAddr(0);
 
@@ -290,6 +290,26 @@ impl<M: Machine> Kernel<M> {
         let budget = self.fast_charge(caller, receiver)?;
 
         self.deliver_short(caller, receiver, badge, info);
+        let mut flags = ipc_flags::CALL | ipc_flags::GRANT_REPLY;
+        if rights.contains(CapRights::GRANT) {
+            flags |= ipc_flags::GRANT;
+        }
+        self.fast_rendezvous(caller, ep, receiver, reply, flags);
+        Some(self.fast_switched(receiver, budget))
+    }
+
+    /// The rest of a `Call` (or fault) the receiver at the head of `ep`'s
+    /// queue takes (its registers already written): the receiver leaves
+    /// the queue and runs, and the caller waits on `reply` with `flags`.
+    #[inline(always)]
+    fn fast_rendezvous(
+        &mut self,
+        caller: PhysAddr,
+        ep: PhysAddr,
+        receiver: PhysAddr,
+        reply: PhysAddr,
+        flags: u8,
+    ) {
         // Dequeue the receiver (it is at the head).
         let r = self.machine.tcb_mut(receiver);
         let next = r.queue_next;
@@ -311,14 +331,64 @@ impl<M: Machine> Kernel<M> {
         let rep = self.machine.reply_mut(reply);
         rep.receiver = NONE;
         rep.caller = caller;
-        let mut flags = ipc_flags::CALL | ipc_flags::GRANT_REPLY;
-        if rights.contains(CapRights::GRANT) {
-            flags |= ipc_flags::GRANT;
-        }
         let c = self.machine.tcb_mut(caller);
         c.state = ThreadState::BlockedOnReply;
         c.blocked_on = reply;
         c.ipc_flags = flags;
+    }
+
+    /// A fault of the current thread on the fastpath — a guest's exit, a
+    /// native thread's fault — as [`Kernel::deliver_fault`] delivers it:
+    /// the message (`label`, `words`) to the receiver waiting on the
+    /// thread's fault endpoint, the thread waiting for the reply. Returns
+    /// the thread to run next, or `None` having changed nothing (no
+    /// receiver waiting, or any other precondition of [`Kernel::fastpath_call`]
+    /// not met).
+    #[inline(always)]
+    pub fn fastpath_fault(&mut self, label: u64, words: [u64; FAULT_WORDS]) -> Option<FastSwitch> {
+        if !self.fastpath_enabled {
+            return None;
+        }
+        let t = self.current?;
+        let Cap::Endpoint {
+            ptr: ep,
+            badge,
+            rights,
+        } = self
+            .machine
+            .slot(tcb::slot_ref(t, tcb::slots::FAULT_HANDLER))
+            .cap
+        else {
+            return None;
+        };
+        if !rights.contains(CapRights::WRITE) {
+            return None;
+        }
+        let endpoint = self.machine.endpoint_mut(ep);
+        if endpoint.state != EndpointState::Receiving {
+            return None;
+        }
+        let receiver = endpoint.head;
+        let reply = self.machine.tcb(receiver).recv_reply;
+        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
+            return None;
+        }
+        let budget = self.fast_charge(t, receiver)?;
+
+        // As `deliver_fault`: audited, the message kept in the thread.
+        let now = self.machine.now();
+        self.audit
+            .record(crate::audit::AuditKind::Fault, now, t, words[0], label, 0);
+        let f = self.machine.tcb_mut(t);
+        f.fault_label = label;
+        f.fault = words;
+        let info = MessageInfo::new(label, FAULT_WORDS, 0).raw();
+        self.machine
+            .tcb_mut(receiver)
+            .context
+            .set_syscall_results([badge, info, words[0], words[1], words[2], words[3], 0]);
+        let flags = ipc_flags::CALL | ipc_flags::GRANT_REPLY | ipc_flags::FAULT;
+        self.fast_rendezvous(t, ep, receiver, reply, flags);
         Some(self.fast_switched(receiver, budget))
     }
 
@@ -354,9 +424,7 @@ impl<M: Machine> Kernel<M> {
         if caller.0 == 0 || rep.receiver.0 != 0 || !rights.contains(CapRights::READ) {
             return None;
         }
-        if self.machine.tcb(caller).ipc_flags & ipc_flags::FAULT != 0 {
-            return None;
-        }
+        let fault = self.machine.tcb(caller).ipc_flags & ipc_flags::FAULT != 0;
         let endpoint = *self.machine.endpoint_mut(ep);
         if endpoint.state == EndpointState::Sending {
             return None;
@@ -367,8 +435,13 @@ impl<M: Machine> Kernel<M> {
         }
         let budget = self.fast_charge(server, caller)?;
 
-        // Reply, straight from the server's registers.
-        self.deliver_short(server, caller, 0, info);
+        if fault {
+            // The reply to a fault restarts the thread, as the handler asks.
+            self.apply_fault_reply(server, caller);
+        } else {
+            // Reply, straight from the server's registers.
+            self.deliver_short(server, caller, 0, info);
+        }
         let c = self.machine.tcb_mut(caller);
         c.state = ThreadState::Runnable;
         c.blocked_on = NONE;

@@ -454,7 +454,8 @@ impl<M: Machine> Kernel<M> {
 
     /// What a fault handler's reply asks for (`skyscope_abi::fault::REPLY_*`
     /// in word 0): step past the faulting instruction, set a register.
-    fn apply_fault_reply(&mut self, handler: PhysAddr, faulted: PhysAddr) {
+    #[inline]
+    pub(crate) fn apply_fault_reply(&mut self, handler: PhysAddr, faulted: PhysAddr) {
         use skyscope_abi::{fault, invocation::REGISTER_COUNT};
         let context = &self.machine.tcb(handler).context;
         let info = MessageInfo::from_raw(context.arg(regs::MESSAGE_INFO));

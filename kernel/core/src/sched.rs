@@ -150,7 +150,7 @@ impl Scheduler {
     }
 
     /// Whether a thread of priority `priority` or higher is ready.
-    #[inline]
+    #[inline(always)]
     pub fn any_ready_at_or_above(&self, priority: u8) -> bool {
         let p = usize::from(priority);
         let first = self.bitmap[p / 64] >> (p % 64) != 0;

@@ -897,6 +897,12 @@ impl World {
     /// a full scheduling context. Uses root slots `slot..slot + 3` and the
     /// shared VSpace in slot 60.
     pub fn thread(&mut self, slot: u64, priority: u8) -> Thread {
+        self.thread_with_fault_endpoint(slot, priority, 0)
+    }
+
+    /// As [`World::thread`], with the endpoint in root slot `fault_ep`
+    /// (0: none) as its fault endpoint.
+    pub fn thread_with_fault_endpoint(&mut self, slot: u64, priority: u8, fault_ep: u64) -> Thread {
         if self.cap(60).is_null() {
             self.retype(layout::UNTYPED_SLOT, ObjectType::VSpace, 0, 60, 1)
                 .expect("vspace");
@@ -913,6 +919,22 @@ impl World {
             &[Self::root_anchor(), Self::slot(60), Self::slot(slot + 1)],
         )
         .expect("configure");
+        if fault_ep != 0 {
+            // The fault endpoint is looked up in the invoking thread's
+            // CSpace: this one's, now that it has one.
+            let Cap::Tcb { ptr, .. } = self.cap(slot) else {
+                unreachable!()
+            };
+            let current = self.kernel.current.replace(ptr);
+            self.invoke_slot(
+                Self::slot(slot),
+                Label::TcbConfigure,
+                &[fault_ep, u64::from(priority), guard, 0x1000],
+                &[Self::root_anchor(), Self::slot(60), Self::slot(slot + 1)],
+            )
+            .expect("configure the fault endpoint");
+            self.kernel.current = current;
+        }
         self.give_sched_context(slot, slot + 2, 1000, 1000);
         self.invoke_slot(Self::slot(slot), Label::TcbResume, &[], &[])
             .expect("resume");
@@ -927,6 +949,26 @@ impl World {
             tcb: ptr,
             buffer: base,
         }
+    }
+
+    /// Thread `t` faults with the message `label`, `words`, as the kernel
+    /// handles a fault: the fastpath once, then (if it does not apply) the
+    /// entry's time accounting and the general delivery; then the
+    /// scheduler chooses.
+    pub fn fault_as(&mut self, t: Thread, label: u64, words: [u64; skyscope_abi::fault::WORDS]) {
+        self.kernel.current = Some(t.tcb);
+        self.kernel
+            .scheduler
+            .remove(&mut self.kernel.machine, t.tcb);
+        if self.kernel.fastpath_fault(label, words).is_none() {
+            let now = self.kernel.machine.now();
+            self.kernel.charge(now);
+            self.kernel.release_due(now);
+            if self.kernel.current == Some(t.tcb) {
+                self.kernel.deliver_fault(t.tcb, label, words);
+            }
+        }
+        self.kernel.schedule();
     }
 
     /// Runs syscall `number` as thread `t` with registers `x0..x6`, then

@@ -17,11 +17,10 @@
 //! or not; so there is no separate row for it.
 
 use super::{Bench, BenchError, WARMUP, profile_mark, sample};
-use crate::support::{Carve, Env, ROOT, ROOT_DEPTH, spawn};
+use crate::support::{Carve, Env, spawn};
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use skyscope_abi::{
-    Error, ObjectType, bootinfo::slots, invocation as inv, ipc, syscall::counter_now,
-    window::MappedWindow,
+    Error, ObjectType, bootinfo::slots, ipc, syscall::counter_now, window::MappedWindow,
 };
 use skyscope_guest_minimal::{self as guest, timed};
 use skyscope_vmm::{
@@ -189,6 +188,6 @@ pub fn run(bench: &mut Bench, env: &mut Env) -> Result<(), BenchError> {
     for (which, metric) in ["exit", "resume", "roundtrip"].iter().enumerate() {
         bench.report_first(NAME, metric, which, n);
     }
-    inv::cnode_revoke(ROOT, ut, ROOT_DEPTH)?;
+    super::release(ut)?;
     Ok(())
 }

@@ -16,9 +16,7 @@
 //! failure ends the benchmark with what was wrong.
 
 use super::{Bench, Stats, WARMUP, profile_mark, sample};
-use crate::support::{
-    Env, ROOT, ROOT_DEPTH, ipc_buffer, is_empty, map_fresh_page, spawn, spawn_process,
-};
+use crate::support::{Env, ipc_buffer, is_empty, map_fresh_page, spawn, spawn_process};
 use skyscope_abi::{
     Error, MessageInfo, ObjectType,
     bootinfo::slots,
@@ -304,7 +302,7 @@ pub fn run(bench: &mut Bench, env: &mut Env) -> Result<(), BenchError> {
             debug_fastpath(slots::DEBUG, true);
         }
     }
-    inv::cnode_revoke(ROOT, ut, ROOT_DEPTH)?;
+    super::release(ut)?;
     Ok(())
 }
 

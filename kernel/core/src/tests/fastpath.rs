@@ -7,7 +7,9 @@ use crate::{
     testing::{Thread, World, layout},
 };
 use proptest::prelude::*;
-use skyscope_abi::{CapRights, Label, MessageInfo, ObjectType, Syscall};
+use skyscope_abi::{
+    CapRights, Label, MessageInfo, ObjectType, Syscall, invocation::REGISTER_COUNT,
+};
 use std::vec::Vec;
 
 extern crate std;
@@ -25,7 +27,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0..4usize, 0..6u8, 0..50u64, 0..7usize, any::<u64>()).prop_map(
+    (0..4usize, 0..7u8, 0..50u64, 0..7usize, any::<u64>()).prop_map(
         |(thread, kind, label, length, word)| Op {
             thread,
             kind,
@@ -43,22 +45,39 @@ fn world(priorities: &[u8; 4], fastpath: bool) -> (World, Vec<Thread>) {
     w.retype(layout::UNTYPED_SLOT, ObjectType::Reply, 0, 3, 4)
         .unwrap();
     w.mint(EP, BADGED, CapRights::ALL, 5).unwrap();
-    let threads = (0..4)
-        .map(|i| w.thread(10 + 10 * i as u64, priorities[i]))
+    // Threads 0 and 1 send their faults to the endpoint (badged for one).
+    let fault_eps = [EP, BADGED, 0, 0];
+    let threads: Vec<Thread> = (0..4)
+        .map(|i| w.thread_with_fault_endpoint(10 + 10 * i as u64, priorities[i], fault_eps[i]))
         .collect();
     w.kernel.fastpath_enabled = fastpath;
     (w, threads)
 }
 
 fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
+    if op.kind == 6 {
+        let (label, words) = fault_message(op);
+        w.fault_as(t, label, words);
+        return;
+    }
     let (number, regs) = op_registers(i, op);
     w.syscall_as(t, number, regs);
+}
+
+/// The fault of a fault op: a guest exit or a native fault's message.
+fn fault_message(op: &Op) -> (u64, [u64; skyscope_abi::fault::WORDS]) {
+    let label = 1 + op.label % 4;
+    (
+        label,
+        [op.word, op.word >> 5, op.label, op.word.rotate_left(9)],
+    )
 }
 
 /// The syscall and registers of `op` by thread number `i`.
 fn op_registers(i: usize, op: &Op) -> (Syscall, [u64; 7]) {
     let info = MessageInfo::new(op.label, op.length, 0).raw();
-    let words = [op.word, op.word.rotate_left(7), !op.word, op.word >> 3];
+    // Word 1 often a register index, for replies to faults.
+    let words = [op.word, op.word % 40, !op.word, op.word >> 3];
     let reply = 3 + i as u64;
     let ep = if op.word.is_multiple_of(3) {
         BADGED
@@ -91,15 +110,17 @@ fn snapshot(w: &World, threads: &[Thread]) -> Vec<u64> {
     let mut s = Vec::new();
     for &t in threads {
         s.push(w.state(t) as u64);
-        s.extend(w.regs(t));
         let tcb = w.kernel.machine.tcb(t.tcb);
+        s.extend((0..REGISTER_COUNT).map(|r| tcb.context.register(r)));
         s.extend([
             tcb.blocked_on.0,
             tcb.recv_reply.0,
             tcb.queue_next.0,
             tcb.queue_prev.0,
             u64::from(tcb.ipc_flags),
+            tcb.fault_label,
         ]);
+        s.extend(tcb.fault);
     }
     s.push(w.kernel.current.map_or(0, |c| c.0));
     s
@@ -135,6 +156,44 @@ proptest! {
     }
 }
 
+/// A fault reaches a waiting handler on the fastpath, and the handler's
+/// reply (skip the instruction, set a register) restarts the thread on it.
+#[test]
+fn faults_and_their_replies_take_the_fastpath() {
+    use skyscope_abi::{fault, invocation::REG_PC, invocation::REG_X0};
+    let (mut w, threads) = world(&[50, 60, 40, 40], true);
+    let (faulter, handler) = (threads[0], threads[1]);
+    w.syscall_as(handler, Syscall::Recv, [EP, 0, 0, 0, 0, 0, 4]);
+    w.kernel
+        .machine
+        .tcb_mut(faulter.tcb)
+        .context
+        .set_register(REG_PC, 0x1000);
+    let before = w.kernel.counters.fastpath_hits;
+    for i in 0..10 {
+        w.fault_as(faulter, fault::GUEST_EXIT, [0x1000, 0x5a00_0006, 6, 0]);
+        assert_eq!(w.kernel.current, Some(handler.tcb));
+        assert_eq!(w.regs(handler)[2], 0x1000);
+        let info = MessageInfo::new(0, 3, 0).raw();
+        let flags = fault::REPLY_SKIP_INSTRUCTION | fault::REPLY_SET_REGISTER;
+        w.syscall_as(
+            handler,
+            Syscall::ReplyRecv,
+            [EP, info, flags, REG_X0 as u64, 100 + i, 0, 4],
+        );
+        assert_eq!(w.kernel.current, Some(faulter.tcb));
+        let c = &w.kernel.machine.tcb(faulter.tcb).context;
+        assert_eq!(c.register(REG_X0), 100 + i);
+        assert_eq!(c.register(REG_PC), 0x1004 + 4 * i);
+        w.kernel
+            .machine
+            .tcb_mut(faulter.tcb)
+            .context
+            .set_register(REG_PC, 0x1000 + 4 * (i + 1));
+    }
+    assert_eq!(w.kernel.counters.fastpath_hits - before, 20);
+}
+
 /// Every thread's scheduling-context state and the release queue: what
 /// time accounting leaves behind.
 fn budgets(w: &mut World, threads: &[Thread]) -> Vec<u64> {
@@ -166,6 +225,18 @@ fn apply_timed(w: &mut World, t: Thread, i: usize, op: &Op, elapsed: u64) {
     w.kernel.last_charge = w.kernel.machine.clock;
     w.kernel.machine.clock += elapsed;
     let now = w.kernel.machine.clock;
+    if op.kind == 6 {
+        let (label, words) = fault_message(op);
+        if w.kernel.fastpath_fault(label, words).is_none() {
+            w.kernel.charge(now);
+            w.kernel.release_due(now);
+            if w.kernel.current == Some(t.tcb) {
+                w.kernel.deliver_fault(t.tcb, label, words);
+            }
+        }
+        w.kernel.schedule();
+        return;
+    }
     let (number, regs) = op_registers(i, op);
     for (r, &v) in regs.iter().enumerate() {
         w.kernel.machine.tcb_mut(t.tcb).context.set_arg(r, v);

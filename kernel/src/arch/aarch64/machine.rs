@@ -88,10 +88,15 @@ impl KernelMachine {
 
     /// Makes the CPU's EL1 registers hold `v`'s state, saving whichever
     /// Vcpu's state they held.
+    #[inline(always)]
     pub fn load_vcpu(&mut self, v: PhysAddr) {
-        if self.loaded_vcpu == Some(v) {
-            return;
+        if self.loaded_vcpu != Some(v) {
+            self.load_other_vcpu(v);
         }
+    }
+
+    #[inline(never)]
+    fn load_other_vcpu(&mut self, v: PhysAddr) {
         self.unload_vcpu();
         vcpu::load(&self.vcpu_object(v).registers);
         self.loaded_vcpu = Some(v);
@@ -172,6 +177,7 @@ impl KernelMachine {
 
     /// Puts `t`'s FP/SIMD state in the unit and stops trapping its use
     /// (the lazy switch: threads that never use FP never pay for it).
+    #[inline(always)]
     pub fn load_fp(&mut self, t: PhysAddr) {
         if self.fp_owner != Some(t) {
             arch::set_fp_trap(false); // the kernel itself may now move FP registers
@@ -180,9 +186,12 @@ impl KernelMachine {
             }
             self.tcb(t).context.fp.restore();
             self.fp_owner = Some(t);
+            self.fp_enabled = true;
         }
-        arch::set_fp_trap(false);
-        self.fp_enabled = true;
+        if !self.fp_enabled {
+            arch::set_fp_trap(false);
+            self.fp_enabled = true;
+        }
     }
 
     /// Whether `[base, base + 2^bits)` is RAM (and so in the physmap).

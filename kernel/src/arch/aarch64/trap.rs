@@ -82,7 +82,12 @@ pub(super) extern "C" fn handle_user_entry(kind: u64, context: *mut UserContext)
     let event = match kind {
         k if k == EntryKind::Sync as u64 => {
             let number = context.x[skyscope_abi::regs::SYSCALL_NUMBER];
-            event(classify_native(read_esr(), read_far(), context.pc), number)
+            let event = event(classify_native(read_esr(), read_far(), context.pc), number);
+            if let Event::Fault(fault) = event {
+                let (label, words) = fault.message();
+                crate::kernel::fast_fault(label, words);
+            }
+            event
         }
         k if k == EntryKind::Irq as u64 => Event::Interrupt,
         // FIQs are not used on this platform and an SError is an
@@ -149,6 +154,9 @@ fn handle_guest_entry(kind: u64, context: *mut UserContext) -> ! {
         }
         (None, None) => guest_exit(ExitKind::Other, read_esr()),
     };
+    if let Event::GuestExit(exit) = event {
+        crate::kernel::fast_fault(skyscope_abi::fault::GUEST_EXIT, exit.words());
+    }
     crate::trap::handle_user_event(event)
 }
 
