@@ -269,6 +269,12 @@ scenarios! {
         console: &[],
         timeout: 30,
     },
+    "sched::fp_state_per_thread" => sched::fp_state_per_thread {
+        about: "two threads filling all 32 FP/SIMD registers with their own values and yielding to each other always find their own values again",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
     "sched::bench_runs" => sched::bench_runs {
         about: "the benchmarks (IPC, guest exits, other kernel paths) run every case, every IPC call answered correctly, with sane figures (n, order, round trip >= one way, 10 words >= 0)",
         reports: true,

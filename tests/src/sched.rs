@@ -231,6 +231,93 @@ pub fn syscall_at_budget_end(info: &'static BootInfo) -> Outcome {
     Ok(())
 }
 
+/// Rounds and FP/SIMD mismatches seen by [`fp_worker`]s.
+static FP_ROUNDS: AtomicU64 = AtomicU64::new(0);
+static FP_WRONG: AtomicU64 = AtomicU64::new(0);
+
+/// Fills every FP/SIMD register with `value` (both halves), yields, and
+/// checks three of them (first, middle, last) still hold it; forever.
+extern "C" fn fp_worker(value: u64) -> ! {
+    while STOP.load(SeqCst) == 0 {
+        let (first, middle, last): (u64, u64, u64);
+        // SAFETY: only FP/SIMD registers and x0..x7 change (x0..x6 are the
+        // kernel's to clobber on `svc`, x7 is declared); `Yield` (8) takes
+        // no arguments and touches no memory of this thread.
+        unsafe {
+            core::arch::asm!(
+                "dup v0.2d, {v}",
+                "mov v1.16b, v0.16b", "mov v2.16b, v0.16b", "mov v3.16b, v0.16b",
+                "mov v4.16b, v0.16b", "mov v5.16b, v0.16b", "mov v6.16b, v0.16b",
+                "mov v7.16b, v0.16b", "mov v8.16b, v0.16b", "mov v9.16b, v0.16b",
+                "mov v10.16b, v0.16b", "mov v11.16b, v0.16b", "mov v12.16b, v0.16b",
+                "mov v13.16b, v0.16b", "mov v14.16b, v0.16b", "mov v15.16b, v0.16b",
+                "mov v16.16b, v0.16b", "mov v17.16b, v0.16b", "mov v18.16b, v0.16b",
+                "mov v19.16b, v0.16b", "mov v20.16b, v0.16b", "mov v21.16b, v0.16b",
+                "mov v22.16b, v0.16b", "mov v23.16b, v0.16b", "mov v24.16b, v0.16b",
+                "mov v25.16b, v0.16b", "mov v26.16b, v0.16b", "mov v27.16b, v0.16b",
+                "mov v28.16b, v0.16b", "mov v29.16b, v0.16b", "mov v30.16b, v0.16b",
+                "mov v31.16b, v0.16b",
+                "mov x7, #8",
+                "svc #0",
+                "mov {a}, v0.d[1]",
+                "fmov {b}, d16",
+                "mov {c}, v31.d[1]",
+                v = in(reg) value,
+                a = out(reg) first,
+                b = out(reg) middle,
+                c = out(reg) last,
+                out("x0") _, out("x1") _, out("x2") _, out("x3") _,
+                out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack),
+            );
+        }
+        FP_ROUNDS.fetch_add(1, SeqCst);
+        if first != value || middle != value || last != value {
+            FP_WRONG.fetch_add(1, SeqCst);
+        }
+    }
+    park()
+}
+
+/// Each thread's FP/SIMD registers are its own: two threads of one
+/// priority fill all 32 with their own value, yield to each other, and
+/// find their values again, round after round (the kernel switches the
+/// unit lazily: the first use after another thread's traps).
+pub fn fp_state_per_thread(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    STOP.store(0, SeqCst);
+    FP_ROUNDS.store(0, SeqCst);
+    FP_WRONG.store(0, SeqCst);
+    for (n, value) in [(0u64, 0x1111_2222_3333_4444u64), (1, 0x5555_6666_7777_8888)] {
+        // 2 ms in 10 ms each: the root task keeps time to stop them.
+        spawn(&mut env, ut, n, fp_worker, value, 200, 2_000, 10_000).map_err(|e| fail!("{e}"))?;
+    }
+    // Below the workers while they run.
+    check_ok!(inv::tcb_set_priority(slots::TCB, 100));
+    let end = counter_now() + info.timer_frequency / 20;
+    while counter_now() < end {}
+    STOP.store(1, SeqCst);
+    check_ok!(inv::tcb_set_priority(slots::TCB, 255));
+    let (rounds, wrong) = (FP_ROUNDS.load(SeqCst), FP_WRONG.load(SeqCst));
+    println!("  two threads switched FP/SIMD state {rounds} times; {wrong} found another's");
+    check!(rounds > 100, "the workers hardly ran ({rounds} rounds)");
+    check!(
+        wrong == 0,
+        "{wrong} rounds found another thread's FP/SIMD registers"
+    );
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
 /// Samples per metric in [`bench_runs`].
 const BENCH_SAMPLES: usize = 500;
 
