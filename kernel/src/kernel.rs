@@ -125,17 +125,13 @@ pub fn fast_fault(label: u64, words: [u64; skyscope_abi::fault::WORDS]) -> bool 
 /// Enters the thread a fastpath switched to.
 #[inline(always)]
 fn fast_exit(s: &mut State, switch: skyscope_core::fastpath::FastSwitch) -> ! {
-    // The common cases: no budget to account for; a native thread, or a
-    // guest whose Vcpu's state is in the CPU.
+    // The common case: no budget to account for, a native thread.
     if !switch.budget {
         if cfg!(feature = "dev") {
             check_scheduler(s);
         }
         if s.fast_switch_native(switch.next) {
             s.enter(switch.next, ThreadMode::Native);
-        }
-        if s.fast_switch_guest(switch.next) {
-            s.enter(switch.next, ThreadMode::Guest);
         }
     }
     finish_fastpath(s, switch.next, switch.budget)
@@ -150,11 +146,14 @@ fn check_scheduler(s: &mut State) {
     }
 }
 
-/// The rest of a fastpath exit that is not the common case: the timer when
-/// a budget moved its deadline, the dev kernel's scheduler check, a
-/// Vcpu's thread or one whose space needs the general switch.
+/// The rest of a fastpath exit that is not a native thread's: a guest
+/// whose Vcpu is in the CPU, the timer when a budget moved its deadline,
+/// and anything that needs the general switch.
 #[inline(never)]
 fn finish_fastpath(s: &mut State, next: PhysAddr, budget: bool) -> ! {
+    if !budget && s.fast_switch_guest(next) {
+        s.enter(next, ThreadMode::Guest);
+    }
     // Loading another Vcpu's state changes which guest timers the kernel
     // watches, so the deadline may move then too.
     let vcpu = s.core.machine.tcb(next).vcpu;
@@ -207,7 +206,7 @@ impl State {
         arch::set_ipc_buffer_pointer(machine.tcb(t).ipc_buffer);
         let owns_fp = machine.fp_owner == Some(t);
         if owns_fp != machine.fp_enabled {
-            arch::set_fp_trap(!owns_fp);
+            arch::set_fp_trap_for_return(!owns_fp);
             machine.fp_enabled = owns_fp;
         }
         true

@@ -1,8 +1,9 @@
 //! The IPC fastpath: `Call` and `ReplyRecv` in their common form.
 //!
-//! Preconditions checked first, nothing changed until all hold: a short
-//! message (at most four words, which travel in registers, and no
-//! capabilities), the other side already waiting, no reply pending on the
+//! Preconditions checked first, nothing changed until all hold: a
+//! message without capabilities (its first four words travel in
+//! registers, the rest between the two IPC buffers, which must both be
+//! usable), the other side already waiting, no reply pending on the
 //! reply object, and the thread to switch to able to run and above every
 //! ready thread (so that picking it directly is exactly what the scheduler
 //! would do), with budget left on its scheduling context. Then the
@@ -19,8 +20,10 @@
 
 use crate::{
     PhysAddr,
+    addr::RamRange,
     cap::{Cap, SlotRef},
     cspace,
+    ipc::buffer_message_words,
     kernel::Kernel,
     machine::{Machine, ThreadContext},
     object::{
@@ -29,29 +32,42 @@ use crate::{
         tcb::{self, ThreadState, ipc_flags},
     },
 };
-use skyscope_abi::{CapRights, MessageInfo, Syscall, fault::WORDS as FAULT_WORDS, regs};
+use skyscope_abi::{
+    CapRights, MessageInfo, Syscall,
+    fault::WORDS as FAULT_WORDS,
+    message::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS},
+    regs,
+};
 
 const NONE: PhysAddr = PhysAddr(0);
 
-/// Message-info bits the fastpath refuses: extra capabilities (bits 7..9)
-/// and lengths above the four register words (bits 2..7 of the length
-/// field, i.e. a length of 4 or less leaves only bits 0..3 set).
-const INFO_NOT_SHORT: u64 = 0x180;
+/// Message-info bits the fastpath refuses: extra capabilities (bits 7..9).
+const INFO_CAPS: u64 = 0x180;
 
 /// Whether a message-info word describes a message the fastpath carries:
-/// at most [`skyscope_abi::message::REGISTER_MESSAGE_WORDS`] words, no
-/// capabilities.
+/// no capabilities, and a length within the ABI's maximum (words past
+/// the four registers travel through the IPC buffers, as on the general
+/// path, whose clamping of longer lengths is left to it).
 #[inline(always)]
-fn short_message(info: u64) -> bool {
-    info & INFO_NOT_SHORT == 0 && info & 0x7f <= 4
+fn fast_message(info: u64) -> bool {
+    info & INFO_CAPS == 0 && (info & 0x7f) as usize <= MAX_MESSAGE_WORDS
 }
 
 /// The message-info word the receiver gets: label and length, no
 /// capabilities, nothing unwrapped (what `MessageInfo::new(label, length,
-/// 0)` builds from a short message).
+/// 0)` builds from such a message).
 #[inline(always)]
 fn received_info(info: u64) -> u64 {
     (info & !0xfff) | (info & 0x7f)
+}
+
+/// The words of a message beyond the registers: where they come from,
+/// where they go, how many (checked before anything changes, copied after).
+#[derive(Clone, Copy)]
+struct BufferWords {
+    from: RamRange,
+    to: RamRange,
+    count: usize,
 }
 
 /// What the kernel does after a fastpath switch.
@@ -127,7 +143,39 @@ impl<M: Machine> Kernel<M> {
         done.is_some()
     }
 
-    /// The registers `to` receives for the short message `info` the
+    /// For a message of `info`'s length from `from` to `to`: `Some(None)`
+    /// if it fits in the registers, `Some(Some(words))` for the buffer
+    /// words to copy, `None` if either thread's IPC buffer cannot take
+    /// them (the general path then carries the register words only).
+    #[inline(always)]
+    fn fast_buffer_words(
+        &self,
+        from: PhysAddr,
+        to: PhysAddr,
+        info: u64,
+    ) -> Option<Option<BufferWords>> {
+        let length = (info & 0x7f) as usize;
+        if length <= REGISTER_MESSAGE_WORDS {
+            return Some(None);
+        }
+        Some(Some(BufferWords {
+            from: self
+                .ipc_buffer_address(from)
+                .and_then(buffer_message_words)?,
+            to: self.ipc_buffer_address(to).and_then(buffer_message_words)?,
+            count: length - REGISTER_MESSAGE_WORDS,
+        }))
+    }
+
+    /// Copies the buffer words `fast_buffer_words` found, if any.
+    #[inline(always)]
+    fn copy_buffer_words(&mut self, words: Option<BufferWords>) {
+        if let Some(w) = words {
+            self.machine.copy_words(w.from, w.to, w.count);
+        }
+    }
+
+    /// The registers `to` receives for the message `info` the
     /// current thread `from` sends: `badge`, the info word, the four
     /// message registers straight from `from`'s saved registers, status 0.
     #[inline(always)]
@@ -261,7 +309,7 @@ impl<M: Machine> Kernel<M> {
             return None;
         }
         let caller = self.current?;
-        if !short_message(info) {
+        if !fast_message(info) {
             return None;
         }
         let [slot] = self.fast_lookup(caller, [cptr])?;
@@ -287,8 +335,10 @@ impl<M: Machine> Kernel<M> {
         if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
             return None;
         }
+        let words = self.fast_buffer_words(caller, receiver, info)?;
         let budget = self.fast_charge(caller, receiver)?;
 
+        self.copy_buffer_words(words);
         self.deliver_short(caller, receiver, badge, info);
         let mut flags = ipc_flags::CALL | ipc_flags::GRANT_REPLY;
         if rights.contains(CapRights::GRANT) {
@@ -406,7 +456,7 @@ impl<M: Machine> Kernel<M> {
             return None;
         }
         let server = self.current?;
-        if !short_message(info) {
+        if !fast_message(info) {
             return None;
         }
         let [reply_slot, ep_slot] = self.fast_lookup(server, [reply_cptr, cptr])?;
@@ -433,13 +483,21 @@ impl<M: Machine> Kernel<M> {
         if bound.0 != 0 && self.machine.notification_mut(bound).pending {
             return None;
         }
+        // A fault reply's words are instructions to the kernel, not a
+        // message (and stay in the registers).
+        let words = if fault {
+            None
+        } else {
+            self.fast_buffer_words(server, caller, info)?
+        };
         let budget = self.fast_charge(server, caller)?;
 
         if fault {
             // The reply to a fault restarts the thread, as the handler asks.
             self.apply_fault_reply(server, caller);
         } else {
-            // Reply, straight from the server's registers.
+            // Reply, straight from the server's registers and buffer.
+            self.copy_buffer_words(words);
             self.deliver_short(server, caller, 0, info);
         }
         let c = self.machine.tcb_mut(caller);

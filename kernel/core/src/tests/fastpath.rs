@@ -27,7 +27,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0..4usize, 0..7u8, 0..50u64, 0..7usize, any::<u64>()).prop_map(
+    (0..4usize, 0..7u8, 0..50u64, 0..12usize, any::<u64>()).prop_map(
         |(thread, kind, label, length, word)| Op {
             thread,
             kind,
@@ -54,7 +54,34 @@ fn world(priorities: &[u8; 4], fastpath: bool) -> (World, Vec<Thread>) {
     (w, threads)
 }
 
+/// Words 4..12 of `t`'s IPC buffer (message words past the registers).
+fn buffer_words(w: &World, t: Thread) -> [u64; 8] {
+    let mut words = [0; 8];
+    if let Some(at) = w
+        .kernel
+        .ipc_buffer_address(t.tcb)
+        .and_then(crate::ipc::buffer_message_words)
+    {
+        w.kernel.machine.read_words(at, &mut words);
+    }
+    words
+}
+
+/// Fills words 4..12 of `t`'s IPC buffer from `op` (what a long message
+/// sends).
+fn fill_buffer(w: &mut World, t: Thread, op: &Op) {
+    let words: [u64; 8] = core::array::from_fn(|i| op.word.rotate_left(i as u32) ^ i as u64);
+    if let Some(at) = w
+        .kernel
+        .ipc_buffer_address(t.tcb)
+        .and_then(crate::ipc::buffer_message_words)
+    {
+        w.kernel.machine.write_words(at, &words);
+    }
+}
+
 fn apply(w: &mut World, t: Thread, i: usize, op: &Op) {
+    fill_buffer(w, t, op);
     if op.kind == 6 {
         let (label, words) = fault_message(op);
         w.fault_as(t, label, words);
@@ -121,6 +148,7 @@ fn snapshot(w: &World, threads: &[Thread]) -> Vec<u64> {
             tcb.fault_label,
         ]);
         s.extend(tcb.fault);
+        s.extend(buffer_words(w, t));
     }
     s.push(w.kernel.current.map_or(0, |c| c.0));
     s
@@ -225,6 +253,7 @@ fn apply_timed(w: &mut World, t: Thread, i: usize, op: &Op, elapsed: u64) {
     w.kernel.last_charge = w.kernel.machine.clock;
     w.kernel.machine.clock += elapsed;
     let now = w.kernel.machine.clock;
+    fill_buffer(w, t, op);
     if op.kind == 6 {
         let (label, words) = fault_message(op);
         if w.kernel.fastpath_fault(label, words).is_none() {

@@ -136,7 +136,7 @@ impl KernelMachine {
                 arch::set_ipc_buffer_pointer(ipc_buffer);
                 let owns_fp = self.fp_owner == Some(t);
                 if owns_fp != self.fp_enabled {
-                    arch::set_fp_trap(!owns_fp);
+                    arch::set_fp_trap_for_return(!owns_fp);
                     self.fp_enabled = owns_fp;
                 }
                 Ok(ThreadMode::Native)
@@ -189,7 +189,7 @@ impl KernelMachine {
             self.fp_enabled = true;
         }
         if !self.fp_enabled {
-            arch::set_fp_trap(false);
+            arch::set_fp_trap_for_return(false);
             self.fp_enabled = true;
         }
     }

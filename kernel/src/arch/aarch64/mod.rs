@@ -45,6 +45,19 @@ pub fn set_fp_trap(trap: bool) {
     unsafe { core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) value, options(nomem, nostack)) };
 }
 
+/// [`set_fp_trap`] for the thread the kernel is about to return to, which
+/// is the next code to run with the new setting: no `isb`, since the
+/// exception return is a context synchronization event (Arm ARM D1,
+/// "Context synchronization event"; D23.2, CPTR_EL2: a direct write takes
+/// effect after one).
+#[inline(always)]
+pub fn set_fp_trap_for_return(trap: bool) {
+    let value: u64 = if trap { 0b01 << 20 } else { 0b11 << 20 };
+    // SAFETY: as for `set_fp_trap`; the kernel does not use FP/SIMD
+    // between this write and its return to the thread.
+    unsafe { core::arch::asm!("msr cptr_el2, {}", in(reg) value, options(nomem, nostack)) };
+}
+
 /// Whether an IRQ is waiting (ISR_EL1.I, Arm ARM D23.2.92: with
 /// HCR_EL2.TGE set it reports physical interrupts), while the kernel runs
 /// with interrupts masked: a long operation stops at its next preemption
