@@ -231,6 +231,10 @@ impl State {
                 // moves past the counter: re-arm before the end of interrupt.
                 self.armed_at = 0;
                 self.program_timer();
+            } else if Some(intid) == crate::console::input_intid() {
+                if crate::console::receive_input() {
+                    self.core.console_input_arrived();
+                }
             } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");
                 self.core.machine.gic.disable(intid);
