@@ -116,12 +116,13 @@ pub fn discover(platform: &Platform, image: Region, free: &mut FreeRegions) -> P
             for m in placement.modules() {
                 let r = m.region();
                 kprintln!(
-                    "modules: '{}', {} bytes at {:#x}..{:#x} ({} frames of 2 MiB)",
+                    "modules: '{}', {} bytes at {:#x}..{:#x} ({} frame{} of 2 MiB)",
                     m.module.name(),
                     m.module.size,
                     r.start.0,
                     r.end.0,
-                    m.module.frames()
+                    m.module.frames(),
+                    if m.module.frames() == 1 { "" } else { "s" }
                 );
             }
             placement

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: host tests, lints and the in-QEMU scenarios, each a
 //! named item with one verdict line, ending with `N passed, N failed`.
 
-use crate::{TestArgs, build, qemu, setup, toolchain};
+use crate::{TestArgs, build, bundle, qemu, setup, toolchain};
 use regex::Regex;
 use skyscope_tests::{CATALOG, Scenario, protocol};
 use std::{
@@ -154,7 +154,7 @@ fn seed_devicetree_corpus() -> Result<(), String> {
     }
     fs::create_dir_all(&corpus).map_err(|e| format!("cannot create {}: {e}", corpus.display()))?;
     let qemu = setup::ensure_qemu()?;
-    let command = qemu::machine_command(&qemu, Path::new("/dev/null"), "");
+    let command = qemu::machine_command(&qemu, Path::new("/dev/null"), "", None);
     let machine = command
         .get_args()
         .position(|a| a == "-machine")
@@ -458,15 +458,27 @@ pub fn run_scenario_with(
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("bad console pattern in the catalog: {e}")),
     };
+    let modules = match bundle::for_scenario(scenario.modules) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Fail(format!("cannot write its boot modules: {e}")),
+    };
     let command = qemu::machine_command(
         qemu,
         kernel,
         &format!("test={} {extra_bootargs}", scenario.name),
+        modules.as_ref(),
     );
-    let mut session = match qemu::Session::start(command, false) {
+    // A scenario that has text typed gets a console input pipe.
+    let started = if scenario.input.is_empty() {
+        qemu::Session::start(command, false)
+    } else {
+        qemu::Session::start_scripted(command)
+    };
+    let mut session = match started {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(e),
     };
+    let mut typing = scenario.input.iter().peekable();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(timeout_secs);
     let verdict_prefix = format!("{} {}: ", protocol::PREFIX, scenario.name);
@@ -482,6 +494,11 @@ pub fn run_scenario_with(
                 transcript.push('\n');
                 if line.contains(protocol::KERNEL_PANIC) {
                     break Err("kernel panic".to_string());
+                }
+                if let Some(t) = typing.next_if(|t| line.contains(t.after))
+                    && let Err(e) = session.send(t.text)
+                {
+                    break Err(e);
                 }
                 if matched < patterns.len() && patterns[matched].is_match(&line) {
                     matched += 1;
