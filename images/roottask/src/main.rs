@@ -62,6 +62,8 @@ fn main(boot_info: &'static BootInfo) -> ! {
             "Nothing else to run yet; printing the kernel's audit stream. (QEMU: Ctrl-A X quits.)"
         ),
     }
+    // What was typed before the listener was set raised no signal.
+    echo_console_input();
     loop {
         match listener {
             Some(notification) => {
