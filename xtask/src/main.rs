@@ -127,6 +127,10 @@ pub struct TestArgs {
     /// List the tests instead of running them.
     #[arg(long)]
     list: bool,
+    /// Boot the matching QEMU scenarios on the hardened kernel instead of
+    /// the dev one (those that need the debug capability are skipped).
+    #[arg(long)]
+    hardened: bool,
 }
 
 /// `cargo xtask fuzz syscalls`: one long boot of the `fuzz::syscalls` scenario.

@@ -666,17 +666,32 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
     }
     if !scenarios.is_empty() {
         // The suite runs the `dev` profile (invariant checks on every return
-        // to user space); `profile::hardened` runs every scenario again.
-        let prepared = setup::ensure_qemu()
-            .and_then(|q| build::build_images_with(build::Profile::Dev).map(|i| (q, i)));
+        // to user space); `profile::hardened` runs every scenario again, and
+        // `--hardened` runs the matching ones on that kernel instead.
+        let profile = if args.hardened {
+            build::Profile::Hardened
+        } else {
+            build::Profile::Dev
+        };
+        let prepared =
+            setup::ensure_qemu().and_then(|q| build::build_images_with(profile).map(|i| (q, i)));
         match prepared {
             Ok((qemu, images)) => {
                 println!(
-                    "==> {} QEMU scenarios on QEMU {} (one boot each)",
+                    "==> {} QEMU scenarios on QEMU {} (one boot each, {} kernel)",
                     scenarios.len(),
-                    qemu.version
+                    qemu.version,
+                    profile.feature()
                 );
                 for scenario in &scenarios {
+                    if args.hardened && scenario.debug {
+                        report(
+                            scenario.name,
+                            Verdict::Skip("needs the debug capability".into()),
+                            Duration::ZERO,
+                        );
+                        continue;
+                    }
                     let start = Instant::now();
                     let verdict = run_scenario(&qemu, &images.kernel, scenario);
                     report(scenario.name, verdict, start.elapsed());

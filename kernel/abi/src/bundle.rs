@@ -384,7 +384,8 @@ mod tests {
         let set_u64 = |b: &mut Vec<u8>, at: usize, v: u64| {
             b[at..at + 8].copy_from_slice(&v.to_le_bytes());
         };
-        let cases: [(&str, fn(&mut Vec<u8>), BundleError); 12] = [
+        type Damage = fn(&mut Vec<u8>);
+        let cases: [(&str, Damage, BundleError); 12] = [
             ("magic", |b| b[0] ^= 1, BundleError::BadMagic),
             ("version", |b| b[8] = 2, BundleError::BadVersion(2)),
             ("no modules", |b| b[12] = 0, BundleError::BadCount(0)),
@@ -472,10 +473,10 @@ mod tests {
     fn check_accepted(b: &Bundle) -> Result<(), TestCaseError> {
         let modules = b.modules();
         prop_assert!(!modules.is_empty() && modules.len() <= MAX_BOOT_MODULES);
-        prop_assert!(b.total_size > 0 && b.total_size % MODULE_ALIGN == 0);
+        prop_assert!(b.total_size > 0 && b.total_size.is_multiple_of(MODULE_ALIGN));
         let mut end = MODULE_ALIGN;
         for (i, m) in modules.iter().enumerate() {
-            prop_assert!(m.offset % MODULE_ALIGN == 0 && m.offset >= end);
+            prop_assert!(m.offset.is_multiple_of(MODULE_ALIGN) && m.offset >= end);
             prop_assert!(m.size > 0 && !m.name().is_empty());
             prop_assert!(modules[..i].iter().all(|o| o.name() != m.name()));
             end = m.offset + m.span();
