@@ -2,14 +2,15 @@
 //! `ConsoleRead`, in order, at most 32 bytes a read; the kernel signals
 //! the listening notification; reading needs READ on the console
 //! capability; input that arrives with no listener (none yet, or one
-//! deleted) is kept and the kernel carries on.
+//! deleted) is kept and the kernel carries on; input that finds the
+//! kernel's ring full is dropped (the newest, not what waits unread).
 
 use crate::{
     Outcome,
     support::{Env, ROOT, ROOT_DEPTH},
     typed::{
-        AFTER_DELETION, BEFORE_LISTENING, DELETED_MARKER, LISTENING_MARKER, NO_LISTENER_MARKER,
-        WHILE_LISTENING,
+        AFTER_DELETION, BEFORE_LISTENING, DELETED_MARKER, FLOOD, LISTENING_MARKER,
+        NO_LISTENER_MARKER, NOT_READING_MARKER, WHILE_LISTENING,
     },
 };
 use skyscope_abi::{
@@ -18,7 +19,7 @@ use skyscope_abi::{
     invocation as inv,
     ipc::wait,
     println,
-    syscall::{CONSOLE_READ_MAX, console_notify, console_read, counter_now, yield_now},
+    syscall::{self, CONSOLE_READ_MAX, console_notify, console_read, counter_now, yield_now},
 };
 
 /// Reads (without waiting for a signal) until `expected.len()` bytes came
@@ -132,7 +133,8 @@ pub fn console_input(info: &'static BootInfo) -> Outcome {
         "{n} bytes in {reads} reads"
     );
     println!(
-        "  {n} bytes typed while listening arrived in order in {reads} reads after {wakeups} signals"
+        "  {n} bytes typed while listening arrived in order in {reads} reads after {wakeups} wake-up{}",
+        if wakeups == 1 { "" } else { "s" }
     );
 
     // The listener goes away with its notification; input still arrives.
@@ -141,5 +143,36 @@ pub fn console_input(info: &'static BootInfo) -> Outcome {
     println!("{DELETED_MARKER}");
     poll_for(info, AFTER_DELETION)?;
     println!("  read what was typed after the listener was deleted");
+
+    // Not reading while 5000 bytes are typed: the kernel keeps the first
+    // 4096 (its ring) and drops the rest, reporting it once. Three
+    // seconds is far more than QEMU needs to deliver them.
+    println!("{NOT_READING_MARKER}");
+    let until = counter_now() + 3 * info.timer_frequency;
+    while counter_now() < until {
+        syscall::wait_for_interrupt();
+    }
+    let mut n = 0usize;
+    loop {
+        let k =
+            console_read(slots::CONSOLE, &mut buffer).map_err(|e| fail!("ConsoleRead: {e:?}"))?;
+        if k == 0 {
+            break;
+        }
+        check!(
+            n + k <= RING && buffer[..k] == FLOOD.as_bytes()[n..n + k],
+            "bytes {n}..{} differ from what was typed first",
+            n + k
+        );
+        n += k;
+    }
+    check_eq!(n, RING);
+    println!(
+        "  {n} of {} bytes typed without reading were kept, in order",
+        FLOOD.len()
+    );
     Ok(())
 }
+
+/// The kernel's input ring (`console::INPUT_CAPACITY`).
+const RING: usize = 4096;

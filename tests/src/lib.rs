@@ -117,6 +117,26 @@ pub mod typed {
     pub const DELETED_MARKER: &str = "SKYSCOPE-INPUT: listener deleted";
     /// Typed then.
     pub const AFTER_DELETION: &str = "still here";
+    /// Printed before the scenario stops reading for a while.
+    pub const NOT_READING_MARKER: &str = "SKYSCOPE-INPUT: not reading";
+    /// Typed then: more than the kernel's 4096-byte ring holds.
+    pub const FLOOD: &str = match core::str::from_utf8(&FLOOD_BYTES) {
+        Ok(text) => text,
+        Err(_) => panic!("the flood is printable ASCII"),
+    };
+    /// Length of [`FLOOD`].
+    pub const FLOOD_LEN: usize = 5000;
+    /// Printable ASCII without a short period, so a lost or repeated
+    /// stretch anywhere shows.
+    const FLOOD_BYTES: [u8; FLOOD_LEN] = {
+        let mut bytes = [0u8; FLOOD_LEN];
+        let mut i = 0;
+        while i < FLOOD_LEN {
+            bytes[i] = b'!' + ((i * 31 + i / 94) % 94) as u8;
+            i += 1;
+        }
+        bytes
+    };
 }
 
 /// The given value of an optional catalog field, else the default.
@@ -243,14 +263,17 @@ scenarios! {
         modules: BootModules::CorruptHeader,
     },
     "boot::console_input" => input::console_input {
-        about: "typed bytes reach the root task in order through ConsoleRead, 32 at most per read; the listener is signalled; READ is required; input with no listener is kept",
+        about: "typed bytes reach the root task in order through ConsoleRead, 32 at most per read; the listener is signalled; READ is required; input with no listener is kept; past 4 KiB unread, new input is dropped and reported",
         reports: true,
-        console: &[],
+        console: &[
+            r"^console: input buffer full \(4096 bytes unread\); dropping input \(1 bytes so far\)$",
+        ],
         timeout: 60,
         input: &[
             Typing { after: typed::NO_LISTENER_MARKER, text: typed::BEFORE_LISTENING },
             Typing { after: typed::LISTENING_MARKER, text: typed::WHILE_LISTENING },
             Typing { after: typed::DELETED_MARKER, text: typed::AFTER_DELETION },
+            Typing { after: typed::NOT_READING_MARKER, text: typed::FLOOD },
         ],
     },
     "caps::retype_and_start_process" => caps::retype_and_start_process {
