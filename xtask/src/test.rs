@@ -498,19 +498,24 @@ pub fn run_scenario_with(
         Ok(m) => m,
         Err(e) => return Verdict::Fail(format!("cannot write its boot modules: {e}")),
     };
-    let command = qemu::machine_command(
+    let mut command = qemu::machine_command(
         qemu,
         kernel,
         &format!("test={} {extra_bootargs}", scenario.name),
         modules.as_ref(),
     );
+    if scenario.icount {
+        // Virtual time advances one nanosecond per instruction (and jumps
+        // ahead while the CPU idles), whatever else the host runs.
+        command.args(["-icount", "shift=0,sleep=off"]);
+    }
     // A scenario that has text typed gets a console input pipe.
-    let started = if scenario.input.is_empty() {
+    let spawned = if scenario.input.is_empty() {
         qemu::Session::start(command, false)
     } else {
         qemu::Session::start_scripted(command)
     };
-    let mut session = match started {
+    let mut session = match spawned {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(e),
     };
