@@ -155,7 +155,11 @@ pub fn for_scenario(kind: BootModules) -> Result<Option<Bundle>, String> {
         return Ok(Some(Bundle { path: path.clone() }));
     }
     let path = dir().join(name);
-    let modules = skyscope_tests::modules::PATTERN_MODULES;
+    // The damaged header needs no large module behind it.
+    let modules: &[PatternModule] = match kind {
+        BootModules::CorruptHeader => &[skyscope_tests::modules::SMALL],
+        _ => &skyscope_tests::modules::PATTERN_MODULES,
+    };
     let sizes: Vec<(&str, u64)> = modules.iter().map(|m| (m.name, m.size)).collect();
     let bundle = write_with(&path, &sizes, |i, file| {
         write_pattern(&modules[i], file).map_err(|e| format!("{}: {e}", path.display()))
