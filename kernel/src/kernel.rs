@@ -385,6 +385,9 @@ impl State {
                 }
                 self.core.charge(now);
                 self.core.release_due(now);
+                if crate::console::input_left_in_fifo() && crate::console::receive_input() {
+                    self.core.console_input_arrived();
+                }
                 while let Some((vcpu, pending)) = self.core.machine.take_fired_guest_timer(now) {
                     if pending {
                         self.core.wake_vcpu(vcpu);
@@ -403,6 +406,10 @@ impl State {
             {
                 if let Some(vcpu) = self.core.machine.guest_timer_fired(intid) {
                     self.core.wake_vcpu(vcpu);
+                }
+            } else if Some(intid) == crate::console::input_intid() {
+                if crate::console::receive_input() {
+                    self.core.console_input_arrived();
                 }
             } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");

@@ -142,7 +142,7 @@ fn boot(
     case: &str,
     icount: bool,
 ) -> Result<Run, String> {
-    let mut command = qemu::machine_command(qemu, kernel, &bootargs("ipc", iterations, case));
+    let mut command = qemu::machine_command(qemu, kernel, &bootargs("ipc", iterations, case), None);
     if icount {
         command.args(["-icount", "shift=0"]);
     }

@@ -282,6 +282,7 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode, String> {
         &qemu,
         &images.kernel,
         &bench::bootargs(&args.which, args.iterations, &args.case),
+        None,
     );
     command
         .args(["-icount", "shift=0"])

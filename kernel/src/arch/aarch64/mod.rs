@@ -1,5 +1,7 @@
 //! AArch64 (ARMv8.1+ with VHE) support: the kernel runs at EL2.
 
+#[macro_use]
+mod sysreg;
 pub mod boot;
 pub mod exception;
 pub mod guest_irq;
@@ -14,7 +16,7 @@ pub mod vgic;
 
 // The names the rest of the kernel uses (the same set for every
 // architecture).
-pub use boot::kernel_image_phys;
+pub use boot::{BOOT_MAP_END, kernel_image_phys};
 pub use exception::{SPSR_EL0, UserContext, enter_user};
 pub use guest_irq::{GuestInterrupts, MAINTENANCE_INTID};
 pub use machine::{KernelMachine, ThreadMode};
