@@ -200,7 +200,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
 /// the seed's goals.
 fn print_table(instructions: &[Record], nanoseconds: &[Record]) {
     println!(
-        "{:<15} {:<10} {:>9} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "{:<18} {:<10} {:>9} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
         "case",
         "metric",
         "instr med",
@@ -227,7 +227,7 @@ fn print_table(instructions: &[Record], nanoseconds: &[Record]) {
         });
         let seed = seed_target(&r.name, &r.metric).map_or("-".to_string(), |t| format!("<{t}"));
         println!(
-            "{:<15} {:<10} {:>9} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            "{:<18} {:<10} {:>9} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
             r.name,
             r.metric,
             r.median,

@@ -604,6 +604,14 @@ impl<M: Machine> Kernel<M> {
         if let Some(c) = self.current
             && self.schedulable(c)
         {
+            // Alone at its priority and above: it would be picked again at
+            // once, so it simply stays (the queues end up the same).
+            if !self
+                .scheduler
+                .any_ready_at_or_above(self.machine.tcb(c).priority)
+            {
+                return;
+            }
             self.scheduler.enqueue(&mut self.machine, c);
             self.current = None;
         }
