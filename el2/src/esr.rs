@@ -90,6 +90,7 @@ pub enum ExceptionClass {
 
 impl ExceptionClass {
     /// The class of an EC field value (the low 6 bits of `ec`).
+    #[inline]
     pub fn from_ec(ec: u8) -> ExceptionClass {
         use ExceptionClass::*;
         match ec & 0x3f {

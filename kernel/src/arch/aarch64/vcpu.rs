@@ -309,6 +309,7 @@ pub fn simulate_serror_at_next_exit() {
 /// SError (masked at EL2) into DISR_EL1 (Arm ARM D23.2.38), which is read
 /// and cleared. Returns DISR_EL1 if an SError was pending. Without this, a
 /// guest's late SError would be taken by whatever ran next.
+#[inline(always)]
 pub fn take_pending_serror() -> Option<u64> {
     if SIMULATED_SERROR.swap(false, core::sync::atomic::Ordering::Relaxed) {
         // DISR_EL1.A with AET = 0 (uncontainable) and an implementation
