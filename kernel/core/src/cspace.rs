@@ -47,7 +47,7 @@ pub fn lookup_cap_slot<S: SlotStore + ?Sized>(
     resolve(store, root, cptr, WORD_BITS).map(|(slot, _)| slot)
 }
 
-/// What [`resolve`] finds for all 64 bits of `cptr` when `root` is a
+/// What `resolve` finds for all 64 bits of `cptr` when `root` is a
 /// CNode whose guard and radix consume them all in one step (the usual
 /// layout: every capability address a plain slot index), without its
 /// loop; `None` for any other root.
