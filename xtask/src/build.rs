@@ -15,8 +15,6 @@ pub struct Images {
     pub kernel: PathBuf,
     /// The root task ELF (embedded in the kernel; for its symbols).
     pub root_task: PathBuf,
-    /// The VMM program ELF (embedded in the root task; for its symbols).
-    pub vmm: PathBuf,
 }
 
 /// The `cargo` that runs this xtask.
@@ -116,6 +114,5 @@ pub fn build_images_with(profile: Profile) -> Result<Images, String> {
             .join(KERNEL_TARGET)
             .join("release/skyscope-kernel"),
         root_task,
-        vmm,
     })
 }

@@ -3,8 +3,8 @@
 //! Boots the benchmark for one case with few samples under
 //! `-icount shift=0 -accel tcg,one-insn-per-tb=on -d exec,nochain`, so
 //! QEMU logs every executed instruction's address, maps each address to
-//! its symbol (`llvm-nm` of the kernel, the root task and the VMM
-//! program), and reports, per sample: instructions per symbol, and each
+//! its symbol (`llvm-nm` of the kernel and the root task, whose threads
+//! run every case), and reports, per sample: instructions per symbol, and each
 //! distinct kernel entry — from the exception vector to the `eret`, i.e. a
 //! maximal run of kernel addresses — with its symbols in the order they
 //! ran. The samples are found in the trace by the root task's
@@ -27,19 +27,25 @@ const KERNEL_BASE: u64 = 0xffff_0000_0000_0000;
 /// The symbol of `profile_mark` in the root task (demangled, without hash).
 const MARK: &str = "skyscope_tests::bench::profile_mark";
 
-/// A symbol table: start addresses (sorted) and names.
+/// A symbol table: start addresses (sorted), ends (0: unknown size, as
+/// for assembly labels) and names.
 struct Symbols {
     starts: Vec<u64>,
+    ends: Vec<u64>,
     names: Vec<String>,
 }
 
+/// The name shown for addresses no symbol covers (a guest's code, which
+/// runs at guest-physical addresses no ELF here describes).
+const UNKNOWN: &str = "(no symbol: guest code or a gap)";
+
 impl Symbols {
-    /// Reads `llvm-nm -n --defined-only -C` of every ELF in `elves`.
+    /// Reads `llvm-nm -n -S --defined-only -C` of every ELF in `elves`.
     fn load(nm: &Path, elves: &[PathBuf]) -> Result<Symbols, String> {
-        let mut all: Vec<(u64, String)> = Vec::new();
+        let mut all: Vec<(u64, u64, String)> = Vec::new();
         for elf in elves {
             let out = Command::new(nm)
-                .args(["-n", "--defined-only", "-C"])
+                .args(["-n", "-S", "--defined-only", "-C"])
                 .arg(elf)
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", nm.display()))?;
@@ -47,9 +53,9 @@ impl Symbols {
                 return Err(format!("{} failed on {}", nm.display(), elf.display()));
             }
             for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let mut parts = line.splitn(3, ' ');
-                let (Some(address), Some(kind), Some(name)) =
-                    (parts.next(), parts.next(), parts.next())
+                let mut parts = line.splitn(4, ' ');
+                let (Some(address), Some(size), Some(kind), Some(name)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
                 else {
                     continue;
                 };
@@ -58,21 +64,27 @@ impl Symbols {
                 if !matches!(kind, "t" | "T" | "w" | "W") || name.starts_with('$') {
                     continue;
                 }
-                if let Ok(a) = u64::from_str_radix(address, 16) {
-                    all.push((a, clean(name)));
+                if let (Ok(a), Ok(n)) = (
+                    u64::from_str_radix(address, 16),
+                    u64::from_str_radix(size, 16),
+                ) {
+                    all.push((a, if n == 0 { 0 } else { a + n }, clean(name)));
                 }
             }
         }
-        all.sort_by_key(|(a, _)| *a);
+        all.sort_by_key(|(a, _, _)| *a);
         Ok(Symbols {
-            starts: all.iter().map(|(a, _)| *a).collect(),
-            names: all.into_iter().map(|(_, n)| n).collect(),
+            starts: all.iter().map(|(a, _, _)| *a).collect(),
+            ends: all.iter().map(|(_, e, _)| *e).collect(),
+            names: all.into_iter().map(|(_, _, n)| n).collect(),
         })
     }
 
-    /// Index of the symbol `pc` lies in (the last one starting at or below it).
+    /// Index of the symbol `pc` lies in: the last one starting at or below
+    /// it, if its size (when known) reaches `pc`.
     fn index(&self, pc: u64) -> Option<usize> {
-        self.starts.partition_point(|&s| s <= pc).checked_sub(1)
+        let i = self.starts.partition_point(|&s| s <= pc).checked_sub(1)?;
+        (self.ends[i] == 0 || pc < self.ends[i]).then_some(i)
     }
 
     fn find(&self, name: &str) -> Option<u64> {
@@ -258,14 +270,10 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode, String> {
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images_with(args.profile)?;
     let nm = llvm_nm()?;
-    let symbols = Symbols::load(
-        &nm,
-        &[
-            images.kernel.clone(),
-            images.root_task.clone(),
-            images.vmm.clone(),
-        ],
-    )?;
+    // The kernel and the root task, whose threads run every case (the
+    // VMM program links at the root task's addresses: its symbols would
+    // shadow the root task's).
+    let symbols = Symbols::load(&nm, &[images.kernel.clone(), images.root_task.clone()])?;
     let mark = symbols
         .find(MARK)
         .ok_or_else(|| format!("no symbol {MARK} in the root task"))?;
@@ -308,7 +316,7 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode, String> {
 }
 
 fn name(symbols: &Symbols, i: usize) -> &str {
-    symbols.names.get(i).map_or("?", String::as_str)
+    symbols.names.get(i).map_or(UNKNOWN, String::as_str)
 }
 
 /// Prints the window per sample.
@@ -383,6 +391,23 @@ mod tests {
             "skyscope_kernel::kernel::State::switch_to"
         );
         assert_eq!(clean("__sky_user_entry"), "__sky_user_entry");
+    }
+
+    #[test]
+    fn addresses_past_a_symbol_have_none() {
+        let symbols = Symbols {
+            starts: vec![0x100, 0x200],
+            ends: vec![0x110, 0],
+            names: vec!["sized".into(), "label".into()],
+        };
+        assert_eq!(symbols.index(0x104), Some(0));
+        assert_eq!(symbols.index(0x180), None, "past the sized symbol's end");
+        assert_eq!(
+            symbols.index(0x4000_0000),
+            Some(1),
+            "a label has no known end"
+        );
+        assert_eq!(symbols.index(0x80), None);
     }
 
     #[test]
