@@ -17,11 +17,20 @@
 //!   where the page tables exist, both invocations;
 //! - `lookup/depth1`, `lookup/depth4`: a signal through a notification
 //!   capability found through one CNode or four (the same invocation; the
-//!   difference is the capability lookup).
+//!   difference is the capability lookup);
+//! - `irq/latency`: a device interrupt to the user-level thread handling
+//!   it. QEMU `virt`'s PL061 GPIO controller (handed to user space as
+//!   device memory) raises its line when an output pin configured for a
+//!   level interrupt is driven to the interrupting level, so a thread can
+//!   raise it with one store: from the counter read before that store to
+//!   the handler thread's read after its wait on the line's notification
+//!   returns (the kernel's interrupt entry, the GIC, the signal, the
+//!   switch).
 
 use super::{Bench, BenchError, WARMUP, profile_mark, release, sample};
 use crate::support::{
-    Env, ROOT, ROOT_DEPTH, map_fresh_page, spawn, spawn_in_cspace, spawn_with_fault_handler,
+    Env, ROOT, ROOT_DEPTH, map_fresh_page, map_into, spawn, spawn_in_cspace,
+    spawn_with_fault_handler,
 };
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use skyscope_abi::{
@@ -82,12 +91,13 @@ fn prepare(bench: &mut Bench, done: u64) {
 /// Runs the cases the filter selects.
 pub fn run(bench: &mut Bench, env: &mut Env) -> Result<(), BenchError> {
     null_syscall(bench);
-    let cases: [(&[&str], Case); 5] = [
+    let cases: [(&[&str], Case); 6] = [
         (&["yield/switch"], yield_switch),
         (&["notification/wake"], notification_wake),
         (&["fault"], fault_roundtrip),
         (&["frame/map-unmap"], frame_map_unmap),
         (&["lookup/depth1", "lookup/depth4"], lookup_depth),
+        (&["irq/latency"], irq_latency),
     ];
     for (names, case) in cases {
         if names.iter().any(|name| bench.selected(name)) {
@@ -368,5 +378,110 @@ fn lookup_depth(bench: &mut Bench, env: &mut Env, ut: u64) -> Result<(), BenchEr
     ipc::wait(done)?;
     bench.report("lookup/depth1", "signal", 0);
     bench.report("lookup/depth4", "signal", 1);
+    Ok(())
+}
+
+/// QEMU `virt`'s PL061: registers, interrupt (SPI 7), and where the
+/// benchmark maps it.
+const PL061: u64 = 0x0903_0000;
+const PL061_INTID: u64 = 32 + 7;
+const GPIO_AT: u64 = 0x35_0000_0000;
+/// PL061 registers (ARM DDI 0190B, 3.3): data (address bits 9:2 mask the
+/// pins written), direction, interrupt sense, event, mask, clear.
+const GPIO_DATA_PIN0: u64 = 0x004;
+const GPIO_DIR: u64 = 0x400;
+const GPIO_IS: u64 = 0x404;
+const GPIO_IEV: u64 = 0x40c;
+const GPIO_IE: u64 = 0x410;
+const GPIO_IC: u64 = 0x41c;
+
+fn gpio_write(register: u64, value: u32) {
+    // SAFETY: GPIO_AT maps the PL061's register page (device memory) for
+    // this case; the registers written are the controller's own.
+    unsafe { ((GPIO_AT + register) as *mut u32).write_volatile(value) };
+}
+
+/// The handler: waits for the line, notes how long it took, lowers pin 0
+/// and clears the interrupt, acknowledges the line; forever.
+extern "C" fn irq_handler(notification: u64) -> ! {
+    let handler = HANDLER[0].load(SeqCst);
+    let mut i = 0u64;
+    loop {
+        let _ = ipc::wait(notification);
+        let end = counter_now();
+        if i == WARMUP as u64 {
+            profile_mark("irq/latency");
+        }
+        let done = store(0, i, sample(OVERHEAD.load(SeqCst), STAMP.load(SeqCst), end));
+        gpio_write(GPIO_DATA_PIN0, 0);
+        gpio_write(GPIO_IC, 1);
+        let _ = inv::irq_handler_ack(handler);
+        i += 1;
+        if done {
+            profile_mark("irq/latency");
+            let _ = ipc::signal(DONE.load(SeqCst));
+            park();
+        }
+    }
+}
+
+/// The trigger: notes the time and drives pin 0 high (raising the line),
+/// forever; the handler preempts it at once.
+extern "C" fn irq_trigger(_: u64) -> ! {
+    loop {
+        STAMP.store(counter_now(), SeqCst);
+        gpio_write(GPIO_DATA_PIN0, 1);
+    }
+}
+
+/// `irq/latency`.
+fn irq_latency(bench: &mut Bench, env: &mut Env, ut: u64) -> Result<(), BenchError> {
+    let Some(device) = env
+        .info
+        .untyped_regions()
+        .iter()
+        .position(|d| d.is_device != 0 && d.paddr == PL061)
+        .map(|i| env.info.untyped.start + i as u64)
+    else {
+        skyscope_abi::println!("BENCH-NOTE irq/latency: no PL061 at {PL061:#x}; not measured");
+        return Ok(());
+    };
+    let frame = env.retype(device, ObjectType::Frame4K, 0, 1)?;
+    map_into(
+        env,
+        ut,
+        slots::VSPACE,
+        frame,
+        GPIO_AT,
+        CapRights::READ | CapRights::WRITE,
+        inv::MAP_DEVICE,
+    )?;
+    let handler = env.slot();
+    inv::irq_control_get(slots::IRQ_CONTROL, PL061_INTID, ROOT, handler, ROOT_DEPTH)?;
+    let line = env.retype(ut, ObjectType::Notification, 0, 1)?;
+    inv::irq_handler_set_notification(handler, line)?;
+    inv::irq_handler_ack(handler)?;
+    // Pin 0: an output, level-sensitive, interrupting when high; low now.
+    for (register, value) in [
+        (GPIO_IE, 0),
+        (GPIO_DATA_PIN0, 0),
+        (GPIO_DIR, 1),
+        (GPIO_IS, 1),
+        (GPIO_IEV, 1),
+        (GPIO_IC, 1),
+        (GPIO_IE, 1),
+    ] {
+        gpio_write(register, value);
+    }
+    let done = env.retype(ut, ObjectType::Notification, 0, 1)?;
+    prepare(bench, done);
+    HANDLER[0].store(handler, SeqCst);
+    spawn(env, ut, 20, irq_handler, line, 150, 10_000, 10_000)?;
+    spawn(env, ut, 21, irq_trigger, 0, 100, 10_000, 10_000)?;
+    ipc::wait(done)?;
+    gpio_write(GPIO_IE, 0);
+    bench.report("irq/latency", "oneway", 0);
+    inv::cnode_delete(ROOT, handler, ROOT_DEPTH)?;
+    inv::cnode_revoke(ROOT, device, ROOT_DEPTH)?;
     Ok(())
 }
