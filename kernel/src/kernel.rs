@@ -61,7 +61,7 @@ pub fn enter_current_thread() {
     with_state(|s| {
         while let Some(t) = s.core.schedule() {
             // The common case first: a native thread.
-            if s.fast_switch_native(t) {
+            if s.fast_switch_native(t, true) {
                 s.program_timer();
                 if cfg!(feature = "dev") {
                     check_scheduler(s);
@@ -105,7 +105,8 @@ pub fn fast_ipc(number: u64, cptr: u64, info: u64, reply_cptr: u64) -> bool {
     let Some(switch) = switch else {
         return false;
     };
-    fast_exit(s, switch)
+    // A native thread's `svc`: no guest ran last.
+    fast_exit(s, switch, false)
 }
 
 /// The fault fastpath, tried first on a thread's fault or a guest's exit
@@ -119,18 +120,18 @@ pub fn fast_fault(label: u64, words: [u64; skyscope_abi::fault::WORDS]) -> bool 
     let Some(switch) = s.core.fastpath_fault(label, words) else {
         return false;
     };
-    fast_exit(s, switch)
+    fast_exit(s, switch, true)
 }
 
 /// Enters the thread a fastpath switched to.
 #[inline(always)]
-fn fast_exit(s: &mut State, switch: skyscope_core::fastpath::FastSwitch) -> ! {
+fn fast_exit(s: &mut State, switch: skyscope_core::fastpath::FastSwitch, from_guest: bool) -> ! {
     // The common case: no budget to account for, a native thread.
     if !switch.budget {
         if cfg!(feature = "dev") {
             check_scheduler(s);
         }
-        if s.fast_switch_native(switch.next) {
+        if s.fast_switch_native(switch.next, from_guest) {
             s.enter(switch.next, ThreadMode::Native);
         }
     }
@@ -187,17 +188,22 @@ impl State {
 
     /// [`State::switch_to`] for the common case, a native thread: its
     /// address space (checked as `thread_space` checks it), IPC-buffer
-    /// pointer and FP/SIMD trap (and, if a guest ran last, what of its
-    /// state the CPU still holds saved). `false`, having changed nothing,
+    /// pointer and FP/SIMD trap (and, if a guest may have run last —
+    /// `from_guest` — what of its state the CPU still holds saved). `false`, having changed nothing,
     /// for anything else (a Vcpu's thread, a space that does not check
     /// out), which `switch_to` handles.
     #[inline(always)]
-    fn fast_switch_native(&mut self, t: PhysAddr) -> bool {
+    fn fast_switch_native(&mut self, t: PhysAddr, from_guest: bool) -> bool {
         let Some(space) = self.core.native_space(t) else {
             return false;
         };
         let machine = &mut self.core.machine;
-        machine.leave_guest();
+        // A native thread that entered the kernel (with `from_guest`
+        // false) was switched to after the last guest, which saved it.
+        debug_assert!(from_guest || machine.in_guest.is_none());
+        if from_guest {
+            machine.leave_guest();
+        }
         let ttbr0 = arch::mmu::user_ttbr(space.root, space.id);
         if machine.active_ttbr0 != ttbr0 {
             arch::mmu::activate_user_space(ttbr0);
