@@ -19,10 +19,12 @@
 pub mod board;
 #[cfg(any(feature = "alloc", test))]
 pub mod linux;
+pub mod machine;
 pub mod report;
 pub mod start;
 
 pub use board::{Board, Registers, Step};
+pub use machine::{Machine, Vm};
 pub use report::{Failure, Report, Stats};
 pub use start::{Module, Plan, StartError, VmmStart};
 
