@@ -35,6 +35,8 @@ use skyscope_vmm::{
 
 pub use skyscope_process::FrameWriter;
 
+pub mod config;
+
 /// The VMM program, built by the xtask before the root task (empty in a
 /// host build).
 pub static VMM_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_VMM_ELF"));

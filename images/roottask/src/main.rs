@@ -1,13 +1,16 @@
 //! The root task: the first (and, at boot, only) user-space program.
 //!
 //! With `test=NAME` on the kernel command line it runs that in-QEMU test
-//! scenario and powers off with its result; otherwise it announces itself
-//! and waits for interrupts.
+//! scenario and powers off with its result; with `guest=linux` it runs the
+//! Linux guest the boot modules carry under a VMM process ([`linux`]);
+//! otherwise it announces itself and waits for interrupts.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use skyscope_abi::{BootInfo, bootinfo::slots, println};
+
+mod linux;
 
 /// The line `cargo xtask run --expect` waits for by default.
 pub const BANNER: &str = "Skyscope root task: up";
@@ -15,6 +18,9 @@ pub const BANNER: &str = "Skyscope root task: up";
 fn main(boot_info: &'static BootInfo) -> ! {
     if let Some(name) = boot_info.bootarg("test") {
         skyscope_tests::run(name, boot_info);
+    }
+    if boot_info.bootarg("guest") == Some("linux") {
+        linux::run(boot_info);
     }
     if boot_info.bootarg("bench") == Some("ipc") {
         let n = boot_info
