@@ -126,8 +126,17 @@ fn run(start: &'static VmmStart) -> Result<Report, Report> {
         } => {
             let layout = Layout::new(plan.ram.start(), plan.ram.size(), plan.vcpus)
                 .map_err(|_| failed(Failure::StartRecord, 5, 0, 0))?;
+            let started = counter_now();
             let boot = linux::load(&mut memory, &images, layout, kernel, initramfs, cmdline)
                 .map_err(|e| failed(Failure::Load, e.code(), 0, 0))?;
+            let ms = (counter_now() - started) * 1000 / plan.clock.frequency;
+            rt::print(format_args!(
+                "{}: Image at {:#x}, initramfs at {:#x}, device tree at {:#x}; loaded in {ms} ms\n",
+                plan.name,
+                boot.kernel.raw(),
+                boot.initrd.map_or(0, |r| r.start().raw()),
+                boot.dtb.raw(),
+            ));
             if plan.has(flags::CONSOLE_INPUT) {
                 console_notify(slots::CONSOLE, slots::CONSOLE_INPUT)
                     .map_err(|e| failed(Failure::Channel, e.code(), 0, 0))?;

@@ -17,12 +17,17 @@
 //!   (breakpoint, watchpoint, MDSCR_EL1, OS lock and claim tags; no
 //!   debug event is ever generated from them), set/way cache maintenance
 //!   does nothing (guest RAM is normal cacheable memory that the VMM
-//!   reaches coherently, so there is nothing for it to write back), and
-//!   everything else — PMU registers (the device tree names no PMU),
-//!   implementation-defined registers, reads of write-only registers —
-//!   is UNDEFINED;
+//!   reaches coherently, so there is nothing for it to write back),
+//!   PMUSERENR_EL0 keeps what is written (the one PMU register Linux's CPU
+//!   set-up writes when ID_AA64DFR0_EL1 reports a PMU, to deny EL0 access;
+//!   the device tree names no PMU, so Linux uses none), and everything
+//!   else — the other PMU registers, implementation-defined registers,
+//!   reads of write-only registers — is UNDEFINED;
 //! - SMCCC calls other than PSCI return NOT_SUPPORTED, the SMC Calling
-//!   Convention's answer for an unknown function.
+//!   Convention's answer for an unknown function;
+//! - a guest whose exception vector itself cannot be fetched (an
+//!   injected exception at a VBAR_EL1 where nothing is) would take the same
+//!   abort forever: it is stopped instead ([`Step::GuestFault`]).
 //!
 //! Interrupts are delivered by the kernel: the GIC model's
 //! [`Signal`]s become `Vcpu::SetIrq` calls and timer-PPI register
@@ -204,8 +209,16 @@ pub struct Machine {
     input: [u8; INPUT_CAPACITY],
     input_head: usize,
     input_len: usize,
+    /// PMUSERENR_EL0 per vCPU.
+    pmuserenr: [u64; MAX_VCPUS],
+    /// Where the last exception injected into each vCPU sent it, until
+    /// its next exit elsewhere.
+    vector: [Option<u64>; MAX_VCPUS],
     stats: Stats,
 }
+
+/// PMUSERENR_EL0 (op0 3, op1 3, CRn 9, CRm 14, op2 0).
+const PMUSERENR_EL0: SystemRegister = SystemRegister::new(3, 3, 9, 14, 0);
 
 impl Machine {
     /// The machine of `layout`, its RTC reading `seconds` (since 1970) at
@@ -235,6 +248,8 @@ impl Machine {
             input: [0; INPUT_CAPACITY],
             input_head: 0,
             input_len: 0,
+            pmuserenr: [0; MAX_VCPUS],
+            vector: [None; MAX_VCPUS],
             stats: Stats::default(),
         }
     }
@@ -264,6 +279,12 @@ impl Machine {
         self.stats.exits += 1;
         // Set again below if this exit continues a byte stream.
         self.streaming = false;
+        // The vector the last injection sent this vCPU to faults too:
+        // nothing can be delivered to it.
+        let at_vector = self.vector[vcpu.index()].take() == Some(pc);
+        if at_vector && matches!(exit, Exit::Abort(_) | Exit::Mmio(_)) {
+            return Ok(Step::GuestFault);
+        }
         let step = match exit {
             Exit::Hypercall { imm: 0 } => self.psci_call(vcpu, vm.call_arguments(vcpu)?),
             Exit::Hypercall { .. } | Exit::MonitorCall { .. } => {
@@ -489,6 +510,12 @@ impl Machine {
             self.debug[vcpu.index()].access(access.register, access.read, value)
         } else if is_set_way(access.register) && !access.read {
             Answer::Value(0)
+        } else if access.register == PMUSERENR_EL0 {
+            let slot = &mut self.pmuserenr[vcpu.index()];
+            if !access.read {
+                *slot = value;
+            }
+            Answer::Value(*slot)
         } else {
             Answer::Undefined
         };
@@ -526,6 +553,7 @@ impl Machine {
         vm.write_vcpu(vcpu, vreg::SPSR_EL1, i.spsr)?;
         vm.write_vcpu(vcpu, vreg::PSTATE, i.pstate)?;
         vm.set_pc(vcpu, i.pc)?;
+        self.vector[vcpu.index()] = Some(i.pc);
         // Resumed where the exception put it, without skipping.
         Ok(resume(Resume::default()))
     }
@@ -742,6 +770,21 @@ mod tests {
         );
         assert!(k.calls.contains(&Call::Pc(0, vbar + 0x400)));
         assert_eq!(m.stats().defaulted, 2);
+        // VBAR_EL1 at nothing: the vector faults in turn, and the guest is
+        // stopped rather than sent round again.
+        k.vcpu_registers[0][vreg::VBAR_EL1 as usize] = 0;
+        m.handle(v(0), 0x40_0000, fetch, 0, &mut k).unwrap();
+        // (The mock keeps what was written: the guest is at EL1h now.)
+        assert_eq!(k.calls.last(), Some(&Call::Pc(0, 0x200)));
+        let at_vector = Exit::Abort(Abort {
+            address: GuestAddress(0x200),
+            fetch: true,
+            write: false,
+        });
+        assert_eq!(
+            m.handle(v(0), 0x200, at_vector, 0, &mut k),
+            Ok(Step::GuestFault)
+        );
     }
 
     #[test]
@@ -913,7 +956,15 @@ mod tests {
             Ok(resume(Resume::SKIP))
         );
         assert!(k.calls.is_empty());
-        // PMU and implementation-defined registers are undefined.
+        // PMUSERENR_EL0 keeps its value.
+        k.x[0][3] = 0;
+        m.handle(v(0), PC, sysreg(PMUSERENR_EL0, 31, false), 0, &mut k)
+            .unwrap();
+        assert_eq!(
+            m.handle(v(0), PC, sysreg(PMUSERENR_EL0, 4, true), 0, &mut k),
+            Ok(resume(Resume::skip_setting(Some(4), 0)))
+        );
+        // Other PMU and implementation-defined registers are undefined.
         for r in [
             SystemRegister::PMCR_EL0,
             SystemRegister::new(3, 0, 15, 2, 1),
