@@ -5,10 +5,13 @@
 /// SWIO (1), FMO/IMO/AMO (3..5) route physical FIQ/IRQ/SError to EL2,
 /// FB (9) and BSU = inner shareable (10) broadcast guest maintenance,
 /// TWI (13) traps `wfi`, TWE (14) traps `wfe` (a guest spinning on `wfe`
-/// yields instead of holding the CPU), TSC (19) traps `smc`, TIDCP (20) traps
-/// implementation-defined registers, TACR (21) traps ACTLR_EL1, TSW (22)
-/// traps cache maintenance by set/way, RW (31) EL1 is AArch64, E2H (34).
-/// TGE (27) is clear: EL1 and EL0 are the guest's.
+/// yields instead of holding the CPU), TID3 (18) traps the ID registers
+/// (the kernel answers with [`crate::idregs`]), TSC (19) traps `smc`,
+/// TIDCP (20) traps implementation-defined registers, TACR (21) traps
+/// ACTLR_EL1, TSW (22) traps cache maintenance by set/way, RW (31) EL1 is
+/// AArch64, E2H (34), TLOR (35) traps the LORegion registers and TERR (36)
+/// the RAS error records (neither is switched, both hidden from the ID
+/// registers). TGE (27) is clear: EL1 and EL0 are the guest's.
 pub const HCR_GUEST_BASE: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 3)
@@ -18,12 +21,15 @@ pub const HCR_GUEST_BASE: u64 = (1 << 0)
     | (1 << 10)
     | (1 << 13)
     | (1 << 14)
+    | (1 << 18)
     | (1 << 19)
     | (1 << 20)
     | (1 << 21)
     | (1 << 22)
     | (1 << 31)
-    | (1 << 34);
+    | (1 << 34)
+    | (1 << 35)
+    | (1 << 36);
 /// HCR_EL2.TGE: set for the host, clear while a guest runs.
 pub const HCR_TGE: u64 = 1 << 27;
 /// HCR_EL2 for the host (Arm ARM D23.2.53): E2H (bit 34) selects VHE,

@@ -4,7 +4,9 @@
 //! The syndrome fields come from [`crate::esr`]; the results are the
 //! core's fault type and the ABI's exit message.
 
-use crate::esr::{DataAbort, ExceptionClass, Syndrome, WaitInstruction};
+use crate::esr::{
+    DataAbort, ExceptionClass, Syndrome, SystemRegister, SystemRegisterAccess, WaitInstruction,
+};
 use skyscope_abi::fault::{ExitKind, GuestExit};
 use skyscope_core::fault::{AbortKind, FaultKind, UserFault};
 
@@ -23,6 +25,14 @@ pub enum Trap {
     Fault(UserFault),
     /// A guest's exit, for its VMM.
     GuestExit(GuestExit),
+    /// A guest read an ID register (trapped by HCR_EL2.TID3): the kernel
+    /// answers from [`crate::idregs`] into `rt` and steps past the `mrs`.
+    IdRegisterRead {
+        /// The register.
+        register: SystemRegister,
+        /// The destination register (31: `xzr`, the value is dropped).
+        rt: u8,
+    },
 }
 
 /// The wait instruction a WF* trap names.
@@ -112,7 +122,17 @@ pub fn classify_guest(esr: u64, far: u64, hpfar: u64, elr: u64) -> Trap {
             syndrome.immediate().into(),
         ),
         ExceptionClass::Smc64 => exit(ExitKind::MonitorCall, elr, syndrome.immediate().into()),
-        ExceptionClass::SystemRegister => exit(ExitKind::SystemRegister, elr, 0),
+        ExceptionClass::SystemRegister => {
+            let access = SystemRegisterAccess::from_iss(esr);
+            if access.read && crate::idregs::is_id_register(access.register) {
+                Trap::IdRegisterRead {
+                    register: access.register,
+                    rt: access.rt,
+                }
+            } else {
+                exit(ExitKind::SystemRegister, elr, 0)
+            }
+        }
         ExceptionClass::DataAbortLower | ExceptionClass::InstructionAbortLower => {
             // HPFAR_EL2.FIPA (bits 43:4) holds IPA bits 51:12 of a stage-2
             // fault; FAR_EL2 supplies the offset within the page.
@@ -157,6 +177,21 @@ mod tests {
         ));
         assert_eq!((mmio.kind, mmio.address), (ExitKind::Memory, 0x900_0fe0));
         assert_eq!(guest_exit(classify_guest(0, 0, 0, 0)).kind, ExitKind::Other);
+        // mrs x5, ID_AA64PFR0_EL1: Op0 3 (20), Op2 0 (17), Op1 0 (14),
+        // CRn 0 (10), Rt 5 (5), CRm 4 (1), read (0).
+        let mrs = (0x18u64 << 26) | (3 << 20) | (5 << 5) | (4 << 1) | 1;
+        assert_eq!(
+            classify_guest(mrs, 0, 0, 0),
+            Trap::IdRegisterRead {
+                register: SystemRegister::new(3, 0, 0, 4, 0),
+                rt: 5
+            }
+        );
+        // A write to the same encoding is not emulated (it goes to the VMM).
+        assert_eq!(
+            guest_exit(classify_guest(mrs & !1, 0, 0, 0)).kind,
+            ExitKind::SystemRegister
+        );
     }
 
     #[test]

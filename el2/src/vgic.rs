@@ -3,7 +3,7 @@
 //! register, which level-sensitive lines are high.
 //!
 //! Register layouts: GIC architecture specification (IHI 0069H) §12.5:
-//! ICH_LR<n>_EL2 (12.5.10), ICH_HCR_EL2 (12.5.5), ICH_MISR_EL2 (12.5.11),
+//! `ICH_LR<n>_EL2` (12.5.10), ICH_HCR_EL2 (12.5.5), ICH_MISR_EL2 (12.5.11),
 //! ICH_VTR_EL2 (12.5.13), ICH_EISR_EL2 (12.5.4), ICH_ELRSR_EL2 (12.5.6).
 //!
 //! The kernel owns the list registers: a VMM asks for an interrupt to be
@@ -19,7 +19,7 @@
 pub const MAX_INTID: u32 = 1020;
 const WORDS: usize = 1024 / 64;
 
-/// ICH_LR<n>_EL2.State (bits 63:62).
+/// `ICH_LR<n>_EL2`.State (bits 63:62).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LrState {
     /// Free.
@@ -82,6 +82,11 @@ impl ListRegister {
     /// The virtual INTID.
     pub fn intid(self) -> u32 {
         self.0 as u32
+    }
+
+    /// The priority it was injected with.
+    pub fn priority(self) -> u8 {
+        (self.0 >> Self::PRIORITY_SHIFT) as u8
     }
 
     /// Whether the slot is free.
@@ -233,25 +238,37 @@ impl VirtualIrqs {
     }
 
     /// Moves the highest-priority waiting interrupts into free list
-    /// registers. Returns whether some still wait (the caller asks for an
-    /// underflow maintenance interrupt then).
+    /// registers, and swaps a waiting interrupt for a merely pending one of
+    /// lower priority when none is free: the guest always has the most
+    /// urgent interrupts in its list registers. Returns whether some still
+    /// wait (the caller asks for an underflow maintenance interrupt then).
     pub fn fill(&mut self, lrs: &mut [ListRegister]) -> bool {
-        for i in 0..lrs.len() {
-            if !lrs[i].is_free() {
-                continue;
-            }
-            let Some(id) = self.best_waiting() else {
-                return false;
+        while let Some(id) = self.best_waiting() {
+            let priority = self.priority[id as usize];
+            let slot = match lrs.iter().position(|lr| lr.is_free()) {
+                Some(free) => free,
+                None => {
+                    // The least urgent interrupt the guest has not taken yet.
+                    let Some((victim, lr)) = lrs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, lr)| lr.state() == LrState::Pending)
+                        .max_by_key(|(i, lr)| (lr.priority(), *i))
+                    else {
+                        break;
+                    };
+                    if lr.priority() <= priority {
+                        break;
+                    }
+                    assign(&mut self.waiting, lr.intid(), true);
+                    victim
+                }
             };
             assign(&mut self.waiting, id, false);
-            lrs[i] = ListRegister::pending(
-                id,
-                self.priority[id as usize],
-                bit(&self.group1, id),
-                bit(&self.level, id),
-            );
+            lrs[slot] =
+                ListRegister::pending(id, priority, bit(&self.group1, id), bit(&self.level, id));
         }
-        self.waiting.iter().any(|&w| w != 0)
+        self.waiting()
     }
 
     /// The waiting INTID with the highest priority (lowest value), lowest
@@ -279,6 +296,11 @@ impl VirtualIrqs {
         if intid < MAX_INTID && bit(&self.level, intid) && bit(&self.high, intid) {
             assign(&mut self.waiting, intid, true);
         }
+    }
+
+    /// Whether some interrupt waits for a free list register.
+    pub fn waiting(&self) -> bool {
+        self.waiting.iter().any(|&w| w != 0)
     }
 
     /// Whether any interrupt waits or is pending in a list register.
@@ -329,15 +351,68 @@ mod tests {
         for (id, p) in [(40, 0x80), (41, 0x20), (42, 0x40), (43, 0x60)] {
             irqs.set_line(edge(id, p), &mut lrs);
         }
-        // The two best are in the list registers, in priority order as
-        // they became free; the rest wait.
+        // The two most urgent are in the list registers (43 came in while
+        // 40 and 41 held them, and displaced 40); the rest wait.
         let ids: [u32; 2] = [lrs[0].intid(), lrs[1].intid()];
-        assert_eq!(ids, [40, 41], "first come while registers were free");
+        assert_eq!(ids, [42, 41]);
         assert!(irqs.fill(&mut lrs), "two still wait");
         // The guest takes and ends both: the next best two come in.
         lrs = [ListRegister::default(); 2];
         assert!(!irqs.fill(&mut lrs));
-        assert_eq!([lrs[0].intid(), lrs[1].intid()], [42, 43]);
+        assert_eq!([lrs[0].intid(), lrs[1].intid()], [43, 40]);
+    }
+
+    #[test]
+    fn active_interrupts_are_never_displaced() {
+        let mut irqs = VirtualIrqs::default();
+        let mut lrs = [ListRegister::default(); 1];
+        irqs.set_line(edge(50, 0x80), &mut lrs);
+        lrs[0] = lrs[0].with_state(LrState::Active);
+        // A more urgent one waits: the guest is handling 50.
+        assert!(irqs.set_line(edge(51, 0x10), &mut lrs));
+        assert_eq!((lrs[0].intid(), lrs[0].state()), (50, LrState::Active));
+        assert!(irqs.waiting());
+    }
+
+    /// Whatever is injected, the guest takes interrupts in priority order
+    /// (modelled: it takes the most urgent pending list register, ends it,
+    /// and the kernel refills at underflow, as its maintenance does).
+    #[test]
+    fn delivery_follows_priority_whatever_the_injection_order() {
+        let mut seed = 0x1234_5678u32;
+        for registers in 1..=4 {
+            let mut irqs = VirtualIrqs::default();
+            let mut lrs = [ListRegister::default(); 4];
+            let lrs = &mut lrs[..registers];
+            let mut injected = [0u8; 24];
+            for (i, p) in injected.iter_mut().enumerate() {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                // Distinct priorities: i in the high bits, noise below.
+                *p = ((i as u8) << 3) | ((seed >> 16) as u8 & 7);
+            }
+            // Inject in a scrambled order.
+            for k in 0..injected.len() {
+                let i = (k * 7) % injected.len();
+                irqs.set_line(edge(100 + i as u32, injected[i]), lrs);
+            }
+            let mut taken = [0u8; 24];
+            for slot in taken.iter_mut() {
+                let (i, lr) = lrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, lr)| lr.state() == LrState::Pending)
+                    .min_by_key(|(_, lr)| lr.priority())
+                    .expect("something pending");
+                *slot = lr.priority();
+                lrs[i] = ListRegister(0);
+                if lrs.iter().filter(|lr| !lr.is_free()).count() <= 1 {
+                    irqs.fill(lrs);
+                }
+            }
+            let mut sorted = injected;
+            sorted.sort_unstable();
+            assert_eq!(taken, sorted, "{registers} list registers");
+        }
     }
 
     #[test]

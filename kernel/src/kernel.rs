@@ -137,7 +137,8 @@ impl State {
             0
         };
         let budget = self.core.next_budget_event(now).unwrap_or(u64::MAX);
-        let deadline = self.next_tick.min(budget);
+        let guest = self.core.machine.next_guest_timer().unwrap_or(u64::MAX);
+        let deadline = self.next_tick.min(budget).min(guest);
         if deadline != self.armed_at {
             timer::arm_at(deadline);
             self.armed_at = deadline;
@@ -170,6 +171,16 @@ impl State {
             Event::WaitForInterrupt => {
                 if let Some(t) = self.core.current {
                     self.core.machine.tcb_mut(t).context.skip_instruction();
+                    let vcpu = self.core.machine.tcb(t).vcpu;
+                    if vcpu.0 != 0 {
+                        // A guest's `wfi` completes at once if an interrupt
+                        // is pending for it; otherwise its thread stops
+                        // until one is (injected, or its timer fires).
+                        if !self.core.machine.virtual_irq_pending(vcpu) {
+                            self.core.idle_in_guest(t);
+                        }
+                        return Next::Resume;
+                    }
                 }
                 if self.core.scheduler.peek().is_some() {
                     self.core.rotate_current();
@@ -191,6 +202,20 @@ impl State {
             }
             Event::FpAccess => {
                 self.take_fp();
+                Next::Resume
+            }
+            Event::GuestFeatureRead { index, rt } => {
+                if let Some(t) = self.core.current {
+                    let value = self.core.machine.guest_ids.by_index(index);
+                    let context = &mut self.core.machine.tcb_mut(t).context;
+                    if rt < 31 {
+                        context.set_register(
+                            skyscope_abi::invocation::REG_X0 + usize::from(rt),
+                            value,
+                        );
+                    }
+                    context.skip_instruction();
+                }
                 Next::Resume
             }
             Event::GuestExit(exit) => {
@@ -227,10 +252,25 @@ impl State {
                 }
                 self.core.charge(now);
                 self.core.release_due(now);
+                while let Some((vcpu, pending)) = self.core.machine.take_fired_guest_timer(now) {
+                    if pending {
+                        self.core.wake_vcpu(vcpu);
+                    }
+                }
                 // The timer line stays asserted until the compare value
                 // moves past the counter: re-arm before the end of interrupt.
                 self.armed_at = 0;
                 self.program_timer();
+            } else if intid == self.core.machine.guest_interrupts.maintenance {
+                if let Some(vcpu) = self.core.machine.virtual_interface_maintenance() {
+                    self.core.wake_vcpu(vcpu);
+                }
+            } else if intid == self.core.machine.guest_interrupts.virtual_timer
+                || intid == self.core.machine.guest_interrupts.physical_timer
+            {
+                if let Some(vcpu) = self.core.machine.guest_timer_fired(intid) {
+                    self.core.wake_vcpu(vcpu);
+                }
             } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");
                 self.core.machine.gic.disable(intid);

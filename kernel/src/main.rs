@@ -109,11 +109,20 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         TICK_HZ
     );
 
-    let guest = arch::init_guest_support();
+    let (guest, guest_ids, vtr) = arch::init_guest_support();
     kprintln!(
-        "vcpu: stage 2 with 39-bit guest-physical spaces, VMIDs up to {}",
-        guest.max_vmid
+        "vcpu: stage 2 with 39-bit guest-physical spaces, VMIDs up to {}; \
+         virtual GIC with {} list registers, {} priority bits",
+        guest.max_vmid,
+        vtr.list_registers,
+        vtr.priority_bits
     );
+    let guest_interrupts = arch::GuestInterrupts {
+        maintenance: arch::MAINTENANCE_INTID,
+        virtual_timer: platform.guest_timer_intids.0,
+        physical_timer: platform.guest_timer_intids.1,
+    };
+    gic.enable(guest_interrupts.maintenance);
     let machine = arch::KernelMachine {
         gic,
         timer_intid: platform.hyp_timer_intid,
@@ -126,6 +135,9 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         fp_enabled: false,
         guest,
         ticks: 0,
+        guest_interrupts,
+        armed_vcpus: PhysAddr(0),
+        guest_ids,
     };
     let mut core = skyscope_core::Kernel::new(machine);
     root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);

@@ -32,6 +32,15 @@ pub enum Event {
     /// A thread running as a Vcpu left the guest for its VMM (the message
     /// it gets, as the ABI lays it out).
     GuestExit(GuestExit),
+    /// A guest read one of its CPU feature registers (on arm64 an ID
+    /// register, trapped by HCR_EL2.TID3): the kernel answers from the
+    /// sanitised table (`index` into it) into general register `rt`.
+    GuestFeatureRead {
+        /// Which feature register.
+        index: usize,
+        /// The destination register (31: discarded).
+        rt: u8,
+    },
 }
 
 /// Handles an event from the current user thread and continues.

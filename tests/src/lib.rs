@@ -26,6 +26,8 @@ mod caps;
 #[cfg(target_os = "none")]
 mod fuzz;
 #[cfg(target_os = "none")]
+mod guest_irq;
+#[cfg(target_os = "none")]
 mod ipc;
 #[cfg(target_os = "none")]
 mod sched;
@@ -70,6 +72,11 @@ pub struct Scenario {
     /// Whether it needs the debug capability (absent in the `hardened`
     /// kernel, whose run leaves these scenarios out and says so).
     pub debug: bool,
+    /// Whether it runs with QEMU's deterministic instruction count clock
+    /// (`-icount shift=0`): one counter tick per instruction, so shares of
+    /// the CPU it measures are shares of executed instructions, not of a
+    /// host's wall time that other processes also take.
+    pub icount: bool,
 }
 
 /// A failed check inside a scenario (details are printed where it failed).
@@ -86,7 +93,8 @@ macro_rules! scenarios {
             reports: $reports:expr,
             console: $console:expr,
             timeout: $timeout:expr
-            $(, debug: $debug:expr)? $(,)?
+            $(, debug: $debug:expr)?
+            $(, icount: $icount:expr)? $(,)?
         }
     ),* $(,)?) => {
         /// Every scenario, in the order the harness runs them.
@@ -98,6 +106,7 @@ macro_rules! scenarios {
                 console: $console,
                 timeout_secs: $timeout,
                 debug: false $(|| $debug)?,
+                icount: false $(|| $icount)?,
             },
         )*];
 
@@ -245,12 +254,14 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 30,
+        icount: true,
     },
     "sched::budget_enforced" => sched::budget_enforced {
         about: "a spinning thread with a 2 ms / 10 ms budget gets about 20% over 60 periods; a lower one gets the rest",
         reports: true,
         console: &[],
         timeout: 60,
+        icount: true,
     },
     "sched::bench_runs" => sched::bench_runs {
         about: "the IPC benchmark runs every case and reports non-zero figures",
@@ -296,6 +307,46 @@ scenarios! {
         reports: true,
         console: &[],
         timeout: 30,
+        icount: true,
+    },
+    "guest::vgic_inject" => guest_irq::vgic_inject {
+        about: "injected virtual interrupts: more than the list registers taken in priority order at their priorities, level lines resampled at EOI and withdrawn when low, an idle guest woken by one",
+        reports: true,
+        console: &[],
+        timeout: 30,
+        icount: true,
+    },
+    "guest::virtual_timer_interrupt" => guest_irq::virtual_timer_interrupt {
+        about: "a guest's virtual timer (with an offset) reaches it as PPI 27 from the kernel, never early, also while its Vcpu is switched out",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "guest::physical_timer_interrupt" => guest_irq::physical_timer_interrupt {
+        about: "a guest's EL1 physical timer reaches it as PPI 30 from the kernel, never early, also while its Vcpu is switched out",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "guest::cpu_features_sanitised" => guest_irq::cpu_features_sanitised {
+        about: "the ID registers a guest reads hide every feature whose state the kernel does not switch (SVE, SME, MTE, PMU, RAS, AMU, MPAM, EL2, LORegions)",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
+    "guest::idle_guest_yields_cpu" => guest_irq::idle_guest_yields_cpu {
+        about: "a guest idle in wfi with a 100 Hz timer leaves a lower-priority native spinner at least 95% of the CPU, and gets its ticks",
+        reports: true,
+        console: &[],
+        timeout: 30,
+        icount: true,
+    },
+    "guest::budget_shared_with_native" => guest_irq::budget_shared_with_native {
+        about: "a spinning guest on a 50% budget above a native thread leaves it about half the CPU",
+        reports: true,
+        console: &[],
+        timeout: 30,
+        icount: true,
     },
     "vm::vmm_process" => vmm_process::vmm_process {
         about: "the VMM is a process of its own holding one guest's capabilities and nothing else; it runs the hello guest and reports its power-off",

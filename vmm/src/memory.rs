@@ -249,6 +249,11 @@ impl<R: GuestRam> GuestMemory<R> {
             })
     }
 
+    /// Writes a little-endian `u64` at `address`.
+    pub fn write_u64(&mut self, address: GuestAddress, value: u64) -> Result<(), MemoryError> {
+        self.write(address, &value.to_le_bytes())
+    }
+
     /// The little-endian 64-bit word at `address`.
     pub fn read_u64(&self, address: GuestAddress) -> Result<u64, MemoryError> {
         let mut bytes = [0; 8];

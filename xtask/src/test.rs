@@ -478,11 +478,16 @@ pub fn run_scenario_with(
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("bad console pattern in the catalog: {e}")),
     };
-    let command = qemu::machine_command(
+    let mut command = qemu::machine_command(
         qemu,
         kernel,
         &format!("test={} {extra_bootargs}", scenario.name),
     );
+    if scenario.icount {
+        // Virtual time advances one nanosecond per instruction (and jumps
+        // ahead while the CPU idles), whatever else the host runs.
+        command.args(["-icount", "shift=0,sleep=off"]);
+    }
     let mut session = match qemu::Session::start(command, false) {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(e),

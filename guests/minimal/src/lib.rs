@@ -68,6 +68,63 @@ pub fn caller() -> &'static [u8] {
     program::caller()
 }
 
+/// The guest that takes interrupts. In order:
+/// 1. points VBAR_EL1 at its vectors, opens its virtual CPU interface
+///    (priority mask 0xff, Group 1 on), unmasks IRQs, `hvc #1`;
+/// 2. forever `wfi`. Each IRQ: acknowledges it (ICC_IAR1_EL1 into `x0`),
+///    reads the running priority (ICC_RPR_EL1 into `x1`), `hvc #2`, then
+///    ends it (ICC_EOIR1_EL1) and returns.
+///
+/// Any synchronous exception: `hvc #9` with ESR_EL1 in `x0`.
+pub fn interrupts() -> &'static [u8] {
+    program::interrupts()
+}
+
+/// Scratch-page words of [`ticker()`] (byte offsets from the page start).
+pub mod ticker {
+    /// Set by the VMM before the start: the interval, in counter ticks.
+    pub const INTERVAL: u64 = 0;
+    /// Set by the VMM: ticks after which the timer is turned off (0:
+    /// never).
+    pub const WANTED: u64 = 8;
+    /// Written by the guest: ticks taken so far.
+    pub const COUNT: u64 = 16;
+    /// Mode bit in `x0`: use the EL1 physical timer (else the virtual one).
+    pub const PHYSICAL: u64 = 1 << 0;
+    /// Mode bit in `x0`: report nothing (no `hvc` at all), only count.
+    pub const QUIET: u64 = 1 << 1;
+}
+
+/// The guest that runs on its timer. Entered with a [`mod@ticker`] mode in
+/// `x0`, interval and wanted ticks in its scratch page. In order:
+/// 1. sets up its vectors and virtual CPU interface as [`interrupts`]
+///    does, arms the chosen timer one interval ahead (TVAL), unmasks
+///    IRQs, and (unless quiet) `hvc #1`;
+/// 2. forever `wfi`. Each IRQ: acknowledges it (`x0` = INTID, `x1` =
+///    running priority), computes how late the timer fired (`x2` = count
+///    minus compare value, negative if early), counts it (`x4`), unless
+///    quiet `hvc #2`; then re-arms one interval ahead, or turns the timer
+///    off once the wanted ticks are reached, and ends the interrupt.
+pub fn ticker() -> &'static [u8] {
+    program::ticker()
+}
+
+/// The guest that only computes: forever increments a count at the start
+/// of its scratch page. No exits, no interrupts.
+pub fn spinner() -> &'static [u8] {
+    program::spinner()
+}
+
+/// The guest that looks at its CPU. In order:
+/// 1. reads ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, ID_AA64DFR0_EL1 and
+///    ID_AA64ZFR0_EL1 into `x0..x3`, `hvc #1`;
+/// 2. reads ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, ID_AA64SMFR0_EL1 and
+///    ID_AA64MMFR3_EL1 into `x0..x3`, `hvc #2`;
+/// 3. reads MIDR_EL1 and MPIDR_EL1 into `x0`, `x1`, `hvc #3`, then spins.
+pub fn features() -> &'static [u8] {
+    program::features()
+}
+
 #[cfg(target_arch = "aarch64")]
 mod program {
     core::arch::global_asm!(
@@ -156,6 +213,133 @@ mod program {
         "add x0, x0, #1",
         "b 9b",
         "skyscope_guest_caller_end:",
+        "",
+        ".global skyscope_guest_spinner_start",
+        ".global skyscope_guest_spinner_end",
+        "skyscope_guest_spinner_start:",
+        "adr x5, skyscope_guest_spinner_start",
+        "add x5, x5, #0x1000",
+        "mov x2, #0",
+        "10: add x2, x2, #1",
+        "str x2, [x5]",
+        "b 10b",
+        "skyscope_guest_spinner_end:",
+        "",
+        ".global skyscope_guest_features_start",
+        ".global skyscope_guest_features_end",
+        "skyscope_guest_features_start:",
+        "mrs x0, S3_0_C0_C4_0", // ID_AA64PFR0_EL1
+        "mrs x1, S3_0_C0_C4_1", // ID_AA64PFR1_EL1
+        "mrs x2, S3_0_C0_C5_0", // ID_AA64DFR0_EL1
+        "mrs x3, S3_0_C0_C4_4", // ID_AA64ZFR0_EL1
+        "hvc #1",
+        "mrs x0, S3_0_C0_C7_0", // ID_AA64MMFR0_EL1
+        "mrs x1, S3_0_C0_C7_1", // ID_AA64MMFR1_EL1
+        "mrs x2, S3_0_C0_C4_5", // ID_AA64SMFR0_EL1
+        "mrs x3, S3_0_C0_C7_3", // ID_AA64MMFR3_EL1
+        "hvc #2",
+        "mrs x0, midr_el1",
+        "mrs x1, mpidr_el1",
+        "hvc #3",
+        "13: b 13b",
+        "skyscope_guest_features_end:",
+        "",
+        // The vector tables below sit 2 KiB into their programs (VBAR_EL1
+        // bits 10:0 are RES0), so each program starts 2 KiB aligned.
+        ".balign 2048",
+        ".global skyscope_guest_interrupts_start",
+        ".global skyscope_guest_interrupts_end",
+        "skyscope_guest_interrupts_start:",
+        "adr x1, 12f",
+        "msr vbar_el1, x1",
+        "mov x1, #0xff",
+        "msr S3_0_C4_C6_0, x1", // ICC_PMR_EL1
+        "mov x1, #1",
+        "msr S3_0_C12_C12_7, x1", // ICC_IGRPEN1_EL1
+        "isb",
+        "msr daifclr, #2",
+        "hvc #1",
+        "11: wfi",
+        "b 11b",
+        ".balign 2048",
+        "12: .skip 0x200",
+        // Current EL with SP_EL1: synchronous at 0x200, IRQ at 0x280.
+        "mrs x0, esr_el1",
+        "hvc #9",
+        "b .",
+        ".balign 128",
+        "mrs x0, S3_0_C12_C12_0", // ICC_IAR1_EL1
+        "mrs x1, S3_0_C12_C11_3", // ICC_RPR_EL1
+        "hvc #2",
+        "msr S3_0_C12_C12_1, x0", // ICC_EOIR1_EL1
+        "eret",
+        "skyscope_guest_interrupts_end:",
+        "",
+        ".balign 2048",
+        ".global skyscope_guest_ticker_start",
+        ".global skyscope_guest_ticker_end",
+        "skyscope_guest_ticker_start:",
+        "mov x19, x0",
+        "adr x20, skyscope_guest_ticker_start",
+        "add x20, x20, #0x1000",
+        "ldr x21, [x20]",
+        "adr x1, 22f",
+        "msr vbar_el1, x1",
+        "mov x1, #0xff",
+        "msr S3_0_C4_C6_0, x1", // ICC_PMR_EL1
+        "mov x1, #1",
+        "msr S3_0_C12_C12_7, x1", // ICC_IGRPEN1_EL1
+        "isb",
+        "bl 24f",
+        "msr daifclr, #2",
+        "tbnz x19, #1, 21f",
+        "hvc #1",
+        "21: wfi",
+        "b 21b",
+        // Arm the chosen timer x21 ticks ahead.
+        "24: tbnz x19, #0, 25f",
+        "msr cntv_tval_el0, x21",
+        "mov x1, #1",
+        "msr cntv_ctl_el0, x1",
+        "isb",
+        "ret",
+        "25: msr cntp_tval_el0, x21",
+        "mov x1, #1",
+        "msr cntp_ctl_el0, x1",
+        "isb",
+        "ret",
+        ".balign 2048",
+        "22: .skip 0x200",
+        "mrs x0, esr_el1",
+        "hvc #9",
+        "b .",
+        ".balign 128",
+        "mrs x0, S3_0_C12_C12_0", // ICC_IAR1_EL1
+        "mrs x1, S3_0_C12_C11_3", // ICC_RPR_EL1
+        "tbnz x19, #0, 26f",
+        "mrs x2, cntvct_el0",
+        "mrs x3, cntv_cval_el0",
+        "b 27f",
+        "26: mrs x2, cntpct_el0",
+        "mrs x3, cntp_cval_el0",
+        "27: sub x2, x2, x3",
+        "ldr x4, [x20, #16]",
+        "add x4, x4, #1",
+        "str x4, [x20, #16]",
+        "tbnz x19, #1, 28f",
+        "hvc #2",
+        "28: ldr x5, [x20, #8]",
+        "cbz x5, 29f",
+        "cmp x4, x5",
+        "b.lo 29f",
+        "msr cntv_ctl_el0, xzr",
+        "msr cntp_ctl_el0, xzr",
+        "isb",
+        "b 30f",
+        "29: bl 24b",
+        "30: msr S3_0_C12_C12_1, x0", // ICC_EOIR1_EL1
+        "eret",
+        "skyscope_guest_ticker_end:",
     );
 
     unsafe extern "C" {
@@ -167,6 +351,14 @@ mod program {
         static skyscope_guest_keys_end: u8;
         static skyscope_guest_caller_start: u8;
         static skyscope_guest_caller_end: u8;
+        static skyscope_guest_features_start: u8;
+        static skyscope_guest_features_end: u8;
+        static skyscope_guest_spinner_start: u8;
+        static skyscope_guest_spinner_end: u8;
+        static skyscope_guest_interrupts_start: u8;
+        static skyscope_guest_interrupts_end: u8;
+        static skyscope_guest_ticker_start: u8;
+        static skyscope_guest_ticker_end: u8;
     }
 
     /// The bytes between two symbols of the program section.
@@ -204,6 +396,34 @@ mod program {
             &raw const skyscope_guest_caller_end,
         )
     }
+
+    pub fn features() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_features_start,
+            &raw const skyscope_guest_features_end,
+        )
+    }
+
+    pub fn spinner() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_spinner_start,
+            &raw const skyscope_guest_spinner_end,
+        )
+    }
+
+    pub fn interrupts() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_interrupts_start,
+            &raw const skyscope_guest_interrupts_end,
+        )
+    }
+
+    pub fn ticker() -> &'static [u8] {
+        between(
+            &raw const skyscope_guest_ticker_start,
+            &raw const skyscope_guest_ticker_end,
+        )
+    }
 }
 
 #[cfg(not(target_arch = "aarch64"))]
@@ -221,6 +441,22 @@ mod program {
     }
 
     pub fn caller() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn spinner() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn features() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn interrupts() -> &'static [u8] {
+        &[]
+    }
+
+    pub fn ticker() -> &'static [u8] {
         &[]
     }
 }

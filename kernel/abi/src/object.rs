@@ -44,8 +44,9 @@ pub const MAX_UNTYPED_BITS: u8 = 47;
 /// Largest CNode radix (2^24 slots = 1 GiB of slots).
 pub const MAX_CNODE_RADIX: u8 = 24;
 /// log2 of the size of a Vcpu object (the architecture's guest register
-/// file must fit).
-pub const VCPU_BITS: u8 = 10;
+/// file and virtual interrupt state must fit: on arm64 the list
+/// registers and a pending set over every INTID).
+pub const VCPU_BITS: u8 = 12;
 /// Most objects one retype may create.
 pub const MAX_RETYPE_COUNT: u64 = 256;
 

@@ -294,6 +294,11 @@ impl<M: Machine> Kernel<M> {
                     return Err("a thread waiting for a reply is not its reply object's caller");
                 }
             }
+            ThreadState::IdleInGuest => {
+                if vcpu.0 == 0 || on.0 != 0 {
+                    return Err("a thread idle in a guest has no Vcpu, or waits on an object");
+                }
+            }
         }
         Ok(())
     }

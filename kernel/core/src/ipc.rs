@@ -124,7 +124,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Makes a thread that was blocked runnable again.
-    fn wake(&mut self, t: PhysAddr) {
+    pub(crate) fn wake(&mut self, t: PhysAddr) {
         let tcb = self.machine.tcb_mut(t);
         tcb.state = ThreadState::Runnable;
         tcb.blocked_on = NONE;
@@ -133,7 +133,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Takes a thread that is about to block off the processor.
-    fn block(&mut self, t: PhysAddr, state: ThreadState, on: PhysAddr) {
+    pub(crate) fn block(&mut self, t: PhysAddr, state: ThreadState, on: PhysAddr) {
         self.scheduler.remove(&mut self.machine, t);
         let tcb = self.machine.tcb_mut(t);
         tcb.state = state;
@@ -588,11 +588,14 @@ impl<M: Machine> Kernel<M> {
                     self.machine.reply_mut(on).caller = NONE;
                 }
             }
-            ThreadState::Inactive | ThreadState::Runnable => {}
+            ThreadState::Inactive | ThreadState::Runnable | ThreadState::IdleInGuest => {}
         }
         let tcb = self.machine.tcb_mut(t);
         tcb.blocked_on = NONE;
-        if state != ThreadState::Inactive && state != ThreadState::Runnable {
+        if !matches!(
+            state,
+            ThreadState::Inactive | ThreadState::Runnable | ThreadState::IdleInGuest
+        ) {
             tcb.context.set_arg(regs::STATUS, Error::Cancelled.code());
         }
     }

@@ -307,6 +307,13 @@ pub trait VcpuState {
         index: u64,
         value: Option<u64>,
     ) -> Result<u64, Error>;
+
+    /// Drives virtual interrupt `intid` (below
+    /// `skyscope_abi::vcpu::irq::INTID_LIMIT`, checked by the core) of the
+    /// Vcpu at `p` with `flags` from `skyscope_abi::vcpu::irq`. Returns
+    /// whether the Vcpu now has an interrupt pending (its thread, if idle
+    /// in the guest, should run).
+    fn vcpu_set_irq(&mut self, p: PhysAddr, intid: u32, priority: u8, flags: u64) -> bool;
 }
 
 /// Services of the platform the kernel offers to holders of capabilities:

@@ -69,6 +69,9 @@ pub struct HostMachine {
     sched_contexts: BTreeMap<u64, crate::object::sched_context::SchedContext>,
     /// Vcpus: the neutral head and a small register file.
     vcpus: BTreeMap<u64, (crate::object::vcpu::Vcpu, [u64; HOST_VCPU_REGISTERS])>,
+    /// Virtual interrupts pending per Vcpu (a model of the vGIC: edges and
+    /// high level lines, never taken by a guest).
+    pub vcpu_irqs: BTreeMap<u64, std::collections::BTreeSet<u32>>,
     /// Words of RAM written through `write_words` (IPC buffers).
     pub memory: BTreeMap<u64, u64>,
     /// The counter `now()` returns; tests advance it.
@@ -392,6 +395,7 @@ impl ObjectMemory for HostMachine {
             }
             ObjectType::Vcpu => {
                 let (v, _) = self.vcpus.remove(&base.0).expect("vcpu");
+                self.vcpu_irqs.remove(&base.0);
                 assert_eq!(v.tcb.0, 0, "vcpu destroyed while bound");
             }
             ObjectType::PageTable => {
@@ -652,6 +656,21 @@ impl VcpuState for HostMachine {
             *register = v;
         }
         Ok(*register)
+    }
+
+    fn vcpu_set_irq(&mut self, p: PhysAddr, intid: u32, _priority: u8, flags: u64) -> bool {
+        use skyscope_abi::vcpu::irq::{HIGH, LEVEL};
+        assert!(
+            self.vcpus.contains_key(&p.0),
+            "set_irq on nonexistent vcpu {p:?}"
+        );
+        let pending = self.vcpu_irqs.entry(p.0).or_default();
+        if flags & HIGH != 0 {
+            pending.insert(intid);
+        } else if flags & LEVEL != 0 {
+            pending.remove(&intid);
+        }
+        !pending.is_empty()
     }
 }
 

@@ -40,6 +40,11 @@ pub enum ThreadState {
     BlockedOnReply,
     /// Waiting for a notification (`blocked_on` = notification).
     BlockedOnNotification,
+    /// A Vcpu's thread whose guest executed `wfi` with no virtual
+    /// interrupt pending: it uses no CPU until its Vcpu has one
+    /// ([`crate::Kernel::wake_vcpu`]). Not an IPC wait: nothing is
+    /// cancelled and no register is written when it ends.
+    IdleInGuest,
 }
 
 /// Flags describing what a blocked sender is doing.

@@ -91,7 +91,40 @@ impl<M: Machine> Kernel<M> {
                 self.machine.vcpu_register(vcpu, t, index, Some(value))?;
                 Ok(Reply::empty())
             }
+            Label::VcpuSetIrq => {
+                use skyscope_abi::vcpu::irq::{GROUP1, HIGH, INTID_LIMIT, LEVEL};
+                need(CapRights::WRITE)?;
+                let (intid, priority, flags) = (inv.arg(0)?, inv.arg(1)?, inv.arg(2)?);
+                if intid >= INTID_LIMIT || priority > 0xff || flags & !(LEVEL | HIGH | GROUP1) != 0
+                {
+                    return Err(Error::InvalidArgument);
+                }
+                if self
+                    .machine
+                    .vcpu_set_irq(vcpu, intid as u32, priority as u8, flags)
+                {
+                    self.wake_vcpu(vcpu);
+                }
+                Ok(Reply::empty())
+            }
             _ => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// The running thread's guest executed `wfi` and its Vcpu has nothing
+    /// pending: the thread stops using the CPU until [`Self::wake_vcpu`].
+    pub fn idle_in_guest(&mut self, t: PhysAddr) {
+        if self.machine.tcb(t).vcpu.0 != 0 {
+            self.block(t, tcb::ThreadState::IdleInGuest, PhysAddr(0));
+        }
+    }
+
+    /// Something is pending for `vcpu` (an injected interrupt, its timer):
+    /// its thread, if idle in the guest, runs again.
+    pub fn wake_vcpu(&mut self, vcpu: PhysAddr) {
+        let t = self.machine.vcpu_mut(vcpu).tcb;
+        if t.0 != 0 && self.machine.tcb(t).state == tcb::ThreadState::IdleInGuest {
+            self.wake(t);
         }
     }
 

@@ -251,3 +251,50 @@ fn vcpu_registers_need_rights_and_a_valid_index() {
     w.kernel.current = Some(tcb(&w));
     assert_eq!(read(&mut w, VCPU, 3), Err(Error::IllegalOperation));
 }
+
+#[test]
+fn an_idle_guest_thread_waits_for_an_interrupt() {
+    use skyscope_abi::vcpu::irq::{GROUP1, HIGH, LEVEL};
+    let mut w = guest_world();
+    bind(&mut w, VCPU).unwrap();
+    resume(&mut w).unwrap();
+    let t = tcb(&w);
+    let set_irq = |w: &mut World, slot: u64, args: &[u64]| {
+        w.invoke_slot(World::slot(slot), Label::VcpuSetIrq, args, &[])
+            .map(|_| ())
+    };
+    // The guest executed `wfi` with nothing pending: off the CPU.
+    assert_eq!(w.kernel.schedule(), Some(t));
+    w.kernel.idle_in_guest(t);
+    assert_eq!(w.kernel.machine.tcb(t).state, ThreadState::IdleInGuest);
+    assert_eq!(w.kernel.schedule(), None, "an idle guest uses no CPU");
+    w.kernel.check_scheduler().unwrap();
+    // Bad requests change nothing.
+    for bad in [[1020, 0, HIGH], [27, 256, HIGH], [27, 0, 1 << 3]] {
+        assert_eq!(set_irq(&mut w, VCPU, &bad), Err(Error::InvalidArgument));
+    }
+    assert_eq!(
+        set_irq(&mut w, VCPU, &[27, 0]),
+        Err(Error::TruncatedMessage)
+    );
+    w.copy(VCPU, 30, CapRights::READ).unwrap();
+    assert_eq!(
+        set_irq(&mut w, 30, &[27, 0xa0, LEVEL | HIGH]),
+        Err(Error::InsufficientRights)
+    );
+    // A line going low, or an interrupt for another Vcpu, does not wake it.
+    set_irq(&mut w, VCPU, &[33, 0xa0, LEVEL | GROUP1]).unwrap();
+    set_irq(&mut w, VCPU2, &[33, 0xa0, HIGH | GROUP1]).unwrap();
+    assert_eq!(w.kernel.machine.tcb(t).state, ThreadState::IdleInGuest);
+    // An interrupt for its Vcpu does.
+    set_irq(&mut w, VCPU, &[33, 0xa0, LEVEL | HIGH | GROUP1]).unwrap();
+    assert_eq!(w.kernel.machine.tcb(t).state, ThreadState::Runnable);
+    assert_eq!(w.kernel.schedule(), Some(t));
+    // A suspended thread stays suspended whatever is injected.
+    w.kernel.idle_in_guest(t);
+    w.invoke_slot(World::slot(TCB), Label::TcbSuspend, &[], &[])
+        .unwrap();
+    set_irq(&mut w, VCPU, &[34, 0, HIGH]).unwrap();
+    assert_eq!(w.kernel.machine.tcb(t).state, ThreadState::Inactive);
+    w.kernel.check_scheduler().unwrap();
+}

@@ -61,6 +61,12 @@ pub struct KernelMachine {
     pub guest: GuestSupport,
     /// Kernel timer interrupts taken since boot.
     pub ticks: u64,
+    /// The interrupts the kernel handles for guests.
+    pub guest_interrupts: super::guest_irq::GuestInterrupts,
+    /// Switched-out Vcpus with an armed timer (a list through the Vcpus).
+    pub armed_vcpus: PhysAddr,
+    /// What guests read from the ID registers.
+    pub guest_ids: skyscope_el2::idregs::GuestIdRegisters,
 }
 
 /// How a thread runs once the CPU is switched to it.
@@ -88,6 +94,7 @@ impl KernelMachine {
         self.unload_vcpu();
         vcpu::load(&self.vcpu_object(v).registers);
         self.loaded_vcpu = Some(v);
+        self.load_virtual_interrupts(v);
     }
 
     /// Saves the loaded Vcpu's EL1 state into its object (the registers
@@ -95,6 +102,7 @@ impl KernelMachine {
     pub fn unload_vcpu(&mut self) {
         if let Some(old) = self.loaded_vcpu.take() {
             vcpu::save(&mut self.vcpu_object(old).registers);
+            self.save_virtual_interrupts(old);
         }
     }
 
@@ -277,10 +285,12 @@ impl ObjectMemory for KernelMachine {
             self.fp_owner = None;
         }
         if ty == ObjectType::Vcpu {
-            // Its state goes with it.
-            if self.loaded_vcpu == Some(base) {
+            // Its state goes with it; its timers must not fire for it.
+            let loaded = self.loaded_vcpu == Some(base);
+            if loaded {
                 self.loaded_vcpu = None;
             }
+            self.discard_virtual_interrupts(base, loaded);
             if self.in_guest == Some(base) {
                 self.in_guest = None;
             }
@@ -467,5 +477,9 @@ impl VcpuState for KernelMachine {
             *register = v;
         }
         Ok(*register)
+    }
+
+    fn vcpu_set_irq(&mut self, p: PhysAddr, intid: u32, priority: u8, flags: u64) -> bool {
+        self.set_virtual_irq(p, intid, priority, flags)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod boot;
 pub mod exception;
+pub mod guest_irq;
 pub mod machine;
 pub mod mmu;
 pub mod platform;
@@ -9,11 +10,13 @@ pub mod power;
 pub mod timer;
 pub mod trap;
 pub mod vcpu;
+pub mod vgic;
 
 // The names the rest of the kernel uses (the same set for every
 // architecture).
 pub use boot::kernel_image_phys;
 pub use exception::{SPSR_EL0, UserContext, enter_user};
+pub use guest_irq::{GuestInterrupts, MAINTENANCE_INTID};
 pub use machine::{KernelMachine, ThreadMode};
 pub use mmu::{
     MapError, PageTables, USER_VA_END, activate_kernel_tables, build_kernel_tables, copy_from_phys,

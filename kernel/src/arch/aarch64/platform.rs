@@ -45,6 +45,8 @@ pub struct Platform {
     pub gicr: Region,
     /// INTID of the EL2 physical timer (CNTHP).
     pub hyp_timer_intid: u32,
+    /// INTIDs of the EL1 virtual and physical timers, which guests use.
+    pub guest_timer_intids: (u32, u32),
     /// PSCI conduit, if the tree describes PSCI.
     pub psci: Option<PsciConduit>,
     /// Kernel command line (`/chosen/bootargs`), copied out of the tree.
@@ -123,14 +125,19 @@ pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
     // `interrupts` of the architected timer: four 3-cell GIC specifiers
     // (secure phys, non-secure phys, virtual, hyp phys); each is (type,
     // number, flags) with type 1 = PPI, INTID = number + 16.
-    let hyp_timer_intid = match (
-        dt.timer_cell_count >= 12,
-        dt.timer_cells[9],
-        dt.timer_cells[10],
+    let ppi = |cell: usize| match (
+        dt.timer_cell_count >= cell + 3,
+        dt.timer_cells[cell],
+        dt.timer_cells[cell + 1],
     ) {
-        (true, 1, n) if n < 16 => n + 16,
-        _ => return Err("timer node does not describe the EL2 (hyp) timer PPI"),
+        (true, 1, n) if n < 16 => Some(n + 16),
+        _ => None,
     };
+    let hyp_timer_intid = ppi(9).ok_or("timer node does not describe the EL2 (hyp) timer PPI")?;
+    let guest_timer_intids = (
+        ppi(6).ok_or("timer node does not describe the EL1 virtual timer PPI")?,
+        ppi(3).ok_or("timer node does not describe the EL1 physical timer PPI")?,
+    );
     let psci = dt.psci.map(|m| match m {
         devicetree::PsciMethod::Smc => PsciConduit::Smc,
         devicetree::PsciMethod::Hvc => PsciConduit::Hvc,
@@ -146,6 +153,7 @@ pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
         gicd,
         gicr,
         hyp_timer_intid,
+        guest_timer_intids,
         psci,
         bootargs,
         bootargs_len: n,

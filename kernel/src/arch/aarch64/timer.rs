@@ -51,12 +51,15 @@ pub fn arm(ticks: u64) {
     }
 }
 
-/// Configures which counters and timers EL0 may access.
+/// Configures which counters and timers EL0 and guests may access.
 ///
 /// CNTHCTL_EL2 with E2H=1 (Arm ARM D23.8.3): EL0PCTEN (bit 0) and EL0VCTEN
 /// (bit 1) let user code read the counters (benchmarks time with them);
-/// the EL0 timer registers stay trapped. CNTVOFF_EL2 = 0 makes the
-/// virtual count equal the physical count for native threads.
+/// the EL0 timer registers stay trapped (EL0PTEN, EL0VTEN clear). With
+/// TGE clear, EL1PCTEN (bit 10) and EL1PTEN (bit 11) give a guest its EL1
+/// physical counter and timer, which the kernel switches per Vcpu.
+/// CNTVOFF_EL2 = 0 makes the virtual count equal the physical count for
+/// native threads.
 pub fn init_el0_access() {
     // SAFETY: plain configuration writes with no memory effects.
     unsafe {
@@ -64,7 +67,7 @@ pub fn init_el0_access() {
             "msr S3_4_C14_C1_0, {ctl}",
             "msr S3_4_C14_C0_3, xzr",
             "isb",
-            ctl = in(reg) 0b11u64,
+            ctl = in(reg) 0b1100_0000_0011u64,
             options(nostack),
         );
     }

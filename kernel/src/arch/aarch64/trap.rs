@@ -40,6 +40,14 @@ fn event(trap: Trap, number: u64) -> Event {
         Trap::Yield => Event::Yield,
         Trap::Fault(fault) => Event::Fault(fault),
         Trap::GuestExit(exit) => Event::GuestExit(exit),
+        Trap::IdRegisterRead { register, rt } => match skyscope_el2::idregs::index(register) {
+            Some(index) => Event::GuestFeatureRead { index, rt },
+            None => Event::Fault(UserFault {
+                kind: FaultKind::UndefinedInstruction,
+                pc: 0,
+                syndrome: 0,
+            }),
+        },
     }
 }
 

@@ -17,9 +17,11 @@
 //! reached directly; TPIDRRO_EL0 also carries native threads' IPC-buffer
 //! pointers, so it is written on every guest entry.
 
+use super::vgic::InterfaceState;
 use crate::arch::exception::UserContext;
 use skyscope_abi::vcpu::aarch64 as reg;
 use skyscope_core::object::vcpu::Vcpu;
+use skyscope_el2::vgic::VirtualIrqs;
 
 /// SCTLR_EL1 of a new Vcpu: MMU and caches off, the RES1 bits set (the
 /// value Linux expects to find at boot).
@@ -29,7 +31,7 @@ const VMPIDR_RESET: u64 = 1 << 31;
 
 /// A Vcpu object: the core's head, then the guest's EL1 registers indexed
 /// as `skyscope_abi::vcpu::aarch64` (index 0, PSTATE, lives in the bound
-/// thread's saved SPSR instead).
+/// thread's saved SPSR instead), then its virtual interrupt state.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct VcpuObject {
@@ -37,6 +39,16 @@ pub struct VcpuObject {
     pub head: Vcpu,
     /// Guest registers.
     pub registers: [u64; reg::COUNT as usize],
+    /// The virtual CPU interface while the Vcpu is not loaded.
+    pub interface: InterfaceState,
+    /// Virtual interrupts waiting for a list register, level lines.
+    pub irqs: VirtualIrqs,
+    /// While switched out: the physical count at which one of its timers
+    /// fires (`u64::MAX`: none armed).
+    pub timer_deadline: u64,
+    /// The next switched-out Vcpu with an armed timer (a list the kernel
+    /// timer watches; 0 ends it).
+    pub next_armed: skyscope_core::PhysAddr,
 }
 
 impl VcpuObject {
@@ -48,6 +60,10 @@ impl VcpuObject {
         VcpuObject {
             head: Vcpu::default(),
             registers,
+            interface: InterfaceState::default(),
+            irqs: VirtualIrqs::default(),
+            timer_deadline: u64::MAX,
+            next_armed: skyscope_core::PhysAddr(0),
         }
     }
 }
@@ -57,7 +73,7 @@ pub type GuestSupport = skyscope_el2::config::GuestConfig;
 
 /// Reads a system register by its encoding.
 macro_rules! read_sysreg {
-    ($enc:literal) => {{
+    ($enc:expr) => {{
         let v: u64;
         // SAFETY: reading this system register has no side effects.
         unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
@@ -76,9 +92,15 @@ macro_rules! write_sysreg {
 }
 
 /// Configures the CPU for running guests (once, at boot): stage-2
-/// translation control, what the guest reads as its CPU ID, the debug and
-/// performance-monitor traps. Returns what `enter` needs.
-pub fn init() -> GuestSupport {
+/// translation control, what the guest reads as its CPU ID and ID
+/// registers, the debug and performance-monitor traps, the virtual GIC
+/// interface. Returns what `enter` needs, the guest's ID registers and
+/// the virtual interface's size.
+pub fn init() -> (
+    GuestSupport,
+    skyscope_el2::idregs::GuestIdRegisters,
+    skyscope_el2::vgic::Vtr,
+) {
     let support = skyscope_el2::config::guest_config(skyscope_el2::config::IdRegisters {
         mmfr0: read_sysreg!("S3_0_C0_C7_0"), // ID_AA64MMFR0_EL1
         mmfr1: read_sysreg!("S3_0_C0_C7_1"), // ID_AA64MMFR1_EL1
@@ -100,7 +122,40 @@ pub fn init() -> GuestSupport {
     );
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };
-    support
+    let ids = skyscope_el2::idregs::GuestIdRegisters::new(read_id_register);
+    (support, ids, super::vgic::init())
+}
+
+/// Reads the host's ID register S3_0_C0_C`crm`_`op2` (CRm 1..7): the
+/// encodings an `mrs` needs are immediates, hence the table.
+fn read_id_register(crm: u8, op2: u8) -> u64 {
+    macro_rules! row {
+        ($crm:literal) => {
+            match op2 {
+                0 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_0")),
+                1 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_1")),
+                2 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_2")),
+                3 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_3")),
+                4 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_4")),
+                5 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_5")),
+                6 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_6")),
+                7 => read_sysreg!(concat!("S3_0_C0_C", $crm, "_7")),
+                _ => 0,
+            }
+        };
+    }
+    // The unallocated encodings of this space read as zero (Arm ARM
+    // D23.3.1), so reading all of them is safe.
+    match crm {
+        1 => row!("1"),
+        2 => row!("2"),
+        3 => row!("3"),
+        4 => row!("4"),
+        5 => row!("5"),
+        6 => row!("6"),
+        7 => row!("7"),
+        _ => 0,
+    }
 }
 
 /// Whether stage 2 forces write-back (HCR_EL2.FWB); set once at boot.
@@ -142,9 +197,13 @@ pub fn load(registers: &[u64; reg::COUNT as usize]) {
     write_sysreg!("S3_0_C7_C4_0", r(reg::PAR_EL1));
     write_sysreg!("S3_5_C1_C0_2", r(reg::CPACR_EL1));
     write_sysreg!("S3_5_C14_C1_0", r(reg::CNTKCTL_EL1));
-    write_sysreg!("S3_5_C14_C3_2", r(reg::CNTV_CVAL_EL0));
-    write_sysreg!("S3_5_C14_C3_1", r(reg::CNTV_CTL_EL0));
+    // The timers: offset and compare values before the controls, so
+    // neither fires on a stale value.
     write_sysreg!("S3_4_C14_C0_3", r(reg::CNTVOFF_EL2));
+    write_sysreg!("S3_5_C14_C3_2", r(reg::CNTV_CVAL_EL0));
+    write_sysreg!("S3_5_C14_C2_2", r(reg::CNTP_CVAL_EL0));
+    write_sysreg!("S3_5_C14_C3_1", r(reg::CNTV_CTL_EL0));
+    write_sysreg!("S3_5_C14_C2_1", r(reg::CNTP_CTL_EL0));
     write_sysreg!("S3_4_C0_C0_5", r(reg::VMPIDR_EL2));
     write_sysreg!("S3_2_C0_C0_0", r(reg::CSSELR_EL1));
     if pauth {
@@ -186,6 +245,8 @@ pub fn save(registers: &mut [u64; reg::COUNT as usize]) {
     w(reg::CNTKCTL_EL1, read_sysreg!("S3_5_C14_C1_0"));
     w(reg::CNTV_CVAL_EL0, read_sysreg!("S3_5_C14_C3_2"));
     w(reg::CNTV_CTL_EL0, read_sysreg!("S3_5_C14_C3_1"));
+    w(reg::CNTP_CVAL_EL0, read_sysreg!("S3_5_C14_C2_2"));
+    w(reg::CNTP_CTL_EL0, read_sysreg!("S3_5_C14_C2_1"));
     w(reg::CNTVOFF_EL2, read_sysreg!("S3_4_C14_C0_3"));
     w(reg::VMPIDR_EL2, read_sysreg!("S3_4_C0_C0_5"));
     w(reg::CSSELR_EL1, read_sysreg!("S3_2_C0_C0_0"));
@@ -203,6 +264,19 @@ pub fn save(registers: &mut [u64; reg::COUNT as usize]) {
     }
     // TPIDRRO_EL0 is not kept in the CPU between runs (native threads
     // use it); `enter` loads it and `leave` saves it.
+}
+
+/// Stops the loaded guest's timers (after [`save`], or when its Vcpu is
+/// destroyed): a switched-out guest's timer must not fire on the CPU;
+/// the kernel timer watches it instead.
+pub fn stop_timers() {
+    write_sysreg!("S3_5_C14_C3_1", 0); // CNTV_CTL_EL02
+    write_sysreg!("S3_5_C14_C2_1", 0); // CNTP_CTL_EL02
+}
+
+/// The loaded guest's timer controls (virtual, physical), ISTATUS live.
+pub fn timer_controls() -> (u64, u64) {
+    (read_sysreg!("S3_5_C14_C3_1"), read_sysreg!("S3_5_C14_C2_1"))
 }
 
 /// The guest's read-only thread pointer, saved on every exit.
