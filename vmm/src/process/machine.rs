@@ -311,6 +311,7 @@ impl Machine {
                 self.inject(vcpu, pc, exception, vm)?
             }
             Exit::SystemRegister(access) => self.system_register(vcpu, pc, access, vm)?,
+            Exit::Undefined { .. } => self.inject(vcpu, pc, Exception::Undefined, vm)?,
             Exit::SError { .. } | Exit::Unsupported => Step::GuestFault,
         };
         Ok(step)
@@ -974,7 +975,14 @@ mod tests {
             assert_eq!(k.calls[0], Call::Write(0, vreg::ESR_EL1, 0x0200_0000));
             assert_eq!(k.calls.last(), Some(&Call::Pc(0, 0xffff_8000_8001_0a00)));
         }
-        assert_eq!(m.stats().defaulted, 2);
+        // So is an SVE instruction (the guest's ID registers show no SVE).
+        k.calls.clear();
+        let sve = Exit::Undefined {
+            syndrome: 0x6600_0000,
+        };
+        m.handle(v(0), PC, sve, 0, &mut k).unwrap();
+        assert_eq!(k.calls[0], Call::Write(0, vreg::ESR_EL1, 0x0200_0000));
+        assert_eq!(m.stats().defaulted, 3);
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub enum Exit {
         /// The syndrome.
         syndrome: u64,
     },
+    /// An instruction of an extension the guest is not given (SVE or SME,
+    /// which the kernel traps and its ID registers hide) or one the trap
+    /// reports for an unknown reason: UNDEFINED for this guest.
+    Undefined {
+        /// ESR_EL2.
+        syndrome: u64,
+    },
     /// An exit the VMM does not understand (an unknown kind, or words
     /// that contradict each other).
     Unsupported,
@@ -132,7 +139,15 @@ impl Exit {
             ExitKind::SError => Exit::SError {
                 syndrome: exit.syndrome,
             },
-            ExitKind::Other => Exit::Unsupported,
+            ExitKind::Other => match syndrome.class() {
+                // 0x00 unknown reason, 0x19 SVE, 0x1d SME (Arm ARM, ESR_EL2.EC).
+                ExceptionClass::Unknown | ExceptionClass::Sve | ExceptionClass::Other(0x1d) => {
+                    Exit::Undefined {
+                        syndrome: exit.syndrome,
+                    }
+                }
+                _ => Exit::Unsupported,
+            },
         }
     }
 }
@@ -255,6 +270,24 @@ mod tests {
             Exit::Unsupported
         );
         assert_eq!(Exit::decode([0, 0, 0, 99]), Exit::Unsupported);
+    }
+
+    #[test]
+    fn sve_and_sme_traps_are_undefined_instructions() {
+        let other = ExitKind::Other as u64;
+        // What the kernel reported when Linux probed SVE: EC 0x19, IL.
+        assert_eq!(
+            Exit::decode([0, 0x6600_0000, 0, other]),
+            Exit::Undefined {
+                syndrome: 0x6600_0000
+            }
+        );
+        assert!(matches!(
+            Exit::decode([0, 0x1d << 26, 0, other]),
+            Exit::Undefined { .. }
+        ));
+        // An FP/SIMD trap is not the guest's doing: not emulated.
+        assert_eq!(Exit::decode([0, 0x07 << 26, 0, other]), Exit::Unsupported);
     }
 
     #[test]
