@@ -461,6 +461,8 @@ fn bind_notification(_: u64, _: u64) -> Result<(), LaunchError> {
 }
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod linux;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod root;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use root::{RootObjects, ScratchWriter};

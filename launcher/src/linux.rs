@@ -1,0 +1,166 @@
+//! Running a Linux guest from the boot modules under a VMM process, for
+//! the root task (`guest=linux`) and the `guest::linux_*` scenarios.
+//!
+//! The Image (boot module `linux`) and the initramfs (`initrd`) are
+//! handed over as read-only copies of the module frames, the guest command
+//! line as a small image of its own; the VMM gets the console with READ
+//! and WRITE (the guest has it to itself) and a notification bound to its
+//! thread for typed input, and nothing else beyond the guest's own
+//! capabilities. [`run`] then waits on the supervisor endpoint for how the
+//! guest ended.
+
+use crate::{
+    Console, Image, LaunchError, RootObjects, ScratchWriter, Source, Spec, Syscalls,
+    config::GuestConfig, launch,
+};
+use skyscope_abi::{
+    BootInfo, ObjectType,
+    bootinfo::{BootModule, slots},
+    ipc, println,
+};
+use skyscope_process::CSpaceRoot;
+use skyscope_vmm::{
+    arch::aarch64::layout::RAM_BASE,
+    builder::ObjectAllocator,
+    memory::GuestRange,
+    process::{Report, start::module_kind},
+};
+
+/// The VMM runs above its vCPUs, so that exits are served at once.
+const VMM_PRIORITY: u8 = 150;
+const GUEST_PRIORITY: u8 = 100;
+/// Each vCPU may use the whole processor (10 ms of every 10 ms); vCPUs of
+/// equal priority take turns.
+const BUDGET_US: (u64, u64) = (10_000, 10_000);
+/// The supervisor badge of the one VMM.
+const BADGE: u64 = 1;
+
+/// How a Linux guest ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The VMM's report.
+    Report(Report),
+    /// The VMM itself faulted: the fault message's label and words.
+    VmmFault(u64, [u64; 4]),
+}
+
+fn module_source(module: &BootModule) -> Source<'static> {
+    Source::Frames {
+        frames: module.frames,
+        frame_bits: module.frame_bits,
+        size: module.size,
+    }
+}
+
+/// Starts the Linux guest `config` describes from the boot modules, from
+/// the root task's untyped memory and empty slots, and waits until it
+/// ends.
+pub fn run(info: &BootInfo, config: &GuestConfig<'_>) -> Result<Ended, LaunchError> {
+    let kernel = info.module("linux").ok_or(LaunchError::Spec(
+        "no boot module 'linux' (the guest kernel Image)",
+    ))?;
+    let initrd = info.module("initrd");
+    let ram =
+        GuestRange::new(RAM_BASE, config.memory).ok_or(LaunchError::Spec("guest RAM size"))?;
+    let mut objects = RootObjects::new(info, info.empty.start);
+    let step = |what| move |e| LaunchError::Step(what, e);
+    let supervisor = objects
+        .make(ObjectType::Endpoint, 0, 1)
+        .map_err(step("supervisor endpoint"))?;
+    let reply = objects
+        .make(ObjectType::Reply, 0, 1)
+        .map_err(step("supervisor reply"))?;
+    let mut writer = ScratchWriter::new(&mut objects).map_err(step("scratch mapping"))?;
+    let mut images = [Image {
+        kind: module_kind::LINUX,
+        guest_address: 0,
+        source: module_source(kernel),
+    }; 3];
+    let mut count = 1;
+    if let Some(initrd) = initrd {
+        images[count] = Image {
+            kind: module_kind::INITRAMFS,
+            guest_address: 0,
+            source: module_source(initrd),
+        };
+        count += 1;
+    }
+    images[count] = Image {
+        kind: module_kind::CMDLINE,
+        guest_address: 0,
+        source: Source::Bytes(config.cmdline.as_bytes()),
+    };
+    count += 1;
+    let spec = Spec {
+        name: "linux",
+        supervisor,
+        badge: BADGE,
+        console_cap: slots::CONSOLE,
+        console: Console::Interactive,
+        sched_control: slots::SCHED_CONTROL,
+        parent: CSpaceRoot {
+            cnode: slots::CNODE,
+            depth: 64,
+        },
+        vcpus: config.vcpus,
+        ram,
+        vmm_priority: VMM_PRIORITY,
+        guest_priority: GUEST_PRIORITY,
+        budget: BUDGET_US,
+        crash_after_exits: 0,
+        // The epoch is the host's time when the machine started, when the
+        // counter read about zero.
+        clock: (config.epoch, 0, info.timer_frequency),
+        images: &images[..count],
+    };
+    launch(&mut objects, &mut Syscalls, &mut writer, &spec)?;
+    println!(
+        "linux: VMM started: {} vCPU(s), {} MiB of RAM, Image {} bytes, initramfs {} bytes, command line \"{}\"",
+        config.vcpus,
+        config.memory >> 20,
+        kernel.size,
+        initrd.map_or(0, |m| m.size),
+        config.cmdline
+    );
+    // One message ends it: the VMM's report, or its fault.
+    let message = ipc::recv(supervisor, reply).map_err(step("supervisor endpoint"))?;
+    Ok(match Report::decode(message.info.label(), message.words) {
+        Some(report) => Ended::Report(report),
+        None => Ended::VmmFault(message.info.label(), message.words),
+    })
+}
+
+/// Says how a guest ended, on the console, and whether it powered off.
+pub fn tell(ended: &Ended) -> bool {
+    match *ended {
+        Ended::Report(Report::PoweredOff(stats)) => {
+            println!(
+                "linux: the guest powered off ({} exits, {} bytes of output, {} answered by the architecture's defaults)",
+                stats.exits, stats.console_bytes, stats.defaulted
+            );
+            true
+        }
+        Ended::Report(Report::Reset(stats)) => {
+            println!(
+                "linux: the guest asked for a reset after {} exits; stopping",
+                stats.exits
+            );
+            false
+        }
+        Ended::Report(Report::Failed {
+            reason,
+            detail,
+            pc,
+            exits,
+        }) => {
+            println!(
+                "linux: the VMM stopped the guest: {reason:?} (detail {detail:#x}, pc {pc:#x}, after {exits} exits)"
+            );
+            false
+        }
+        Ended::VmmFault(label, words) => {
+            println!("linux: the VMM faulted (label {label}, words {words:#x?})");
+            false
+        }
+    }
+}
