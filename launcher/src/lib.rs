@@ -141,6 +141,8 @@ pub struct Vmm {
     pub badge: u64,
     /// The guest's objects (the parent's capabilities).
     pub guest: Guest,
+    /// The guest's RAM.
+    pub ram: GuestRange,
     /// The first RAM frames as the guest maps them (the parent's
     /// capabilities; 0 past the RAM).
     pub guest_ram: [u64; GUEST_FRAMES_KEPT],
@@ -440,6 +442,7 @@ pub fn launch<K: Kernel + Clone>(
         process,
         badge: spec.badge,
         guest,
+        ram: spec.ram,
         guest_ram,
         ram_frames,
         module_frames,

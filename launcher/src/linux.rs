@@ -10,7 +10,7 @@
 //! guest ended.
 
 use crate::{
-    Console, Image, LaunchError, RootObjects, ScratchWriter, Source, Spec, Syscalls,
+    Console, Image, LaunchError, RootObjects, ScratchWriter, Source, Spec, Syscalls, Vmm,
     config::GuestConfig, launch,
 };
 use skyscope_abi::{
@@ -52,17 +52,28 @@ fn module_source(module: &BootModule) -> Source<'static> {
     }
 }
 
+/// A Linux guest that ran.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// How it ended.
+    pub ended: Ended,
+    /// Its VMM (stopped, or waiting after its report).
+    pub vmm: Vmm,
+    /// The first root slot the launch left free.
+    pub next_slot: u64,
+}
+
 /// Starts the Linux guest `config` describes from the boot modules, from
-/// the root task's untyped memory and empty slots, and waits until it
-/// ends.
-pub fn run(info: &BootInfo, config: &GuestConfig<'_>) -> Result<Ended, LaunchError> {
+/// the root task's untyped memory and its empty slots from `first_slot`
+/// on, and waits until it ends.
+pub fn run(info: &BootInfo, config: &GuestConfig<'_>, first_slot: u64) -> Result<Run, LaunchError> {
     let kernel = info.module("linux").ok_or(LaunchError::Spec(
         "no boot module 'linux' (the guest kernel Image)",
     ))?;
     let initrd = info.module("initrd");
     let ram =
         GuestRange::new(RAM_BASE, config.memory).ok_or(LaunchError::Spec("guest RAM size"))?;
-    let mut objects = RootObjects::new(info, info.empty.start);
+    let mut objects = RootObjects::new(info, first_slot);
     let step = |what| move |e| LaunchError::Step(what, e);
     let supervisor = objects
         .make(ObjectType::Endpoint, 0, 1)
@@ -113,7 +124,7 @@ pub fn run(info: &BootInfo, config: &GuestConfig<'_>) -> Result<Ended, LaunchErr
         clock: (config.epoch, 0, info.timer_frequency),
         images: &images[..count],
     };
-    launch(&mut objects, &mut Syscalls, &mut writer, &spec)?;
+    let vmm = launch(&mut objects, &mut Syscalls, &mut writer, &spec)?;
     println!(
         "linux: VMM started: {} vCPU(s), {} MiB of RAM, Image {} bytes, initramfs {} bytes, command line \"{}\"",
         config.vcpus,
@@ -124,9 +135,14 @@ pub fn run(info: &BootInfo, config: &GuestConfig<'_>) -> Result<Ended, LaunchErr
     );
     // One message ends it: the VMM's report, or its fault.
     let message = ipc::recv(supervisor, reply).map_err(step("supervisor endpoint"))?;
-    Ok(match Report::decode(message.info.label(), message.words) {
+    let ended = match Report::decode(message.info.label(), message.words) {
         Some(report) => Ended::Report(report),
         None => Ended::VmmFault(message.info.label(), message.words),
+    };
+    Ok(Run {
+        ended,
+        vmm,
+        next_slot: objects.next_slot(),
     })
 }
 

@@ -63,6 +63,11 @@ impl RootObjects {
         Ok(first)
     }
 
+    /// The first slot not handed out yet.
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
+    }
+
     /// The untyped capabilities objects come from (for revoking all at
     /// once).
     pub fn untypeds(&self) -> &[u64] {

@@ -150,6 +150,7 @@ enum Held {
     Console,
     Supervisor,
     GuestSpace,
+    InputNotification,
     Vcpu,
     VcpuThread,
     Ram(usize),
@@ -164,22 +165,33 @@ fn held(vmm: &Vmm, slot: u64) -> Option<Held> {
         slots::CONSOLE => Held::Console,
         slots::SUPERVISOR => Held::Supervisor,
         slots::GUEST_SPACE => Held::GuestSpace,
-        s if s == slots::vcpu(0) => Held::Vcpu,
-        s if s == slots::vcpu_thread(0) => Held::VcpuThread,
+        slots::CONSOLE_INPUT if vmm.input.is_some() => Held::InputNotification,
+        s if (0..vcpus(vmm)).any(|i| s == slots::vcpu(i)) => Held::Vcpu,
+        s if (0..vcpus(vmm)).any(|i| s == slots::vcpu_thread(i)) => Held::VcpuThread,
         s if in_range(vmm.ram_frames) => Held::Ram((s - vmm.ram_frames.start) as usize),
         _ if in_range(vmm.module_frames) => Held::Module,
         _ => return None,
     })
 }
 
+/// How many vCPUs the VMM's guest has.
+fn vcpus(vmm: &Vmm) -> usize {
+    (0..skyscope_vmm::vcpu::MAX_VCPUS)
+        .take_while(|&i| {
+            skyscope_vmm::vcpu::VcpuId::new(i).is_some_and(|v| vmm.guest.vcpu(v).is_some())
+        })
+        .count()
+}
+
 /// Walks every slot of the VMM's CNode (its whole CSpace: it holds no
 /// other CNode): the listed slots hold what was given, every other slot
 /// is empty. Each capability is moved out to a probe slot, tried, and
 /// moved back: none is an untyped, a CNode, power, debug, IRQ or audit
-/// capability, and each does what its listing says and no more.
-fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
+/// capability, and each does what its listing says and no more. `ut` is
+/// an untyped of the caller's to try the GuestSpace with.
+pub(crate) fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
     let probe = env.slot();
-    let spare = env.slot();
+    let probes = [probe, env.slot(), env.slot()];
     let cnode = vmm.process.cnode;
     let depth = u64::from(vmm.process.cnode_radix);
     let mut count = 0;
@@ -193,7 +205,7 @@ fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
             }
             (Ok(()), Some(kind)) => {
                 count += 1;
-                let tried = try_capability(vmm, probe, spare, ut, kind);
+                let tried = try_capability(vmm, probes, ut, kind);
                 check_ok!(inv::cnode_move(cnode, slot, depth, ROOT, probe, ROOT_DEPTH));
                 tried?;
             }
@@ -203,12 +215,17 @@ fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
         "  the VMM's CNode: {count} of {} slots hold capabilities, each the one listed; the rest are empty",
         1u64 << depth
     );
-    check_eq!(count, 7 + vmm.ram_frames.len() + vmm.module_frames.len());
+    let fixed = 5 + 2 * vcpus(vmm) as u64 + u64::from(vmm.input.is_some());
+    check_eq!(
+        count,
+        fixed + vmm.ram_frames.len() + vmm.module_frames.len()
+    );
     Ok(())
 }
 
 /// Tries the capability in root slot `probe`, listed as `kind`.
-fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Outcome {
+fn try_capability(vmm: &Vmm, probes: [u64; 3], ut: u64, kind: Held) -> Outcome {
+    let [probe, spare, table] = probes;
     // Authority no VMM capability may carry.
     check_eq!(syscall::power_off(probe, 1), Error::WrongType);
     check!(
@@ -252,7 +269,22 @@ fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Out
                 Err(Error::InsufficientRights)
             );
         }
-        Held::Console => check_ok!(syscall::console_write_raw(probe, WATCH, 0)),
+        // Write; read only when the guest has the console to itself.
+        Held::Console => {
+            check_ok!(syscall::console_write_raw(probe, WATCH, 0));
+            let mut typed = [0u8; syscall::CONSOLE_READ_MAX];
+            let read = syscall::console_read(probe, &mut typed).map(drop);
+            if vmm.input.is_some() {
+                check_ok!(read);
+            } else {
+                check_eq!(read, Err(Error::InsufficientRights));
+            }
+        }
+        // A notification bound to another thread (the VMM's): only that
+        // thread may wait on it.
+        Held::InputNotification => {
+            check_eq!(ipc::poll(probe), Err(Error::IllegalOperation));
+        }
         // The guest's space: a fresh frame maps into it.
         Held::GuestSpace => {
             check_ok!(inv::untyped_retype(
@@ -265,20 +297,36 @@ fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Out
                 spare,
                 1
             ));
-            let unused = guest::LOAD_ADDRESS + guest::RAM_BYTES;
-            check_ok!(inv::frame_map(spare, probe, unused, CapRights::ALL, 0));
+            // Right after the guest's RAM, with a table made for it if
+            // the walk lacks one.
+            let unused = vmm.ram.end().raw();
+            if inv::frame_map(spare, probe, unused, CapRights::ALL, 0) == Err(Error::FailedLookup) {
+                check_ok!(inv::untyped_retype(
+                    ut,
+                    ObjectType::PageTable,
+                    0,
+                    ROOT,
+                    0,
+                    0,
+                    table,
+                    1
+                ));
+                check_ok!(inv::page_table_map(table, probe, unused));
+                check_ok!(inv::frame_map(spare, probe, unused, CapRights::ALL, 0));
+            }
             check_ok!(inv::cnode_delete(ROOT, spare, ROOT_DEPTH));
+            let _ = inv::cnode_delete(ROOT, table, ROOT_DEPTH);
         }
         Held::Vcpu => check_ok!(inv::vcpu_read_register(probe, vreg::TPIDR_EL1)),
         Held::VcpuThread => check_ok!(inv::tcb_read_registers(probe, 1)),
         // The VMM's RAM frames are the guest's RAM, page for page.
-        Held::Ram(page) => {
-            let guest_frame = vmm.guest_ram.get(page).copied().unwrap_or(0);
-            check_eq!(
+        Held::Ram(page) => match vmm.guest_ram.get(page).copied() {
+            Some(guest_frame) if guest_frame != 0 => check_eq!(
                 inv::frame_get_address(probe),
                 inv::frame_get_address(guest_frame)
-            );
-        }
+            ),
+            _ => check_ok!(inv::frame_get_address(probe)),
+        },
         Held::Module => check_ok!(inv::frame_get_address(probe)),
         // A reply object answers only through the IPC syscalls.
         Held::ExitReply => {}

@@ -16,8 +16,8 @@ pub fn run(info: &'static BootInfo) -> ! {
             exit(1)
         }
     };
-    match linux::run(info, &config) {
-        Ok(ended) => exit(if linux::tell(&ended) { 0 } else { 1 }),
+    match linux::run(info, &config, info.empty.start) {
+        Ok(run) => exit(if linux::tell(&run.ended) { 0 } else { 1 }),
         Err(e) => {
             println!("linux: {e}");
             exit(1)
