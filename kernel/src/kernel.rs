@@ -148,7 +148,18 @@ impl State {
     /// Reacts to an event from the current thread.
     pub fn handle(&mut self, event: Event) -> Next {
         let now = timer::now();
+        let entered = self.core.current;
         self.core.charge(now);
+        if let (Event::Syscall { .. }, Some(t)) = (event, entered)
+            && self.core.current != Some(t)
+        {
+            // Its budget ran out as it entered: nothing is done now, and
+            // it issues the syscall again when it next runs (every other
+            // event retries its trapping instruction by itself).
+            self.core.machine.tcb_mut(t).context.restart_syscall();
+            self.core.release_due(now);
+            return Next::Resume;
+        }
         self.core.release_due(now);
         match event {
             Event::Syscall { number } => match self.core.syscall(number) {

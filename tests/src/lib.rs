@@ -190,7 +190,7 @@ scenarios! {
         timeout: 30,
     },
     "caps::bad_invocations_return_errors" => caps::bad_invocations_return_errors {
-        about: "38 malformed invocations each return their exact error code; the kernel carries on",
+        about: "38 malformed invocations each return their exact error code (the 3 calls setting them up succeed); the kernel carries on",
         reports: true,
         console: &[],
         timeout: 30,
@@ -263,8 +263,14 @@ scenarios! {
         timeout: 60,
         icount: true,
     },
+    "sched::syscall_at_budget_end" => sched::syscall_at_budget_end {
+        about: "a thread whose budget runs out as it enters the kernel with a syscall has it performed when it runs again, never skipped",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
     "sched::bench_runs" => sched::bench_runs {
-        about: "the IPC benchmark runs every case and reports non-zero figures",
+        about: "the IPC benchmark runs every case, every call answered correctly, with sane figures (n, order, round trip >= one way, 10 words >= 0)",
         reports: true,
         console: &[
             r#"^BENCH-RESULT \{"space":"same","words":0,"metric":"call","min":\d+,"median":[1-9]\d*"#,
@@ -377,7 +383,7 @@ scenarios! {
         timeout: 60,
     },
     "fuzz::syscalls" => fuzz::syscalls {
-        about: "100,000 random syscalls against live objects beside legitimate traffic; invariants hold, the watchdog runs",
+        about: "100,000 random and aimed syscalls against an arena of every object kind in every state, beside legitimate traffic; every kind hit, every label reached and succeeded, invariants hold, the watchdog keeps its period",
         reports: true,
         console: &[r"^  fuzz: seed \d+"],
         timeout: 300,

@@ -175,9 +175,163 @@ pub fn budget_enforced(info: &'static BootInfo) -> Outcome {
     Ok(())
 }
 
+/// Polls `n` (an unsignalled notification, in the low 32 bits of the
+/// argument) with `NBRecv` until told to stop, counting polls and the
+/// ones that came back with the registers it passed in (not performed).
+extern "C" fn poller(n: u64) -> ! {
+    const SENTINEL: u64 = 0x5e47_1ae1;
+    while STOP.load(SeqCst) == 0 {
+        let out = skyscope_abi::syscall::raw_syscall7(
+            skyscope_abi::Syscall::NBRecv as u64,
+            // x6 (no reply object) comes back as the status: 0 if the
+            // kernel never performed the call, `WouldBlock` if it did.
+            [n, SENTINEL, SENTINEL, SENTINEL, SENTINEL, SENTINEL, 0],
+        );
+        COUNTERS[0].fetch_add(1, SeqCst);
+        if out[skyscope_abi::regs::STATUS] != skyscope_abi::Error::WouldBlock.code() {
+            COUNTERS[1].fetch_add(1, SeqCst);
+            LOG[0].store(out[skyscope_abi::regs::STATUS], SeqCst);
+        }
+    }
+    let _ = ipc::signal(DONE.load(SeqCst));
+    park()
+}
+
+/// A thread whose budget runs out as it enters the kernel with a syscall
+/// gets that syscall performed when it next runs, not skipped.
+pub fn syscall_at_budget_end(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    let quiet = env
+        .retype(ut, ObjectType::Notification, 0, 1)
+        .map_err(|e| fail!("{e}"))?;
+    STOP.store(0, SeqCst);
+    COUNTERS[0].store(0, SeqCst);
+    COUNTERS[1].store(0, SeqCst);
+    // 100 us of every 1 ms: thousands of budget ends while it polls.
+    spawn(&mut env, ut, 0, poller, quiet, 200, 100, 1_000).map_err(|e| fail!("{e}"))?;
+    check_ok!(inv::tcb_set_priority(slots::TCB, 100));
+    let end = counter_now() + info.timer_frequency / 5;
+    while counter_now() < end {}
+    STOP.store(1, SeqCst);
+    check_ok!(inv::tcb_set_priority(slots::TCB, 255));
+    // Not waiting for the poller's last signal: without the kernel's
+    // restart it could be the syscall that is skipped.
+    let (polls, skipped) = (COUNTERS[0].load(SeqCst), COUNTERS[1].load(SeqCst));
+    println!(
+        "  a thread on 100 us / 1 ms polled {polls} times in 200 ms; {skipped} polls came back not performed"
+    );
+    check!(polls > 100, "the poller hardly ran ({polls} polls)");
+    check!(
+        skipped == 0,
+        "{skipped} polls not performed (the last came back with status {:#x})",
+        LOG[0].load(SeqCst)
+    );
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
+/// Samples per metric in [`bench_runs`].
+const BENCH_SAMPLES: usize = 500;
+
+/// The benchmark runs every case, every call answered correctly (the
+/// benchmark checks each), and its figures are sane, whatever machine:
+///
+/// - `n` is the number of samples asked for, min <= median <= p99, and
+///   the mean is at least the minimum;
+/// - the round trip is at least each one-way figure (sample by sample, so
+///   also for min, median and p99), and 10 words take at least as long
+///   as none (median, each space and metric: 10 words cost about three
+///   times as much);
+/// - nothing is faster than the kernel can be: at least 50 ns one way and
+///   100 ns for the round trip (even where the counter counts
+///   instructions, an IPC runs ~290 of them one way: that is 5 times the
+///   bound; under TCG they take ~5 ns each);
+/// - nothing waits for the timer: every median under 1 ms (they are 1.5
+///   to 25 us here) and every p99 under 10 ms, one scheduler tick.
+///
+/// These are not performance targets (the README's table has those).
 pub fn bench_runs(info: &'static BootInfo) -> Outcome {
-    let round_trip = crate::bench::run_ipc(info, 500).map_err(|e| fail!("benchmark: {e}"))?;
-    println!("  benchmark ran: same-space 0-word round trip median {round_trip} counter ticks");
-    check!(round_trip > 0, "a round trip cannot take no time");
+    let results =
+        crate::bench::run_ipc(info, BENCH_SAMPLES).map_err(|e| fail!("benchmark: {e}"))?;
+    let ns = |ticks: u64| ticks * 1_000_000_000 / info.timer_frequency;
+    for c in &results.cases {
+        let name = |metric: &'static str| (c.space, c.words, metric);
+        for (metric, s, fastest) in [
+            ("call", &c.call, 50),
+            ("replyrecv", &c.replyrecv, 50),
+            ("roundtrip", &c.roundtrip, 100),
+        ] {
+            let case = name(metric);
+            check!(
+                s.n == BENCH_SAMPLES,
+                "{case:?}: {} samples, asked for {BENCH_SAMPLES}",
+                s.n
+            );
+            check!(
+                s.min <= s.median && s.median <= s.p99,
+                "{case:?}: min {} median {} p99 {} out of order",
+                s.min,
+                s.median,
+                s.p99
+            );
+            check!(
+                s.mean_centi >= s.min * 100,
+                "{case:?}: mean {}.{:02} below min {}",
+                s.mean_centi / 100,
+                s.mean_centi % 100,
+                s.min
+            );
+            check!(
+                ns(s.min) >= fastest,
+                "{case:?}: min {} ns, below {fastest} ns",
+                ns(s.min)
+            );
+            check!(
+                ns(s.median) < 1_000_000 && ns(s.p99) < 10_000_000,
+                "{case:?}: median {} ns, p99 {} ns: waiting for the timer?",
+                ns(s.median),
+                ns(s.p99)
+            );
+        }
+        for (metric, one_way) in [("call", &c.call), ("replyrecv", &c.replyrecv)] {
+            let r = &c.roundtrip;
+            check!(
+                r.min >= one_way.min && r.median >= one_way.median && r.p99 >= one_way.p99,
+                "{:?}: round trip min/median/p99 {}/{}/{} below {metric}'s {}/{}/{}",
+                name("roundtrip"),
+                r.min,
+                r.median,
+                r.p99,
+                one_way.min,
+                one_way.median,
+                one_way.p99
+            );
+        }
+    }
+    for space in 0..2 {
+        let (none, ten) = (&results.cases[3 * space], &results.cases[3 * space + 2]);
+        check!(
+            none.words == 0 && ten.words == 10,
+            "cases out of order: {} and {} words",
+            none.words,
+            ten.words
+        );
+        for (metric, zero, full) in [
+            ("call", none.call.median, ten.call.median),
+            ("replyrecv", none.replyrecv.median, ten.replyrecv.median),
+            ("roundtrip", none.roundtrip.median, ten.roundtrip.median),
+        ] {
+            check!(
+                full >= zero,
+                "{} space {metric}: 10 words take {full}, no words {zero} (medians)",
+                none.space
+            );
+        }
+    }
+    println!(
+        "  benchmark ran: every call answered correctly; 6 cases x 3 metrics of {BENCH_SAMPLES} samples are sane; same-space 0-word round trip median {} counter ticks",
+        results.headline()
+    );
     Ok(())
 }

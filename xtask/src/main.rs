@@ -133,7 +133,8 @@ fn fuzz_syscalls(args: &FuzzArgs) -> Result<ExitCode, String> {
     if let Some(seed) = args.seed {
         extra.push_str(&format!(" fuzz_seed={seed}"));
     }
-    // About 15 s per 100,000 invocations here; allow four times that.
+    // About 25 s per 100,000 invocations here; the scenario gives up at
+    // 60 s per 100,000 (plus 60 s), this a minute later.
     let timeout = 120 + args.count / 100_000 * 60;
     println!(
         "==> fuzzing {} invocations (timeout {timeout} s)",
