@@ -146,6 +146,22 @@ pub fn run(info: &BootInfo, config: &GuestConfig<'_>, first_slot: u64) -> Result
     })
 }
 
+/// Deletes everything [`run`] made — the guest, its VMM, the supervisor
+/// endpoint, the scratch mapping's tables — by revoking the root task's
+/// RAM untypeds (so their memory is free again), leaving the boot modules
+/// as they were: a guest is built again from them. Only for a root task
+/// that made nothing else from its untypeds.
+pub fn reclaim(info: &BootInfo) -> Result<(), LaunchError> {
+    for (i, region) in info.untyped_regions().iter().enumerate() {
+        if region.is_device == 0 {
+            let slot = info.untyped.start + i as u64;
+            skyscope_abi::invocation::cnode_revoke(slots::CNODE, slot, 64)
+                .map_err(|e| LaunchError::Step("revoke an untyped", e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Says how a guest ended, on the console, and whether it powered off.
 pub fn tell(ended: &Ended) -> bool {
     match *ended {
@@ -158,7 +174,7 @@ pub fn tell(ended: &Ended) -> bool {
         }
         Ended::Report(Report::Reset(stats)) => {
             println!(
-                "linux: the guest asked for a reset after {} exits; stopping",
+                "linux: the guest asked for a reset after {} exits",
                 stats.exits
             );
             false
