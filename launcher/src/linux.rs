@@ -162,6 +162,32 @@ pub fn reclaim(info: &BootInfo) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// Resets in a row after which [`run_until_off`] gives up (a guest that
+/// resets at once, forever, would otherwise keep the machine busy).
+pub const MAX_RESETS: u32 = 16;
+
+/// Runs the guest as [`run`] does; when it resets, deletes it and its VMM
+/// ([`reclaim`]) and builds both again from the same boot modules, up to
+/// [`MAX_RESETS`] times. Returns the last run and how many resets there
+/// were.
+pub fn run_until_off(
+    info: &BootInfo,
+    config: &GuestConfig<'_>,
+    first_slot: u64,
+) -> Result<(Run, u32), LaunchError> {
+    let mut resets = 0;
+    loop {
+        let run = run(info, config, first_slot)?;
+        if !matches!(run.ended, Ended::Report(Report::Reset(_))) || resets == MAX_RESETS {
+            return Ok((run, resets));
+        }
+        tell(&run.ended);
+        reclaim(info)?;
+        resets += 1;
+        println!("linux: building the guest again from the boot modules");
+    }
+}
+
 /// Says how a guest ended, on the console, and whether it powered off.
 pub fn tell(ended: &Ended) -> bool {
     match *ended {

@@ -7,15 +7,7 @@
 //! with a non-zero status after saying why.
 
 use skyscope_abi::{BootInfo, println, rt::exit};
-use skyscope_launcher::{
-    config::GuestConfig,
-    linux::{self, Ended},
-};
-use skyscope_vmm::process::Report;
-
-/// Resets in a row after which the root task gives up (a guest that resets
-/// at once, forever, would otherwise keep the machine busy).
-const MAX_RESETS: u32 = 16;
+use skyscope_launcher::{config::GuestConfig, linux};
 
 /// Runs the guest and powers the machine off.
 pub fn run(info: &'static BootInfo) -> ! {
@@ -26,23 +18,11 @@ pub fn run(info: &'static BootInfo) -> ! {
             exit(1)
         }
     };
-    for boot in 0..=MAX_RESETS {
-        let run = match linux::run(info, &config, info.empty.start) {
-            Ok(run) => run,
-            Err(e) => {
-                println!("linux: {e}");
-                exit(1)
-            }
-        };
-        let powered_off = linux::tell(&run.ended);
-        if !matches!(run.ended, Ended::Report(Report::Reset(_))) || boot == MAX_RESETS {
-            exit(if powered_off { 0 } else { 1 })
-        }
-        if let Err(e) = linux::reclaim(info) {
+    match linux::run_until_off(info, &config, info.empty.start) {
+        Ok((run, _)) => exit(if linux::tell(&run.ended) { 0 } else { 1 }),
+        Err(e) => {
             println!("linux: {e}");
             exit(1)
         }
-        println!("linux: building the guest again from the boot modules");
     }
-    exit(1)
 }
