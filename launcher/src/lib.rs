@@ -98,6 +98,8 @@ pub enum Console {
 /// What to start.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec<'a> {
+    /// The VMM program's ELF: [`VMM_ELF`] but in the launcher's host tests.
+    pub program: &'a [u8],
     /// The VMM's name (its console prefix), at most 16 bytes.
     pub name: &'a str,
     /// The parent's endpoint that hears the VMM's reports and faults,
@@ -236,9 +238,12 @@ fn cnode_radix(variable: u64) -> u8 {
     (needed.next_power_of_two().trailing_zeros() as u8).max(6)
 }
 
-/// The parts of the system a launch needs.
-pub trait Kernel: builder::Kernel + skyscope_process::Kernel {}
-impl<T: builder::Kernel + skyscope_process::Kernel> Kernel for T {}
+/// The parts of the system a launch needs: the two builders'
+/// invocations, and binding a notification to a thread.
+pub trait Kernel: builder::Kernel + skyscope_process::Kernel {
+    /// `TCB::BindNotification`.
+    fn bind_notification(&mut self, tcb: u64, notification: u64) -> Result<(), Error>;
+}
 
 /// Builds the guest and the VMM process described by `spec` from
 /// `objects`, gives the VMM that guest's capabilities and nothing else,
@@ -250,7 +255,7 @@ pub fn launch<K: Kernel + Clone>(
     writer: &mut impl FrameWriter,
     spec: &Spec<'_>,
 ) -> Result<Vmm, LaunchError> {
-    if VMM_ELF.is_empty() {
+    if spec.program.is_empty() {
         return Err(LaunchError::NoProgram);
     }
     if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
@@ -262,7 +267,7 @@ pub fn launch<K: Kernel + Clone>(
     let fault_endpoint = objects
         .mint(spec.supervisor, CapRights::WRITE, spec.badge)
         .map_err(at("fault endpoint"))?;
-    let process = ProcessBuilder::new(VMM_ELF, spec.parent, spec.sched_control)
+    let process = ProcessBuilder::new(spec.program, spec.parent, spec.sched_control)
         .cnode_radix(radix)
         .priority(spec.vmm_priority)
         .fault_endpoint(fault_endpoint)
@@ -408,7 +413,11 @@ pub fn launch<K: Kernel + Clone>(
         Console::Interactive => {
             let notification = ObjectAllocator::make(objects, ObjectType::Notification, 0, 1)
                 .map_err(at("input notification"))?;
-            bind_notification(process.tcb, notification)?;
+            // Its receive on the exit endpoint also returns when the
+            // notification is signalled.
+            kernel
+                .bind_notification(process.tcb, notification)
+                .map_err(at("bind the input notification"))?;
             process
                 .give(kernel, slots::CONSOLE_INPUT, notification, Give::Copy(rw))
                 .map_err(process_error("give the input notification"))?;
@@ -450,19 +459,6 @@ pub fn launch<K: Kernel + Clone>(
     })
 }
 
-/// Binds `notification` to thread `tcb`, so that its receive on the exit
-/// endpoint also returns when the notification is signalled.
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-fn bind_notification(tcb: u64, notification: u64) -> Result<(), LaunchError> {
-    skyscope_abi::invocation::tcb_bind_notification(tcb, notification)
-        .map_err(at("bind the input notification"))
-}
-
-#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
-fn bind_notification(_: u64, _: u64) -> Result<(), LaunchError> {
-    Err(LaunchError::NoProgram)
-}
-
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod linux;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -489,8 +485,18 @@ impl skyscope_process::Kernel for Syscalls {
     }
 }
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+impl Kernel for Syscalls {
+    fn bind_notification(&mut self, tcb: u64, notification: u64) -> Result<(), Error> {
+        skyscope_abi::invocation::tcb_bind_notification(tcb, notification)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod sizes {
     use super::*;
 
     #[test]

@@ -103,6 +103,7 @@ pub fn run(info: &BootInfo, config: &GuestConfig<'_>, first_slot: u64) -> Result
     };
     count += 1;
     let spec = Spec {
+        program: crate::VMM_ELF,
         name: "linux",
         supervisor,
         badge: BADGE,

@@ -73,6 +73,7 @@ fn start_vmm(
         &mut Syscalls,
         writer,
         &skyscope_launcher::Spec {
+            program: skyscope_launcher::VMM_ELF,
             name: spec.name,
             supervisor,
             badge: spec.badge,
