@@ -29,6 +29,11 @@
 //!   injected exception at a VBAR_EL1 where nothing is) would take the same
 //!   abort forever: it is stopped instead ([`Step::GuestFault`]).
 //!
+//! The PL031 counts from the wall-clock time the start record gives; its
+//! match interrupt is brought up to date when the guest touches the RTC
+//! (the VMM has no timer of its own, and Linux arms RTC alarms only when
+//! user space asks).
+//!
 //! Interrupts are delivered by the kernel: the GIC model's
 //! [`Signal`]s become `Vcpu::SetIrq` calls and timer-PPI register
 //! writes through [`Vm`], which is also how the machine reads and writes
