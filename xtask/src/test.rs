@@ -372,6 +372,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "-p",
                 "skyscope-process",
                 "-p",
+                "skyscope-launcher",
+                "-p",
                 "skyscope-guest-minimal",
                 "-p",
                 "skyscope-el2",
