@@ -282,6 +282,10 @@ impl State {
                 if let Some(vcpu) = self.core.machine.guest_timer_fired(intid) {
                     self.core.wake_vcpu(vcpu);
                 }
+            } else if Some(intid) == crate::console::input_intid() {
+                if crate::console::receive_input() {
+                    self.core.console_input_arrived();
+                }
             } else if !self.core.handle_irq(intid as u16) {
                 kprintln!("kernel: interrupt {intid} has no handler, disabled");
                 self.core.machine.gic.disable(intid);

@@ -13,6 +13,7 @@ mod console;
 mod drivers;
 mod kernel;
 mod loader;
+mod modules;
 mod root_task;
 
 mod trap;
@@ -79,6 +80,13 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         platform.dtb.start.0,
         platform.dtb.size()
     );
+    // Before anything is allocated from `free`: the modules' frames must
+    // never be handed out twice.
+    let image = Region {
+        start: PhysAddr(image_start),
+        end: PhysAddr(image_end),
+    };
+    let boot_modules = modules::discover(&platform, image, &mut free);
 
     let devices = [platform.uart, platform.gicd, platform.gicr];
     let kernel_tables = arch::build_kernel_tables(&platform.ram, &devices, &mut || {
@@ -97,6 +105,17 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         gic.lines(),
         gic.iidr()
     );
+    match platform.uart_intid {
+        Some(intid) if (32..gic.lines()).contains(&intid) => {
+            console::enable_input(intid);
+            gic.enable(intid);
+            kprintln!(
+                "console: input on INTID {intid}, {} byte buffer",
+                console::INPUT_CAPACITY
+            );
+        }
+        _ => kprintln!("console: the UART has no usable interrupt; no console input"),
+    }
     let frequency = arch::timer::frequency();
     let tick_interval = frequency / TICK_HZ;
     arch::timer::init_el0_access();
@@ -140,7 +159,14 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         guest_ids,
     };
     let mut core = skyscope_core::Kernel::new(machine);
-    root_task::create(&mut core, &platform, &mut free, &devices, tick_interval);
+    root_task::create(
+        &mut core,
+        &platform,
+        &mut free,
+        &devices,
+        tick_interval,
+        &boot_modules,
+    );
     let next_tick = arch::timer::now() + tick_interval;
     kernel::install(kernel::State {
         core,

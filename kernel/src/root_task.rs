@@ -14,12 +14,15 @@ use crate::{kprintln, loader};
 use skyscope_abi::{
     BootInfo, CapRights,
     bootinfo::{
-        self as abi_boot, MAX_BOOT_UNTYPED, ROOT_CNODE_RADIX, SlotRange, UntypedDesc, slots,
+        self as abi_boot, BootModule, MAX_BOOT_UNTYPED, ROOT_CNODE_RADIX, SlotRange, UntypedDesc,
+        slots,
     },
+    bundle::{MODULE_ALIGN, MODULE_ALIGN_BITS},
 };
 use skyscope_core::{
     Kernel, PhysAddr, VirtAddr,
     addr::PAGE_SIZE,
+    bootmodules::Placement,
     cap::{Cap, FrameSize, Mapping, SlotRef},
     machine::{Access, prelude::*},
     memory::{FreeRegions, Region, aligned_blocks},
@@ -79,6 +82,7 @@ pub fn create(
     free: &mut FreeRegions,
     kernel_devices: &[Region],
     timeslice: u64,
+    modules: &Placement,
 ) -> PhysAddr {
     if ROOT_TASK_ELF.is_empty() {
         panic!("no root task embedded: build the kernel with `cargo xtask build`");
@@ -297,8 +301,42 @@ pub fn create(
     cursor.next = saved;
     kernel.resume(tcb).expect("root TCB has a VSpace");
 
-    // Everything left is untyped: RAM first, then device memory.
     let mut info = BootInfo::new();
+    // Boot modules: 2 MiB frame capabilities over exactly each module's
+    // blocks (memory `modules::discover` took out of `free`, so no untyped
+    // covers it), unmapped. The kernel zeroes the last frame past the
+    // module's end, as the ABI promises, whatever the loader left there;
+    // it never reads the module.
+    for (i, m) in modules.modules().iter().enumerate() {
+        let mut frames = SlotRange {
+            start: cursor.next,
+            end: cursor.next,
+        };
+        for k in 0..m.module.frames() {
+            cursor.push(
+                kernel,
+                Cap::Frame {
+                    base: PhysAddr(m.base.0 + k * MODULE_ALIGN),
+                    size: FrameSize::Large,
+                    device: false,
+                    rights: all,
+                    mapping: Mapping::NONE,
+                },
+            );
+        }
+        frames.end = cursor.next;
+        let end = m.base.0 + m.module.size;
+        arch::zero_phys(PhysAddr(end), m.region().end.0 - end);
+        info.modules[i] = BootModule {
+            name: m.module.name,
+            size: m.module.size,
+            frames,
+            frame_bits: u64::from(MODULE_ALIGN_BITS),
+        };
+        info.module_count = i as u64 + 1;
+    }
+
+    // Everything left is untyped: RAM first, then device memory.
     let mut untyped = SlotRange {
         start: cursor.next,
         end: cursor.next,

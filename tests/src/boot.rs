@@ -1,11 +1,15 @@
 //! Boot scenarios: the kernel comes up, the root task runs at EL0, the
-//! timer ticks, and user mistakes are reported without hurting the kernel.
+//! timer ticks, boot modules arrive as frames (and a bad bundle is only
+//! reported), and user mistakes are reported without hurting the kernel.
 
-use crate::Outcome;
+use crate::{
+    Outcome,
+    support::{Env, map_into},
+};
 use skyscope_abi::{
-    BootInfo, Error,
+    BootInfo, CapRights, Error,
     bootinfo::{BOOT_INFO_ADDRESS, IPC_BUFFER_ADDRESS, ROOT_STACK_SIZE, ROOT_STACK_TOP, slots},
-    println,
+    invocation as inv, println,
     syscall::{self, console_write_raw, counter_now, debug_timer_ticks, raw_syscall},
 };
 
@@ -171,5 +175,142 @@ pub fn user_undefined_instruction_reported(_: &'static BootInfo) -> Outcome {
     // stops this thread.
     unsafe { core::arch::asm!("udf #0x5c") };
     check!(false, "the undefined instruction did not trap");
+    Ok(())
+}
+
+/// Where `modules_handed_over` maps the modules (2 MiB aligned, clear of
+/// the thread area and the image).
+const MODULE_WINDOW: u64 = 0x30_0000_0000;
+
+pub fn modules_handed_over(info: &'static BootInfo) -> Outcome {
+    use crate::modules::{PATTERN_MODULES, pattern_word};
+    use skyscope_abi::bundle::{self, MODULE_ALIGN, MODULE_ALIGN_BITS};
+    let mut env = Env::new(info);
+    let base = info
+        .bootarg("modules")
+        .and_then(bundle::parse_address)
+        .ok_or_else(|| fail!("no modules= address on the command line"))?;
+    let expected = bundle::layout(&PATTERN_MODULES.map(|m| (m.name, m.size)))
+        .map_err(|e| fail!("the test modules do not lay out: {e}"))?;
+    check_eq!(info.modules().len(), PATTERN_MODULES.len());
+    let untyped = env
+        .ram_untyped(21)
+        .ok_or_else(|| fail!("no untyped for page tables"))?;
+    let mut window = MODULE_WINDOW;
+    for ((module, pattern), layout) in info
+        .modules()
+        .iter()
+        .zip(PATTERN_MODULES)
+        .zip(expected.modules())
+    {
+        let name = pattern.name;
+        check_eq!(module.name(), name);
+        check_eq!(info.module(name).map(|m| m.size), Some(pattern.size));
+        check_eq!(module.size, pattern.size);
+        check_eq!(module.frame_bits, u64::from(MODULE_ALIGN_BITS));
+        check_eq!(module.frames.len(), pattern.size.div_ceil(MODULE_ALIGN));
+        // Each capability is a frame at the module's own place in the
+        // bundle, in order, and that memory is in no untyped region.
+        let start = base + layout.offset;
+        let end = start + layout.span();
+        for (k, slot) in (module.frames.start..module.frames.end).enumerate() {
+            let got = inv::frame_get_address(slot);
+            check!(
+                got == Ok(start + k as u64 * MODULE_ALIGN),
+                "{name} frame {k} (slot {slot}) is at {got:x?}, expected {:#x}",
+                start + k as u64 * MODULE_ALIGN
+            );
+        }
+        for u in info.untyped_regions() {
+            let (lo, hi) = (u.paddr, u.paddr + (1u64 << u.size_bits));
+            check!(
+                hi <= start || end <= lo,
+                "untyped {lo:#x}..{hi:#x} overlaps module {name} at {start:#x}..{end:#x}"
+            );
+        }
+        // They are 2 MiB frames: a copy will not map at an address that is
+        // only 4 KiB aligned, and the original maps at a 2 MiB one.
+        let copy = env
+            .copy(module.frames.start, CapRights::READ)
+            .map_err(|e| fail!("copy of {name}'s first frame: {e:?}"))?;
+        check_eq!(
+            inv::frame_map(copy, slots::VSPACE, window + 4096, CapRights::READ, 0),
+            Err(Error::AlignmentError)
+        );
+        for (k, slot) in (module.frames.start..module.frames.end).enumerate() {
+            map_into(
+                &mut env,
+                untyped,
+                slots::VSPACE,
+                slot,
+                window + k as u64 * MODULE_ALIGN,
+                CapRights::READ,
+                0,
+            )
+            .map_err(|e| fail!("mapping {name} frame {k}: {e:?}"))?;
+        }
+        // Every byte: the pattern up to the size, zeros after it.
+        let started = counter_now();
+        let words = (module.frames.len() * MODULE_ALIGN / 8) as usize;
+        // SAFETY: the module's frames were just mapped readable here,
+        // contiguously, and nothing writes them while the slice lives.
+        let memory = unsafe { core::slice::from_raw_parts(window as *const u64, words) };
+        let full = (pattern.size / 8) as usize;
+        if let Some(i) = memory[..full]
+            .iter()
+            .enumerate()
+            .position(|(i, &w)| w != pattern_word(pattern.seed, i as u64))
+        {
+            check!(
+                false,
+                "{name}: word {i} (offset {:#x}) is {:#x}, expected {:#x}",
+                i * 8,
+                memory[i],
+                pattern_word(pattern.seed, i as u64)
+            );
+        }
+        let tail_bytes = (pattern.size % 8) as usize;
+        let last = pattern_word(pattern.seed, full as u64).to_le_bytes();
+        let mut keep = [0u8; 8];
+        keep[..tail_bytes].copy_from_slice(&last[..tail_bytes]);
+        if full < words {
+            check_eq!(memory[full], u64::from_le_bytes(keep));
+        }
+        let padding = memory.get(full + 1..).unwrap_or(&[]);
+        check!(
+            padding.iter().all(|&w| w == 0),
+            "{name}: the last frame is not zero past the module's end"
+        );
+        let ticks = counter_now() - started;
+        let ms = ticks * 1000 / info.timer_frequency.max(1);
+        println!(
+            "  {name}: {} bytes in {} frame{} of 2 MiB at {start:#x} checked word by word in {ms} ms",
+            pattern.size,
+            module.frames.len(),
+            if module.frames.len() == 1 { "" } else { "s" }
+        );
+        window += 1 << 30;
+    }
+    check!(info.module("missing").is_none(), "a module nobody loaded");
+    Ok(())
+}
+
+pub fn corrupt_modules_reported(info: &'static BootInfo) -> Outcome {
+    use skyscope_abi::bundle;
+    check_eq!(info.module_count, 0);
+    check!(info.modules().is_empty(), "modules from a refused bundle");
+    // The refused bundle's memory is not lost: RAM untyped covers it.
+    let base = info
+        .bootarg("modules")
+        .and_then(bundle::parse_address)
+        .ok_or_else(|| fail!("no modules= address on the command line"))?;
+    let covered = info.untyped_regions().iter().any(|u| {
+        u.is_device == 0 && u.paddr <= base && base + (4 << 20) <= u.paddr + (1u64 << u.size_bits)
+    });
+    check!(
+        covered,
+        "no RAM untyped covers the refused bundle at {base:#x}"
+    );
+    println!("  no modules; the refused bundle's memory at {base:#x} is untyped");
     Ok(())
 }

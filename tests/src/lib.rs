@@ -28,7 +28,10 @@ mod fuzz;
 #[cfg(target_os = "none")]
 mod guest_irq;
 #[cfg(target_os = "none")]
+mod input;
+#[cfg(target_os = "none")]
 mod ipc;
+pub mod modules;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
@@ -77,6 +80,80 @@ pub struct Scenario {
     /// the CPU it measures are shares of executed instructions, not of a
     /// host's wall time that other processes also take.
     pub icount: bool,
+    /// The boot-module bundle the harness loads for it.
+    pub modules: BootModules,
+    /// What the harness types at the console, and when.
+    pub input: &'static [Typing],
+}
+
+/// Which boot-module bundle a scenario boots with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootModules {
+    /// None (no `modules=` on the command line).
+    None,
+    /// The [`modules::PATTERN_MODULES`], each filled with its pattern.
+    Pattern,
+    /// A bundle whose header is damaged: its first module's offset is not
+    /// 2 MiB aligned. The kernel must refuse it and boot on.
+    CorruptHeader,
+}
+
+/// Text the harness types at the serial console once a console line
+/// contains `after`.
+#[derive(Clone, Copy, Debug)]
+pub struct Typing {
+    /// Part of the line to wait for.
+    pub after: &'static str,
+    /// What to type (printable ASCII: QEMU's console multiplexer would
+    /// take Ctrl-A as a command).
+    pub text: &'static str,
+}
+
+/// What `boot::console_input` has the harness type, and the console
+/// lines after which it does.
+pub mod typed {
+    /// Printed while no notification listens for console input.
+    pub const NO_LISTENER_MARKER: &str = "SKYSCOPE-INPUT: no listener";
+    /// Typed then: kept by the kernel until read.
+    pub const BEFORE_LISTENING: &str = "typed before anyone listened";
+    /// Printed once a notification listens.
+    pub const LISTENING_MARKER: &str = "SKYSCOPE-INPUT: listening";
+    /// Typed then: 100 bytes, more than three reads' worth.
+    pub const WHILE_LISTENING: &str = "The quick brown fox jumps over the lazy dog; 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ+abcdefghijklmnop!";
+    /// Printed once the listening notification has been deleted.
+    pub const DELETED_MARKER: &str = "SKYSCOPE-INPUT: listener deleted";
+    /// Typed then.
+    pub const AFTER_DELETION: &str = "still here";
+    /// Printed before the scenario stops reading for a while.
+    pub const NOT_READING_MARKER: &str = "SKYSCOPE-INPUT: not reading";
+    /// Typed then: more than the kernel's 4096-byte ring holds.
+    pub const FLOOD: &str = match core::str::from_utf8(&FLOOD_BYTES) {
+        Ok(text) => text,
+        Err(_) => panic!("the flood is printable ASCII"),
+    };
+    /// Length of [`FLOOD`].
+    pub const FLOOD_LEN: usize = 5000;
+    /// Printable ASCII without a short period, so a lost or repeated
+    /// stretch anywhere shows.
+    const FLOOD_BYTES: [u8; FLOOD_LEN] = {
+        let mut bytes = [0u8; FLOOD_LEN];
+        let mut i = 0;
+        while i < FLOOD_LEN {
+            bytes[i] = b'!' + ((i * 31 + i / 94) % 94) as u8;
+            i += 1;
+        }
+        bytes
+    };
+}
+
+/// The given value of an optional catalog field, else the default.
+macro_rules! or_default {
+    ($default:expr) => {
+        $default
+    };
+    ($default:expr, $given:expr) => {
+        $given
+    };
 }
 
 /// A failed check inside a scenario (details are printed where it failed).
@@ -94,7 +171,9 @@ macro_rules! scenarios {
             console: $console:expr,
             timeout: $timeout:expr
             $(, debug: $debug:expr)?
-            $(, icount: $icount:expr)? $(,)?
+            $(, icount: $icount:expr)?
+            $(, modules: $modules:expr)?
+            $(, input: $input:expr)? $(,)?
         }
     ),* $(,)?) => {
         /// Every scenario, in the order the harness runs them.
@@ -107,6 +186,8 @@ macro_rules! scenarios {
                 timeout_secs: $timeout,
                 debug: false $(|| $debug)?,
                 icount: false $(|| $icount)?,
+                modules: or_default!(BootModules::None $(, $modules)?),
+                input: or_default!(&[] $(, $input)?),
             },
         )*];
 
@@ -170,6 +251,39 @@ scenarios! {
             r"^fault: thread 'root' undefined instruction at pc 0x[0-9a-f]+ \(syndrome 0x2000000\); no fault handler, thread stopped",
         ],
         timeout: 30,
+    },
+    "boot::modules_handed_over" => boot::modules_handed_over {
+        about: "a 128 MiB and a small boot module reach the root task as 2 MiB frames over exactly their bytes, covered by no untyped",
+        reports: true,
+        console: &[
+            r"^modules: 'pattern-big', 134221829 bytes at 0x80200000\.\.0x88400000 \(65 frames of 2 MiB\)",
+            r"^modules: 'pattern-small', 3001 bytes at 0x88400000\.\.0x88600000 \(1 frame of 2 MiB\)",
+        ],
+        timeout: 60,
+        modules: BootModules::Pattern,
+    },
+    "boot::corrupt_modules_reported" => boot::corrupt_modules_reported {
+        about: "a bundle with a damaged header is reported at boot and the system runs without modules, its memory untyped",
+        reports: true,
+        console: &[
+            r"^modules: bundle at modules=0x80000000 refused \(bad header: module 0 does not start on a 2 MiB boundary after the header\); booting without modules$",
+        ],
+        timeout: 30,
+        modules: BootModules::CorruptHeader,
+    },
+    "boot::console_input" => input::console_input {
+        about: "typed bytes reach the root task in order through ConsoleRead, 32 at most per read; the listener is signalled; READ is required; input with no listener is kept; past 4 KiB unread, new input is dropped and reported",
+        reports: true,
+        console: &[
+            r"^console: input buffer full \(4096 bytes unread\); dropping input \(1 bytes so far\)$",
+        ],
+        timeout: 60,
+        input: &[
+            Typing { after: typed::NO_LISTENER_MARKER, text: typed::BEFORE_LISTENING },
+            Typing { after: typed::LISTENING_MARKER, text: typed::WHILE_LISTENING },
+            Typing { after: typed::DELETED_MARKER, text: typed::AFTER_DELETION },
+            Typing { after: typed::NOT_READING_MARKER, text: typed::FLOOD },
+        ],
     },
     "caps::retype_and_start_process" => caps::retype_and_start_process {
         about: "the root task builds a second process from untyped memory and it runs",

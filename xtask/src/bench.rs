@@ -58,8 +58,12 @@ fn boot(
     iterations: usize,
     icount: bool,
 ) -> Result<Run, String> {
-    let mut command =
-        qemu::machine_command(qemu, kernel, &format!("bench=ipc iterations={iterations}"));
+    let mut command = qemu::machine_command(
+        qemu,
+        kernel,
+        &format!("bench=ipc iterations={iterations}"),
+        None,
+    );
     if icount {
         command.args(["-icount", "shift=0"]);
     }

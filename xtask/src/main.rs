@@ -9,6 +9,7 @@
 mod apt;
 mod bench;
 mod build;
+mod bundle;
 mod cpio;
 mod loc;
 mod payload;
@@ -67,6 +68,13 @@ pub struct RunArgs {
     /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`).
     #[arg(long, value_name = "ARGS", default_value = "")]
     append: String,
+    /// Hand a file to the root task as a boot module (repeatable).
+    #[arg(long, value_name = "NAME=PATH")]
+    module: Vec<String>,
+    /// Hand the Linux guest payload (`cargo xtask payload`: Debian's arm64
+    /// kernel and the busybox initramfs) over as modules `linux` and `initrd`.
+    #[arg(long)]
+    guest: bool,
 }
 
 /// Options of `cargo xtask bench`.
@@ -119,6 +127,10 @@ pub struct TestArgs {
     /// List the tests instead of running them.
     #[arg(long)]
     list: bool,
+    /// Boot the matching QEMU scenarios on the hardened kernel instead of
+    /// the dev one (those that need the debug capability are skipped).
+    #[arg(long)]
+    hardened: bool,
 }
 
 /// `cargo xtask fuzz syscalls`: one long boot of the `fuzz::syscalls` scenario.

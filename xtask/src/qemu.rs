@@ -1,6 +1,6 @@
 //! Booting images in QEMU and reading their console.
 
-use crate::{RunArgs, build, setup, toolchain};
+use crate::{RunArgs, build, bundle, payload, setup, toolchain};
 use regex::Regex;
 use std::{
     io::{Read, Write},
@@ -12,21 +12,48 @@ use std::{
 };
 
 /// The arm64 machine every boot uses: QEMU `virt` with EL2 (virtualization),
-/// GICv3 and an SMMUv3, a VHE-capable CPU, one core, 1 GiB of RAM.
-pub fn machine_command(qemu: &setup::Qemu, kernel: &Path, bootargs: &str) -> Command {
+/// GICv3 and an SMMUv3, a VHE-capable CPU, one core, 1 GiB of RAM. With a
+/// boot-module bundle: 2 GiB of RAM, the bundle placed by QEMU's generic
+/// loader at [`bundle::ADDRESS`] and named by `modules=` on the command
+/// line (see `bundle` for why there).
+pub fn machine_command(
+    qemu: &setup::Qemu,
+    kernel: &Path,
+    bootargs: &str,
+    modules: Option<&bundle::Bundle>,
+) -> Command {
+    let memory = if modules.is_some() {
+        bundle::MEMORY
+    } else {
+        "1G"
+    };
     let mut c = Command::new(&qemu.path);
     c.args([
         "-machine",
         "virt,virtualization=on,gic-version=3,iommu=smmuv3",
     ])
-    .args(["-cpu", "max", "-smp", "1", "-m", "1G"])
+    .args(["-cpu", "max", "-smp", "1", "-m", memory])
     .args(["-nographic", "-no-reboot"])
     // Lets the kernel report a test's pass/fail as QEMU's exit status.
     .args(["-semihosting-config", "enable=on,target=native"])
     .arg("-kernel")
-    .arg(kernel)
-    .arg("-append")
-    .arg(format!("exit=semihosting {bootargs}").trim());
+    .arg(kernel);
+    let mut append = format!("exit=semihosting {bootargs}");
+    if let Some(b) = modules {
+        // `force-raw`: the file is bytes to copy, never an image to parse.
+        c.arg("-device").arg(format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            b.path.display(),
+            bundle::ADDRESS
+        ));
+        append.push_str(&format!(" modules={:#x}", bundle::ADDRESS));
+    }
+    c.arg("-append").arg(
+        append
+            .split_ascii_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     c
 }
 
@@ -204,7 +231,25 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
-    let mut command = machine_command(&qemu, &images.kernel, &args.append);
+    let mut modules: Vec<(String, std::path::PathBuf)> = Vec::new();
+    if args.guest {
+        let guest = payload::ensure(false)?;
+        modules.push(("linux".into(), guest.image));
+        modules.push(("initrd".into(), guest.initramfs));
+    }
+    for m in &args.module {
+        let (name, path) = m
+            .split_once('=')
+            .ok_or_else(|| format!("--module {m}: expected NAME=PATH"))?;
+        modules.push((name.into(), path.into()));
+    }
+    let bundle = if modules.is_empty() {
+        None
+    } else {
+        println!("==> bundling {} boot module(s)", modules.len());
+        Some(bundle::for_run(&modules)?)
+    };
+    let mut command = machine_command(&qemu, &images.kernel, &args.append, bundle.as_ref());
     if args.gdb {
         command.args(["-s", "-S"]);
         println!("==> QEMU gdbstub on tcp::1234, CPU paused. In another terminal:");
@@ -214,8 +259,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         );
     }
     println!(
-        "==> booting QEMU {} (virt, EL2, GICv3, -cpu max, 1 GiB); Ctrl-A X quits",
-        qemu.version
+        "==> booting QEMU {} (virt, EL2, GICv3, -cpu max, {}); Ctrl-A X quits",
+        qemu.version,
+        if bundle.is_some() {
+            "2 GiB, boot modules at 0x80000000"
+        } else {
+            "1 GiB"
+        }
     );
     let mut session = Session::start(command, true)?;
     // Without --timeout, run until QEMU exits (a year is "forever" here).

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod bootinfo;
+pub mod bundle;
 pub mod error;
 pub mod fault;
 pub mod invocation;

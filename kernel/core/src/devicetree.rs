@@ -55,6 +55,9 @@ pub struct Summary<'a> {
     pub reserved: FreeRegions,
     /// The PL011 named by `/chosen/stdout-path`, else the first PL011.
     pub uart: Option<Region>,
+    /// That UART's interrupt as a GIC INTID (see [`gic_intid`]), if its
+    /// `interrupts` property holds one.
+    pub uart_intid: Option<u32>,
     /// GICv3 distributor.
     pub gicd: Option<Region>,
     /// GICv3 redistributor range.
@@ -151,6 +154,23 @@ struct Node<'a> {
     path_len: usize,
 }
 
+/// The INTID of the first GIC interrupt specifier in an `interrupts`
+/// value: three cells (type, number, flags) as the GICv3 binding defines
+/// them (Linux `arm,gic-v3.yaml`): type 0 is an SPI (INTID 32 + number,
+/// below the architecture's 1020), type 1 a PPI (INTID 16 + number,
+/// number below 16). Anything else — fewer cells, another type — is
+/// `None`. Assumes the interrupt parent is the GIC with
+/// `#interrupt-cells = <3>`, as on QEMU `virt`.
+pub fn gic_intid(interrupts: &[u8]) -> Option<u32> {
+    let (kind, number) = (be32(interrupts, 0)?, be32(interrupts, 4)?);
+    be32(interrupts, 8)?;
+    match kind {
+        0 if number < 1020 - 32 => Some(32 + number),
+        1 if number < 16 => Some(16 + number),
+        _ => None,
+    }
+}
+
 fn compatible_with(list: &[u8], name: &[u8]) -> bool {
     list.split(|&b| b == 0).any(|c| c == name)
 }
@@ -222,8 +242,8 @@ pub fn parse(data: &[u8]) -> Result<Summary<'_>, DtError> {
     let mut depth = 0usize; // number of open nodes
     let mut path = [0u8; 256];
     let mut stdout: &[u8] = &[];
-    let mut uart_by_path: Option<Region> = None;
-    let mut first_uart: Option<Region> = None;
+    let mut uart_by_path: Option<(Region, Option<u32>)> = None;
+    let mut first_uart: Option<(Region, Option<u32>)> = None;
     let mut uarts_seen = [(
         0usize,
         [0u8; 64],
@@ -231,6 +251,7 @@ pub fn parse(data: &[u8]) -> Result<Summary<'_>, DtError> {
             start: PhysAddr(0),
             end: PhysAddr(0),
         },
+        None,
     ); 4];
     let mut uart_count = 0;
     let mut pos = 0usize;
@@ -329,12 +350,13 @@ pub fn parse(data: &[u8]) -> Result<Summary<'_>, DtError> {
                 if compatible_with(node.compatible, b"arm,pl011")
                     && let Some(r) = regs().next()
                 {
-                    first_uart.get_or_insert(r);
+                    let intid = gic_intid(node.interrupts);
+                    first_uart.get_or_insert((r, intid));
                     if uart_count < uarts_seen.len() {
                         let mut p = [0u8; 64];
                         let n = node.path_len.min(64);
                         p[..n].copy_from_slice(&path[..n]);
-                        uarts_seen[uart_count] = (n, p, r);
+                        uarts_seen[uart_count] = (n, p, r, intid);
                         uart_count += 1;
                     }
                 }
@@ -383,12 +405,14 @@ pub fn parse(data: &[u8]) -> Result<Summary<'_>, DtError> {
     if depth != 0 {
         return Err(DtError::BadStructure);
     }
-    for (n, p, r) in &uarts_seen[..uart_count] {
+    for (n, p, r, intid) in &uarts_seen[..uart_count] {
         if !stdout.is_empty() && &p[..*n] == stdout {
-            uart_by_path = Some(*r);
+            uart_by_path = Some((*r, *intid));
         }
     }
-    summary.uart = uart_by_path.or(first_uart);
+    let uart = uart_by_path.or(first_uart);
+    summary.uart = uart.map(|(r, _)| r);
+    summary.uart_intid = uart.and_then(|(_, intid)| intid);
     Ok(summary)
 }
 
@@ -481,9 +505,15 @@ mod tests {
         w.prop("device_type", b"memory\0");
         w.prop("reg", &Writer::cells(&[0, 0x4000_0000, 0, 0x4000_0000]));
         w.end();
+        w.begin("pl011@9040000");
+        w.prop("compatible", b"arm,pl011\0arm,primecell\0");
+        w.prop("reg", &Writer::cells(&[0, 0x0904_0000, 0, 0x1000]));
+        w.prop("interrupts", &Writer::cells(&[0, 8, 4]));
+        w.end();
         w.begin("pl011@9000000");
         w.prop("compatible", b"arm,pl011\0arm,primecell\0");
         w.prop("reg", &Writer::cells(&[0, 0x0900_0000, 0, 0x1000]));
+        w.prop("interrupts", &Writer::cells(&[0, 1, 4]));
         w.end();
         w.begin("intc@8000000");
         w.prop("compatible", b"arm,gic-v3\0");
@@ -520,7 +550,9 @@ mod tests {
         let blob = virt_like();
         let s = parse(&blob).expect("valid tree");
         assert_eq!(s.ram.total(), 0x4000_0000);
+        // The UART stdout-path names, not the first one, with its SPI.
         assert_eq!(s.uart, Region::new(0x0900_0000, 0x1000));
+        assert_eq!(s.uart_intid, Some(33));
         assert_eq!(s.gicd, Region::new(0x0800_0000, 0x1_0000));
         assert_eq!(s.gicr, Region::new(0x080a_0000, 0xf6_0000));
         assert_eq!(&s.timer_cells[9..12], &[1, 10, 4]);
@@ -533,11 +565,37 @@ mod tests {
                 .iter()
                 .any(|r| Some(r) == Region::new(0x0901_0000, 0x1000))
         );
-        assert_eq!(s.devices.iter().count(), 3);
+        assert_eq!(s.devices.iter().count(), 4);
         assert_eq!(
             s.withheld.iter().collect::<Vec<_>>(),
             [Region::new(0x0902_0000, 0x18).unwrap()]
         );
+    }
+
+    #[test]
+    fn gic_interrupt_specifiers() {
+        let spec = |cells: &[u32]| Writer::cells(cells);
+        assert_eq!(gic_intid(&spec(&[0, 1, 4])), Some(33));
+        assert_eq!(gic_intid(&spec(&[0, 0, 4])), Some(32));
+        assert_eq!(gic_intid(&spec(&[0, 987, 4])), Some(1019));
+        assert_eq!(gic_intid(&spec(&[0, 988, 4])), None);
+        assert_eq!(gic_intid(&spec(&[1, 14, 4])), Some(30));
+        assert_eq!(gic_intid(&spec(&[1, 16, 4])), None);
+        assert_eq!(gic_intid(&spec(&[2, 1, 4])), None);
+        assert_eq!(gic_intid(&spec(&[0, 1])), None);
+        assert_eq!(gic_intid(&[]), None);
+        // A UART without `interrupts` has none.
+        let mut w = Writer::new();
+        w.begin("");
+        w.begin("pl011@9000000");
+        w.prop("compatible", b"arm,pl011\0");
+        w.prop("reg", &Writer::cells(&[0, 0x0900_0000, 0x1000]));
+        w.end();
+        w.end();
+        let blob = w.finish();
+        let s = parse(&blob).unwrap();
+        assert!(s.uart.is_some());
+        assert_eq!(s.uart_intid, None);
     }
 
     #[test]

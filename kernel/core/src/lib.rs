@@ -8,7 +8,9 @@
 
 pub mod addr;
 pub mod audit;
+pub mod bootmodules;
 pub mod cap;
+pub mod console;
 pub mod cspace;
 pub mod devicetree;
 pub mod elf;

@@ -1,16 +1,27 @@
-//! Arm PL011 UART, polled, for the kernel console.
+//! Arm PL011 UART for the kernel console: output polled, input taken from
+//! the receive FIFO when the receive interrupts fire.
 //!
 //! Registers from the PrimeCell UART (PL011) Technical Reference Manual
-//! (Arm DDI 0183G), section 3.2.
+//! (Arm DDI 0183G), section 3.2 (summary) and 3.3 (descriptions); what
+//! raises and clears each interrupt is in chapter 2, "Interrupts".
 
 use tock_registers::{
-    interfaces::{Readable, Writeable},
+    interfaces::{ReadWriteable, Readable, Writeable},
     register_bitfields, register_structs,
     registers::{ReadOnly, ReadWrite, WriteOnly},
 };
 
 register_bitfields! {
     u32,
+    /// UARTDR, data register (DDI 0183G 3.3.1): the received character
+    /// and its error flags.
+    DR [
+        OE OFFSET(11) NUMBITS(1) [],
+        BE OFFSET(10) NUMBITS(1) [],
+        PE OFFSET(9) NUMBITS(1) [],
+        FE OFFSET(8) NUMBITS(1) [],
+        DATA OFFSET(0) NUMBITS(8) []
+    ],
     /// UARTFR, flag register (DDI 0183G 3.3.3).
     FR [
         TXFF OFFSET(5) NUMBITS(1) [],
@@ -27,13 +38,25 @@ register_bitfields! {
         RXE OFFSET(9) NUMBITS(1) [],
         TXE OFFSET(8) NUMBITS(1) [],
         UARTEN OFFSET(0) NUMBITS(1) []
+    ],
+    /// UARTIFLS, interrupt FIFO level select (DDI 0183G 3.3.9).
+    IFLS [
+        /// Receive interrupt when the FIFO becomes at least 1/8 full
+        /// (0b000); the receive timeout interrupt covers fewer bytes.
+        RXIFLSEL OFFSET(3) NUMBITS(3) [OneEighth = 0b000]
+    ],
+    /// UARTIMSC, UARTRIS, UARTMIS and UARTICR share this layout (DDI 0183G
+    /// 3.3.10 to 3.3.13): receive (RX) and receive timeout (RT).
+    INT [
+        RT OFFSET(6) NUMBITS(1) [],
+        RX OFFSET(4) NUMBITS(1) []
     ]
 }
 
 register_structs! {
     /// The PL011 register block.
     Pl011Registers {
-        (0x00 => dr: ReadWrite<u32>),
+        (0x00 => dr: ReadWrite<u32, DR::Register>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
         (0x1c => _reserved1),
@@ -41,8 +64,10 @@ register_structs! {
         (0x28 => fbrd: ReadWrite<u32>),
         (0x2c => lcr_h: ReadWrite<u32, LCR_H::Register>),
         (0x30 => cr: ReadWrite<u32, CR::Register>),
-        (0x34 => _reserved2),
-        (0x44 => icr: WriteOnly<u32>),
+        (0x34 => ifls: ReadWrite<u32, IFLS::Register>),
+        (0x38 => imsc: ReadWrite<u32, INT::Register>),
+        (0x3c => _reserved2),
+        (0x44 => icr: WriteOnly<u32, INT::Register>),
         (0x48 => @END),
     }
 }
@@ -79,6 +104,34 @@ impl Pl011 {
         self.registers
             .cr
             .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+    }
+
+    /// Unmasks the receive and receive-timeout interrupts (UARTIMSC.RXIM
+    /// and RTIM), so a byte in the receive FIFO raises the UART's line:
+    /// RX once the FIFO reaches its trigger level, RT when fewer bytes
+    /// have waited for 32 bit periods (DDI 0183G chapter 2, "Interrupts").
+    pub fn enable_receive_interrupts(&self) {
+        self.registers.ifls.modify(IFLS::RXIFLSEL::OneEighth);
+        self.registers.icr.write(INT::RX::SET + INT::RT::SET);
+        self.registers.imsc.modify(INT::RX::SET + INT::RT::SET);
+    }
+
+    /// The next received byte, if the receive FIFO holds one; `Some(None)`
+    /// for a character received with a framing, parity or break error
+    /// (not something typed; taking it off the FIFO is all it needs).
+    pub fn read_byte(&self) -> Option<Option<u8>> {
+        if self.registers.fr.is_set(FR::RXFE) {
+            return None;
+        }
+        let dr = self.registers.dr.extract();
+        let broken = dr.is_set(DR::FE) || dr.is_set(DR::PE) || dr.is_set(DR::BE);
+        Some((!broken).then_some(dr.read(DR::DATA) as u8))
+    }
+
+    /// Clears the receive interrupts once the FIFO has been drained (they
+    /// also clear by themselves as it empties).
+    pub fn clear_receive_interrupts(&self) {
+        self.registers.icr.write(INT::RX::SET + INT::RT::SET);
     }
 
     /// Writes one byte, waiting for FIFO space.

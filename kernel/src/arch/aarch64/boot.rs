@@ -34,6 +34,11 @@ pub const SCTLR_HOST: u64 = (1 << 0)
     | (1 << 28)
     | (1 << 29);
 
+/// End of the physical memory the boot map covers: boot code that reads
+/// RAM before the final map is in place (the device tree, the boot-module
+/// bundle's header) can reach only below this.
+pub const BOOT_MAP_END: u64 = 4 << 30;
+
 /// CPTR_EL2 with E2H=1 (CPACR layout, Arm ARM D23.2.36): FPEN=0b11, so
 /// FP/SIMD at EL0 does not trap; SVE (ZEN) and SME stay trapped.
 pub const CPTR_HOST: u64 = 0b11 << 20;
@@ -72,7 +77,7 @@ core::arch::global_asm!(
     "3: orr x12, x10, x11, lsl #30",
     "str x12, [x9, x11, lsl #3]",
     "add x11, x11, #1",
-    "cmp x11, #4",
+    "cmp x11, #{boot_map_gib}",
     "b.lo 3b",
     "ldr x10, ={mair}",
     "msr mair_el2, x10",
@@ -126,6 +131,7 @@ core::arch::global_asm!(
     tcr = const TCR_BASE,
     device_block = const boot_block(0, true),
     normal_block = const boot_block(0, false),
+    boot_map_gib = const BOOT_MAP_END >> 30,
     vectors = sym super::exception::exception_vectors,
     main = sym crate::kernel_main,
 );

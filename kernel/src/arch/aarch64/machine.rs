@@ -394,8 +394,8 @@ impl Platform for KernelMachine {
         crate::console::write_bytes(bytes);
     }
 
-    fn console_read(&mut self, _out: &mut [u8]) -> usize {
-        0 // the UART's receive path is not wired yet
+    fn console_read(&mut self, out: &mut [u8]) -> usize {
+        crate::console::read_input(out)
     }
 
     fn timer_ticks(&self) -> u64 {
@@ -422,10 +422,12 @@ impl Interrupts for KernelMachine {
 
     fn irq_reserved(&self, irq: u16) -> bool {
         // SGIs and PPIs belong to the kernel (its timer among them); user
-        // space gets shared peripheral interrupts the GIC implements.
+        // space gets shared peripheral interrupts the GIC implements,
+        // except the console UART's, which the kernel takes input from.
         u32::from(irq) < 32
             || u32::from(irq) >= self.gic.lines()
             || u32::from(irq) == self.timer_intid
+            || Some(u32::from(irq)) == crate::console::input_intid()
     }
 
     fn set_irq_enabled(&mut self, irq: u16, enabled: bool) {

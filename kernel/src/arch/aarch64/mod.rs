@@ -14,7 +14,7 @@ pub mod vgic;
 
 // The names the rest of the kernel uses (the same set for every
 // architecture).
-pub use boot::kernel_image_phys;
+pub use boot::{BOOT_MAP_END, kernel_image_phys};
 pub use exception::{SPSR_EL0, UserContext, enter_user};
 pub use guest_irq::{GuestInterrupts, MAINTENANCE_INTID};
 pub use machine::{KernelMachine, ThreadMode};

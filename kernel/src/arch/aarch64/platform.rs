@@ -39,6 +39,8 @@ pub struct Platform {
     pub reserved: FreeRegions,
     /// PL011 UART registers used as the kernel console.
     pub uart: Region,
+    /// The console UART's interrupt (GIC INTID), if the tree gives one.
+    pub uart_intid: Option<u32>,
     /// GICv3 distributor registers.
     pub gicd: Region,
     /// GICv3 redistributor range (all CPUs).
@@ -64,6 +66,14 @@ impl Platform {
     /// The command line as text (empty if not UTF-8).
     pub fn bootargs(&self) -> &str {
         core::str::from_utf8(&self.bootargs[..self.bootargs_len]).unwrap_or("")
+    }
+
+    /// The value of `key=value` on the command line, if present.
+    pub fn bootarg(&self, key: &str) -> Option<&str> {
+        self.bootargs().split_ascii_whitespace().find_map(|word| {
+            let (k, v) = word.split_once('=')?;
+            (k == key).then_some(v)
+        })
     }
 
     /// Whether `word` appears as a whole word on the command line.
@@ -150,6 +160,7 @@ pub fn discover(loader_x0: u64) -> Result<Platform, &'static str> {
         ram: dt.ram,
         reserved: dt.reserved,
         uart,
+        uart_intid: dt.uart_intid,
         gicd,
         gicr,
         hyp_timer_intid,
