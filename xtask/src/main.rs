@@ -65,16 +65,30 @@ pub struct RunArgs {
     /// Start QEMU's gdbstub on tcp::1234 with the CPU paused at the first instruction.
     #[arg(long)]
     gdb: bool,
-    /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`).
+    /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`);
+    /// with `--kernel` or `--guest`, the guest kernel's command line
+    /// (default `console=ttyAMA0`).
     #[arg(long, value_name = "ARGS", default_value = "")]
     append: String,
     /// Hand a file to the root task as a boot module (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     module: Vec<String>,
-    /// Hand the Linux guest payload (`cargo xtask payload`: Debian's arm64
-    /// kernel and the busybox initramfs) over as modules `linux` and `initrd`.
+    /// Run the Linux guest payload (`cargo xtask payload`: Debian's arm64
+    /// kernel and the busybox initramfs) under a VMM process.
     #[arg(long)]
     guest: bool,
+    /// Run this arm64 Linux `Image` as a guest under a VMM process.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "guest")]
+    kernel: Option<std::path::PathBuf>,
+    /// The guest's initramfs (with `--kernel`).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<std::path::PathBuf>,
+    /// The guest's vCPUs, 1 to 4 (with `--kernel` or `--guest`).
+    #[arg(long, value_name = "N")]
+    vcpus: Option<u8>,
+    /// The guest's RAM, e.g. `512M` or `1G` (with `--kernel` or `--guest`).
+    #[arg(long, value_name = "SIZE")]
+    guest_mem: Option<String>,
 }
 
 /// Options of `cargo xtask bench`.
