@@ -564,6 +564,7 @@ scenarios! {
             r"^the arch timer count rose$",
             r"reboot: Power down",
             r"^linux: the guest powered off",
+            r"^  the VMM's CNode: \d+ of \d+ slots hold capabilities, each the one listed",
         ],
         timeout: 300,
         modules: BootModules::LinuxGuest,

@@ -7,7 +7,7 @@
 //! scenario passes when the guest powers itself off through PSCI and every
 //! console pattern of its catalog entry matched.
 
-use crate::{Failure, Outcome};
+use crate::{Failure, Outcome, support::Env, vmm_process::check_cspace};
 use skyscope_abi::{BootInfo, println};
 use skyscope_launcher::{
     config::{DEFAULT_GUEST_MEM, GuestConfig},
@@ -20,30 +20,40 @@ use skyscope_launcher::{
 const CMDLINE: &str = "console=ttyAMA0 panic=-1";
 
 /// Runs the Linux guest with `vcpus` vCPUs until it ends; passes if it
-/// powered off.
-fn boot(info: &'static BootInfo, vcpus: usize) -> Outcome {
+/// powered off. Returns the run and the scenario's slots past the
+/// launch's.
+fn boot(info: &'static BootInfo, vcpus: usize) -> Result<(linux::Run, Env), Failure> {
     let config = GuestConfig {
         vcpus,
         memory: DEFAULT_GUEST_MEM,
         epoch: 0,
         cmdline: CMDLINE,
     };
-    let ended = linux::run(info, &config).map_err(|e| fail!("linux: {e}"))?;
-    if !linux::tell(&ended) {
+    let mut env = Env::new(info);
+    let first = env.slot();
+    let run = linux::run(info, &config, first).map_err(|e| fail!("linux: {e}"))?;
+    if !linux::tell(&run.ended) {
         return Err(Failure);
     }
     println!("  the Linux guest powered itself off through PSCI");
-    Ok(())
+    env.slots(run.next_slot - first);
+    Ok((run, env))
 }
 
 pub fn linux_boots(info: &'static BootInfo) -> Outcome {
-    boot(info, 1)
+    let (run, mut env) = boot(info, 1)?;
+    // The VMM held that guest's capabilities, the console with READ and
+    // the input notification, and nothing else.
+    let ut = env
+        .private_untyped(16)
+        .map_err(|e| fail!("untyped for the check: {e}"))?;
+    check_cspace(&mut env, ut, &run.vmm)
 }
 
 pub fn linux_smp(info: &'static BootInfo) -> Outcome {
-    boot(info, 2)
+    boot(info, 2).map(drop)
 }
 
 pub fn console_input(info: &'static BootInfo) -> Outcome {
-    boot(info, 1)
+    boot(info, 1).map(drop)
 }
