@@ -595,6 +595,25 @@ scenarios! {
             Typing { after: "Rescheduling interrupts", text: "poweroff -f\n" },
         ],
     },
+    "guest::linux_reset" => linux::linux_reset {
+        about: "a Linux guest that resets (PSCI SYSTEM_RESET) is deleted with its VMM and built again from the untouched boot modules; the second boot reaches init and powers off",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"reboot: Restarting system",
+            r"^linux: the guest asked for a reset after \d+ exits$",
+            r"^linux: building the guest again from the boot modules$",
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^linux: the guest powered off",
+            r"^  the guest was built again 1 time\(s\) after a reset$",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "reboot -f\n" },
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "poweroff -f\n" },
+        ],
+    },
     "guest::console_input" => linux::console_input {
         about: "a command typed at the serial console reaches the Linux guest's shell through the kernel, the VMM and the emulated PL011, and its output comes back",
         reports: true,

@@ -31,9 +31,13 @@ fn boot(info: &'static BootInfo, vcpus: usize) -> Result<(linux::Run, Env), Fail
     };
     let mut env = Env::new(info);
     let first = env.slot();
-    let run = linux::run(info, &config, first).map_err(|e| fail!("linux: {e}"))?;
+    let (run, resets) =
+        linux::run_until_off(info, &config, first).map_err(|e| fail!("linux: {e}"))?;
     if !linux::tell(&run.ended) {
         return Err(Failure);
+    }
+    if resets > 0 {
+        println!("  the guest was built again {resets} time(s) after a reset");
     }
     println!("  the Linux guest powered itself off through PSCI");
     env.slots(run.next_slot - first);
@@ -52,6 +56,10 @@ pub fn linux_boots(info: &'static BootInfo) -> Outcome {
 
 pub fn linux_smp(info: &'static BootInfo) -> Outcome {
     boot(info, 2).map(drop)
+}
+
+pub fn linux_reset(info: &'static BootInfo) -> Outcome {
+    boot(info, 1).map(drop)
 }
 
 pub fn console_input(info: &'static BootInfo) -> Outcome {
