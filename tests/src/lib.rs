@@ -614,6 +614,23 @@ scenarios! {
             Typing { after: "SKYSCOPE-GUEST: init reached", text: "poweroff -f\n" },
         ],
     },
+    "guest::linux_bus_error" => linux::linux_bus_error {
+        about: "a load and a store by a Linux process at a guest-physical address nothing backs take the synchronous external abort the VMM injects: the process dies of SIGBUS, the guest carries on",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^load status: 135$",
+            r"^store status: 135$",
+            r"^linux: the guest powered off \(\d+ exits, \d+ bytes of output, 2 answered by the architecture's defaults\)$",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "devmem 0x0a000000 32; echo \"load\" \"status:\" $?\n" },
+            Typing { after: "load status:", text: "devmem 0x0a000010 32 0x5a5a; echo \"store\" \"status:\" $?\n" },
+            Typing { after: "store status:", text: "poweroff -f\n" },
+        ],
+    },
     "guest::console_input" => linux::console_input {
         about: "a command typed at the serial console reaches the Linux guest's shell through the kernel, the VMM and the emulated PL011, and its output comes back",
         reports: true,
