@@ -21,8 +21,8 @@ static UART_BASE: AtomicU64 = AtomicU64::new(0);
 /// Bytes of typed input the kernel holds for user space.
 pub const INPUT_CAPACITY: usize = 4096;
 /// Most bytes taken from the receive FIFO per interrupt: a device that
-/// keeps refilling it cannot hold the kernel (the level-triggered line
-/// fires again for the rest).
+/// keeps refilling it cannot hold the kernel (what is left is picked up
+/// by the next interrupt or the next tick, see [`receive_input`]).
 const RECEIVE_BURST: usize = 256;
 /// No console input interrupt.
 const NO_INTID: u32 = u32::MAX;
@@ -105,6 +105,12 @@ pub fn input_intid() -> Option<u32> {
 /// returns whether anything new is there for a reader.
 pub fn receive_input() -> bool {
     let Some(uart) = uart() else { return false };
+    // The interrupt is cleared before the FIFO is drained, not after:
+    // QEMU's PL011 raises it only when a byte lands in an empty FIFO (its
+    // trigger level is 1 whatever UARTIFLS says), so clearing it after a
+    // byte arrived mid-drain would leave that byte, and everything behind
+    // it, without an interrupt.
+    uart.clear_receive_interrupts();
     with_input(|input| {
         let mut stored = false;
         for _ in 0..RECEIVE_BURST {
@@ -124,9 +130,14 @@ pub fn receive_input() -> bool {
                 }
             }
         }
-        uart.clear_receive_interrupts();
         stored
     })
+}
+
+/// Whether the receive FIFO holds bytes no interrupt has announced (the
+/// kernel tick looks, in case a burst stopped short of emptying it).
+pub fn input_left_in_fifo() -> bool {
+    uart().is_some_and(|uart| uart.has_received())
 }
 
 /// `ConsoleRead`: takes up to `out.len()` typed bytes.
@@ -138,6 +149,11 @@ pub fn read_input(out: &mut [u8]) -> usize {
         }
         n
     })
+}
+
+/// How many typed bytes wait in the input ring.
+pub fn input_waiting() -> usize {
+    with_input(|input| input.ring.len())
 }
 
 struct Console;

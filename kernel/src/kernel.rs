@@ -263,6 +263,9 @@ impl State {
                 }
                 self.core.charge(now);
                 self.core.release_due(now);
+                if crate::console::input_left_in_fifo() && crate::console::receive_input() {
+                    self.core.console_input_arrived();
+                }
                 while let Some((vcpu, pending)) = self.core.machine.take_fired_guest_timer(now) {
                     if pending {
                         self.core.wake_vcpu(vcpu);

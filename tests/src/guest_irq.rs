@@ -61,7 +61,7 @@ fn report(g: &Guest) -> Result<(u64, u64), crate::Failure> {
 /// instruction-count clock, where a microsecond is a thousand
 /// instructions: one turn of this loop takes far less, so any longer gap
 /// between two counter reads is time someone else had the CPU.
-fn spin_below_guests(info: &BootInfo, ms: u64) -> Result<u64, crate::Failure> {
+pub(crate) fn spin_below_guests(info: &BootInfo, ms: u64) -> Result<u64, crate::Failure> {
     let f = info.timer_frequency;
     check_ok!(inv::tcb_set_priority(slots::TCB, BELOW_GUESTS));
     let start = counter_now();

@@ -279,18 +279,7 @@ pub fn guest_contained(info: &'static BootInfo) -> Outcome {
     // The root task drops below the guest's priority and measures how much
     // of 300 ms it still gets: the guest's budget leaves it about 80%.
     let f = info.timer_frequency;
-    check_ok!(inv::tcb_set_priority(slots::TCB, 100));
-    let start = counter_now();
-    let (mut last, mut ran) = (start, 0);
-    while last - start < f * 300 / 1000 {
-        let now = counter_now();
-        if now - last < f / 1000 {
-            ran += now - last;
-        }
-        last = now;
-    }
-    check_ok!(inv::tcb_set_priority(slots::TCB, 255));
-    let share = ran * 1000 / (last - start);
+    let share = crate::guest_irq::spin_below_guests(info, 300)?;
     let spins = g.memory.read_u64(SCRATCH).map_err(|e| fail!("{e}"))?;
     println!(
         "  guest exits: smc, PMCR_EL0 write, host-RAM probe, hvc; then it spun {spins} times on a 2 ms / 10 ms budget while the VMM kept {}.{}% of the CPU",

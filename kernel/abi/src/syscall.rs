@@ -60,12 +60,13 @@ pub enum Syscall {
     /// TCG never raises physical SErrors; this exercises everything the
     /// kernel does after the hardware reports one).
     DebugInjectGuestSError = 0x105,
-    /// Take up to [`CONSOLE_READ_MAX`] bytes the user typed, with the
-    /// console capability (READ) at `x0`. Returns 0 or an error in `x0`,
-    /// the count in `x1` (0 when nothing is waiting: it never blocks; wait
-    /// on the notification set with `ConsoleNotify`) and the bytes in
-    /// `x2..x5`, little-endian. Registers, not a user buffer: the kernel
-    /// never writes user memory for this.
+    /// Take up to `x1` (at most [`CONSOLE_READ_MAX`]) bytes the user
+    /// typed, with the console capability (READ) at `x0`. Returns 0 or an
+    /// error in `x0`, the count in `x1` (0 when nothing is waiting: it
+    /// never blocks; wait on the notification set with `ConsoleNotify`),
+    /// the bytes in `x2..x5`, little-endian, and how many bytes are still
+    /// waiting in `x6` (so `x1 = 0` only looks). Registers, not a user
+    /// buffer: the kernel never writes user memory for this.
     ConsoleRead = 0x106,
     /// With the console capability (READ) at `x0`, have the kernel signal
     /// the notification capability at `x1` (WRITE; its badge is the
@@ -272,12 +273,23 @@ pub const CONSOLE_READ_MAX: usize = 32;
 /// were filled (0 if nothing is waiting).
 #[cfg(target_arch = "aarch64")]
 pub fn console_read(console: u64, buffer: &mut [u8; CONSOLE_READ_MAX]) -> Result<usize, Error> {
-    let out = imp::full(Syscall::ConsoleRead, [console, 0, 0, 0, 0, 0, 0]);
+    let out = imp::full(
+        Syscall::ConsoleRead,
+        [console, CONSOLE_READ_MAX as u64, 0, 0, 0, 0, 0],
+    );
     Error::check(out[0])?;
     for (chunk, word) in buffer.chunks_mut(8).zip(&out[2..6]) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     Ok((out[1] as usize).min(CONSOLE_READ_MAX))
+}
+
+/// How many typed bytes wait to be read (nothing is taken), with the
+/// console capability at `console`.
+#[cfg(target_arch = "aarch64")]
+pub fn console_waiting(console: u64) -> Result<usize, Error> {
+    let out = imp::full(Syscall::ConsoleRead, [console, 0, 0, 0, 0, 0, 0]);
+    Error::check(out[0]).map(|()| out[6] as usize)
 }
 
 /// Has the kernel signal `notification` whenever console input arrives

@@ -324,6 +324,8 @@ pub trait Platform {
     /// Takes up to `out.len()` bytes of console input the kernel has
     /// buffered; returns how many.
     fn console_read(&mut self, out: &mut [u8]) -> usize;
+    /// How many bytes of console input are buffered.
+    fn console_waiting(&self) -> usize;
     /// Kernel timer interrupts taken since boot.
     fn timer_ticks(&self) -> u64;
     /// Checks what only the hardware can show (e.g. PAN set in the kernel).

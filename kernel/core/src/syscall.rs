@@ -90,7 +90,7 @@ impl<M: Machine> Kernel<M> {
                 self.set_result(t, result.map(|()| 0));
             }
             Syscall::ConsoleRead => match self.platform_capability(cptr, Needed::ConsoleRead) {
-                Ok(()) => self.console_read(t),
+                Ok(()) => self.console_read(t, args[1]),
                 Err(e) => self.set_result(t, Err(e)),
             },
             Syscall::ConsoleNotify => {
@@ -187,9 +187,11 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Hands the thread what the user typed, in registers `x1..x5`.
-    fn console_read(&mut self, t: PhysAddr) {
+    fn console_read(&mut self, t: PhysAddr, max: u64) {
         let mut bytes = [0u8; CONSOLE_READ_MAX];
-        let n = self.machine.console_read(&mut bytes);
+        let take = (max as usize).min(CONSOLE_READ_MAX);
+        let n = self.machine.console_read(&mut bytes[..take]);
+        let waiting = self.machine.console_waiting();
         let context = &mut self.machine.tcb_mut(t).context;
         context.set_arg(0, 0);
         context.set_arg(1, n as u64);
@@ -197,6 +199,7 @@ impl<M: Machine> Kernel<M> {
             let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
             context.set_arg(2 + i, word);
         }
+        context.set_arg(6, waiting as u64);
     }
 
     /// Makes the notification at `cptr` (0: none) the console's listener.

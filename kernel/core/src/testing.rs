@@ -579,6 +579,10 @@ impl Platform for HostMachine {
         self.console.extend_from_slice(bytes);
     }
 
+    fn console_waiting(&self) -> usize {
+        self.console_input.len()
+    }
+
     fn console_read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.console_input.len());
         for (byte, input) in out.iter_mut().zip(self.console_input.drain(..n)) {

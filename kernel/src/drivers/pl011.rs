@@ -128,8 +128,13 @@ impl Pl011 {
         Some((!broken).then_some(dr.read(DR::DATA) as u8))
     }
 
-    /// Clears the receive interrupts once the FIFO has been drained (they
-    /// also clear by themselves as it empties).
+    /// Whether the receive FIFO holds a byte.
+    pub fn has_received(&self) -> bool {
+        !self.registers.fr.is_set(FR::RXFE)
+    }
+
+    /// Clears the receive interrupts (before draining the FIFO: see
+    /// `console::receive_input`).
     pub fn clear_receive_interrupts(&self) {
         self.registers.icr.write(INT::RX::SET + INT::RT::SET);
     }

@@ -394,6 +394,10 @@ impl Platform for KernelMachine {
         crate::console::write_bytes(bytes);
     }
 
+    fn console_waiting(&self) -> usize {
+        crate::console::input_waiting()
+    }
+
     fn console_read(&mut self, out: &mut [u8]) -> usize {
         crate::console::read_input(out)
     }

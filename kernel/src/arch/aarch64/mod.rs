@@ -1,5 +1,7 @@
 //! AArch64 (ARMv8.1+ with VHE) support: the kernel runs at EL2.
 
+#[macro_use]
+mod sysreg;
 pub mod boot;
 pub mod exception;
 pub mod guest_irq;

@@ -71,26 +71,6 @@ impl VcpuObject {
 /// Hardware facts read once at boot.
 pub type GuestSupport = skyscope_el2::config::GuestConfig;
 
-/// Reads a system register by its encoding.
-macro_rules! read_sysreg {
-    ($enc:expr) => {{
-        let v: u64;
-        // SAFETY: reading this system register has no side effects.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
-        v
-    }};
-}
-
-/// Writes a system register by its encoding.
-macro_rules! write_sysreg {
-    ($enc:literal, $v:expr) => {{
-        let v: u64 = $v;
-        // SAFETY: the callers write guest-owned EL1 state or EL2 guest
-        // configuration, which does not affect the kernel's own regime.
-        unsafe { core::arch::asm!(concat!("msr ", $enc, ", {}"), in(reg) v, options(nomem, nostack)) };
-    }};
-}
-
 /// Configures the CPU for running guests (once, at boot): stage-2
 /// translation control, what the guest reads as its CPU ID and ID
 /// registers, the debug and performance-monitor traps, the virtual GIC
@@ -350,9 +330,16 @@ pub fn take_pending_serror() -> Option<u64> {
 
 /// Puts HCR_EL2 back to the host setting after a guest exit.
 pub fn restore_host_configuration() {
-    write_sysreg!("hcr_el2", skyscope_el2::config::HCR_HOST);
-    // SAFETY: a synchronisation barrier only.
-    unsafe { core::arch::asm!("isb", options(nostack)) };
+    set_hcr(skyscope_el2::config::HCR_HOST);
+}
+
+/// Writes HCR_EL2 and synchronises.
+fn set_hcr(value: u64) {
+    // SAFETY: HCR_EL2 does change the kernel's regime; every caller writes
+    // the host setting, or (for TLB maintenance, without touching memory
+    // through EL1&0 translations meanwhile) the host setting without TGE,
+    // which it restores at once.
+    unsafe { core::arch::asm!("msr hcr_el2, {}", "isb", in(reg) value, options(nostack)) };
 }
 
 /// Reads HPFAR_EL2 (the faulting IPA of a stage-2 abort).
@@ -366,14 +353,9 @@ pub fn read_hpfar() -> u64 {
 fn with_guest_tlb_context(vmid: u16, f: impl FnOnce()) {
     let vttbr = read_sysreg!("S3_4_C2_C1_0");
     write_sysreg!("S3_4_C2_C1_0", u64::from(vmid) << 48);
-    write_sysreg!(
-        "hcr_el2",
-        skyscope_el2::config::HCR_HOST & !skyscope_el2::config::HCR_TGE
-    );
-    // SAFETY: a synchronisation barrier only.
-    unsafe { core::arch::asm!("isb", options(nostack)) };
+    set_hcr(skyscope_el2::config::HCR_HOST & !skyscope_el2::config::HCR_TGE);
     f();
-    write_sysreg!("hcr_el2", skyscope_el2::config::HCR_HOST);
+    set_hcr(skyscope_el2::config::HCR_HOST);
     write_sysreg!("S3_4_C2_C1_0", vttbr);
     // SAFETY: a synchronisation barrier only.
     unsafe { core::arch::asm!("isb", options(nostack)) };

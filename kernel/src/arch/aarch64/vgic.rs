@@ -38,24 +38,6 @@ static LIST_REGISTERS: AtomicUsize = AtomicUsize::new(0);
 /// Active-priority registers per group this CPU implements.
 static ACTIVE_PRIORITY_REGISTERS: AtomicUsize = AtomicUsize::new(0);
 
-macro_rules! read_sysreg {
-    ($enc:literal) => {{
-        let v: u64;
-        // SAFETY: reading a virtual-interface register has no side effects.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
-        v
-    }};
-}
-
-macro_rules! write_sysreg {
-    ($enc:literal, $v:expr) => {{
-        let v: u64 = $v;
-        // SAFETY: the virtual interface only affects a guest's virtual
-        // interrupts (delivered only while a guest runs, TGE clear).
-        unsafe { core::arch::asm!(concat!("msr ", $enc, ", {}"), in(reg) v, options(nomem, nostack)) };
-    }};
-}
-
 /// Reads ICH_VTR_EL2 and remembers the interface's size; returns it.
 pub fn init() -> Vtr {
     let vtr = Vtr::decode(read_sysreg!("S3_4_C12_C11_1"));
