@@ -65,20 +65,25 @@ pub struct RunArgs {
     /// Start QEMU's gdbstub on tcp::1234 with the CPU paused at the first instruction.
     #[arg(long)]
     gdb: bool,
-    /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`);
-    /// with `--kernel` or `--guest`, the guest kernel's command line
-    /// (default `console=ttyAMA0`).
+    /// The guest kernel's command line (default `console=ttyAMA0`); with
+    /// `--native`, extra words for Skyscope's own command line (e.g.
+    /// `test=boot::root_task_runs`).
     #[arg(long, value_name = "ARGS", default_value = "")]
     append: String,
     /// Hand a file to the root task as a boot module (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     module: Vec<String>,
     /// Run the Linux guest payload (`cargo xtask payload`: Debian's arm64
-    /// kernel and the busybox initramfs) under a VMM process.
-    #[arg(long)]
+    /// kernel and the busybox initramfs) under a VMM process: what `run`
+    /// does unless told `--native` or `--kernel` (kept for scripts).
+    #[arg(long, conflicts_with = "native")]
     guest: bool,
+    /// Boot Skyscope without a guest: the root task alone (it echoes what
+    /// is typed and prints the audit stream).
+    #[arg(long)]
+    native: bool,
     /// Run this arm64 Linux `Image` as a guest under a VMM process.
-    #[arg(long, value_name = "IMAGE", conflicts_with = "guest")]
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["guest", "native"])]
     kernel: Option<std::path::PathBuf>,
     /// The guest's initramfs (with `--kernel`).
     #[arg(long, value_name = "FILE", requires = "kernel")]

@@ -265,7 +265,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     let mut modules: Vec<(String, std::path::PathBuf)> = Vec::new();
-    if args.guest {
+    // The main job: the Linux payload under a VMM process, unless the
+    // user asked for no guest or another kernel.
+    let payload_guest = !args.native && args.kernel.is_none();
+    if payload_guest {
         let guest = payload::ensure(false)?;
         modules.push(("linux".into(), guest.image));
         modules.push(("initrd".into(), guest.initramfs));
@@ -276,7 +279,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             modules.push(("initrd".into(), initrd.clone()));
         }
     }
-    let bootargs = if args.guest || args.kernel.is_some() {
+    let bootargs = if !args.native {
         guest_bootargs(args)?
     } else {
         args.append.clone()
