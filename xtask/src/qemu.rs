@@ -22,6 +22,18 @@ pub fn machine_command(
     bootargs: &str,
     modules: Option<&bundle::Bundle>,
 ) -> Command {
+    machine_command_on(qemu, "max", kernel, bootargs, modules)
+}
+
+/// As [`machine_command`], with CPU model `cpu` (`max`, or a real core
+/// with VHE such as `cortex-a76` or `neoverse-n1`).
+pub fn machine_command_on(
+    qemu: &setup::Qemu,
+    cpu: &str,
+    kernel: &Path,
+    bootargs: &str,
+    modules: Option<&bundle::Bundle>,
+) -> Command {
     let memory = if modules.is_some() {
         bundle::MEMORY
     } else {
@@ -32,7 +44,7 @@ pub fn machine_command(
         "-machine",
         "virt,virtualization=on,gic-version=3,iommu=smmuv3",
     ])
-    .args(["-cpu", "max", "-smp", "1", "-m", memory])
+    .args(["-cpu", cpu, "-smp", "1", "-m", memory])
     .args(["-nographic", "-no-reboot"])
     // Lets the kernel report a test's pass/fail as QEMU's exit status.
     .args(["-semihosting-config", "enable=on,target=native"])
