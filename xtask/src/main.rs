@@ -8,6 +8,7 @@
 
 mod apt;
 mod bench;
+mod bench_boot;
 mod build;
 mod bundle;
 mod cpio;
@@ -99,12 +100,16 @@ pub struct RunArgs {
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `ipc`.
-    #[arg(value_parser = ["ipc"])]
+    /// Which benchmark: `ipc`, or `boot` (the Linux payload to init
+    /// under the VMM and directly under QEMU).
+    #[arg(value_parser = ["ipc", "boot"])]
     which: String,
-    /// Samples per metric (after warm-up).
+    /// Samples per metric (after warm-up), for `ipc`.
     #[arg(long, default_value_t = 10_000)]
     iterations: usize,
+    /// Boots of each kind, for `boot`.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 /// Options of `cargo xtask fuzz`.
@@ -200,6 +205,7 @@ fn main() -> ExitCode {
             }),
         Command::Run(args) => qemu::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) if args.which == "boot" => bench_boot::run(args.runs),
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),
         Command::Payload(args) => payload::run(&args),

@@ -337,6 +337,18 @@ fn serve_linux(plan: &Plan<'_>, layout: Layout) -> Result<Report, Report> {
     // Typed bytes the kernel still holds because the machine had no room.
     let mut input_waiting = input;
     let channel_failed = |e: Error, exits| failed(Failure::Channel, e.code(), 0, exits);
+    let started = counter_now();
+    // What the guest cost in exits, printed when it ends (`cargo xtask
+    // bench boot` reads this line).
+    let summary = |machine: &Machine| {
+        let ms = (counter_now() - started) * 1000 / clock.frequency.max(1);
+        rt::print(format_args!(
+            "{}: {} exits in {ms} ms: {}\n",
+            plan.name,
+            machine.stats().exits,
+            machine.exit_counts().summary()
+        ));
+    };
     let mut message = channel.wait().map_err(|e| channel_failed(e, 0))?;
     loop {
         let exits = machine.stats().exits;
@@ -379,6 +391,7 @@ fn serve_linux(plan: &Plan<'_>, layout: Layout) -> Result<Report, Report> {
                 Step::PowerOff { reset } => {
                     machine.flush_output(true, |bytes| output.write(bytes));
                     output.finish();
+                    summary(&machine);
                     stop_all(plan.vcpus).map_err(fail)?;
                     let stats = machine.stats();
                     return Ok(if reset {
@@ -390,6 +403,7 @@ fn serve_linux(plan: &Plan<'_>, layout: Layout) -> Result<Report, Report> {
                 Step::GuestFault => {
                     machine.flush_output(true, |bytes| output.write(bytes));
                     output.finish();
+                    summary(&machine);
                     stop_all(plan.vcpus).map_err(fail)?;
                     return Err(failed(Failure::Guest, message.words[1], message.pc, exits));
                 }

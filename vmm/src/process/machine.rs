@@ -198,6 +198,56 @@ fn is_set_way(r: SystemRegister) -> bool {
     r.op0 == 1 && r.op1 == 0 && r.crn == 7 && matches!(r.crm, 6 | 10 | 14) && r.op2 == 2
 }
 
+/// How many exits of each kind the machine handled (what `cargo xtask
+/// bench boot` reports per second).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// PSCI calls (`hvc #0`).
+    pub psci: u64,
+    /// Other hypercalls and `smc`s (answered NOT_SUPPORTED).
+    pub other_calls: u64,
+    /// Accesses to the GIC distributor and redistributors.
+    pub gic: u64,
+    /// Accesses to the PL011.
+    pub uart: u64,
+    /// Accesses to the PL031.
+    pub rtc: u64,
+    /// Accesses nothing backs (an abort injected).
+    pub unbacked: u64,
+    /// SGIs sent (trapped ICC_SGI1R_EL1 writes and friends).
+    pub sgi: u64,
+    /// Other trapped system registers (debug, PMU, set/way, ...).
+    pub system_registers: u64,
+    /// Instructions the guest may not execute (UNDEFINED injected), SErrors.
+    pub other: u64,
+}
+
+impl ExitCounts {
+    /// One line: the counts by kind.
+    pub fn summary(&self) -> impl core::fmt::Display + '_ {
+        struct Line<'a>(&'a ExitCounts);
+        impl core::fmt::Display for Line<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let c = self.0;
+                write!(
+                    f,
+                    "psci={} calls={} gic={} uart={} rtc={} unbacked={} sgi={} sysreg={} other={}",
+                    c.psci,
+                    c.other_calls,
+                    c.gic,
+                    c.uart,
+                    c.rtc,
+                    c.unbacked,
+                    c.sgi,
+                    c.system_registers,
+                    c.other
+                )
+            }
+        }
+        Line(self)
+    }
+}
+
 /// The machine of one Linux guest.
 #[derive(Clone, Debug)]
 pub struct Machine {
@@ -220,6 +270,7 @@ pub struct Machine {
     /// its next exit elsewhere.
     vector: [Option<u64>; MAX_VCPUS],
     stats: Stats,
+    counts: ExitCounts,
 }
 
 /// PMUSERENR_EL0 (op0 3, op1 3, CRn 9, CRm 14, op2 0).
@@ -256,6 +307,7 @@ impl Machine {
             pmuserenr: [0; MAX_VCPUS],
             vector: [None; MAX_VCPUS],
             stats: Stats::default(),
+            counts: ExitCounts::default(),
         }
     }
 
@@ -264,6 +316,11 @@ impl Machine {
     /// `defaulted`).
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The exits handled so far, by kind.
+    pub fn exit_counts(&self) -> ExitCounts {
+        self.counts
     }
 
     /// The VMM started `vcpu` after a [`Step::StartVcpu`].
@@ -289,6 +346,35 @@ impl Machine {
         let at_vector = self.vector[vcpu.index()].take() == Some(pc);
         if at_vector && matches!(exit, Exit::Abort(_) | Exit::Mmio(_)) {
             return Ok(Step::GuestFault);
+        }
+        let c = &mut self.counts;
+        match exit {
+            Exit::Hypercall { imm: 0 } => c.psci += 1,
+            Exit::Hypercall { .. } | Exit::MonitorCall { .. } => c.other_calls += 1,
+            Exit::Mmio(access) => match self.bus.find_access(access.address, access.size.into()) {
+                Some(Target {
+                    device: Device::Distributor | Device::Redistributors,
+                    ..
+                }) => c.gic += 1,
+                Some(Target {
+                    device: Device::Uart,
+                    ..
+                }) => c.uart += 1,
+                Some(Target {
+                    device: Device::Rtc,
+                    ..
+                }) => c.rtc += 1,
+                None => c.unbacked += 1,
+            },
+            Exit::Abort(_) => c.unbacked += 1,
+            Exit::SystemRegister(access) => {
+                if SgiRegister::from_system_register(access.register).is_some() {
+                    c.sgi += 1;
+                } else {
+                    c.system_registers += 1;
+                }
+            }
+            Exit::Undefined { .. } | Exit::SError { .. } | Exit::Unsupported => c.other += 1,
         }
         let step = match exit {
             Exit::Hypercall { imm: 0 } => self.psci_call(vcpu, vm.call_arguments(vcpu)?),
