@@ -110,7 +110,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "ipc");
     toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
-    let images = build::build_images()?;
+    let images = build::build_images_for(build::Profile::Standard, build::RootTask::Tests)?;
     println!(
         "==> IPC benchmark, {} samples per metric: instructions (-icount shift=0)",
         args.iterations

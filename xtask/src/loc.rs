@@ -129,7 +129,16 @@ const CRATES: &[CrateSpec] = &[
     CrateSpec {
         path: "images/roottask",
         role: Role::Untrusted,
-        what: "root task",
+        what: "root task (production image)",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
+        path: "images/testroot",
+        role: Role::Untrusted,
+        what: "root task of the test image",
         build: Build {
             features: None,
             target: KERNEL_TARGET,

@@ -1,7 +1,6 @@
 //! The root task: the first (and, at boot, only) user-space program.
 //!
-//! With `test=NAME` on the kernel command line it runs that in-QEMU test
-//! scenario and powers off with its result; with `guest=linux` it runs the
+//! With `guest=linux` on the kernel command line it runs the
 //! Linux guest the boot modules carry under a VMM process ([`linux`]);
 //! otherwise it announces itself and the boot modules it was given, then
 //! echoes what is typed at the console (read with `ConsoleRead` when the
@@ -21,25 +20,8 @@ mod linux;
 pub const BANNER: &str = "Skyscope root task: up";
 
 fn main(boot_info: &'static BootInfo) -> ! {
-    if let Some(name) = boot_info.bootarg("test") {
-        skyscope_tests::run(name, boot_info);
-    }
     if boot_info.bootarg("guest") == Some("linux") {
         linux::run(boot_info);
-    }
-    if boot_info.bootarg("bench") == Some("ipc") {
-        let n = boot_info
-            .bootarg("iterations")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        let status = match skyscope_tests::bench::run_ipc(boot_info, n) {
-            Ok(_) => 0,
-            Err(e) => {
-                println!("BENCH-ERROR {e}");
-                1
-            }
-        };
-        skyscope_abi::rt::exit(status);
     }
     println!(
         "{BANNER} (image {:#x}..{:#x}, {} MiB RAM, bootargs \"{}\")",
