@@ -31,6 +31,8 @@ mod guest_irq;
 mod input;
 #[cfg(target_os = "none")]
 mod ipc;
+#[cfg(target_os = "none")]
+mod linux;
 pub mod modules;
 #[cfg(target_os = "none")]
 mod sched;
@@ -96,6 +98,9 @@ pub enum BootModules {
     /// A bundle whose header is damaged: its first module's offset is not
     /// 2 MiB aligned. The kernel must refuse it and boot on.
     CorruptHeader,
+    /// The Linux guest payload (`cargo xtask payload`): Debian's arm64
+    /// kernel Image as `linux`, the busybox initramfs as `initrd`.
+    LinuxGuest,
 }
 
 /// Text the harness types at the serial console once a console line
@@ -552,6 +557,100 @@ scenarios! {
         console: &[],
         timeout: 30,
         debug: true,
+    },
+    "guest::linux_boots" => linux::linux_boots {
+        about: "a stock Debian arm64 kernel boots under a VMM process to the busybox shell; uname, /proc/cpuinfo and a rising arch-timer count are read through the serial console; it powers off through PSCI",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^Linux \S+ 6\.\d+\S* #\d+ SMP .* aarch64 GNU/Linux$",
+            r"^processor\s+: 0$",
+            r"^CPU implementer\s+: 0x[0-9a-f]{2}$",
+            r"^arch_timer: \d+ -> \d+$",
+            r"^the arch timer count rose$",
+            r"reboot: Power down",
+            r"^linux: the guest powered off",
+            r"^  the VMM's CNode: \d+ of \d+ slots hold capabilities, each the one listed",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "uname -a\n" },
+            Typing { after: "aarch64 GNU/Linux", text: "cat /proc/cpuinfo\n" },
+            Typing { after: "CPU revision", text: concat!(
+                "a=$(awk '/arch_timer/ {print $2}' /proc/interrupts); sleep 2; ",
+                "b=$(awk '/arch_timer/ {print $2}' /proc/interrupts); echo \"arch_timer: $a -> $b\"; ",
+                "[ \"$b\" -gt \"$a\" ] && echo \"the arch timer count\" \"rose\"\n",
+            ) },
+            Typing { after: "count rose", text: "poweroff -f\n" },
+        ],
+    },
+    "guest::linux_smp" => linux::linux_smp {
+        about: "the Linux guest with 2 vCPUs brings the second up through PSCI CPU_ON, counts 2 processors and takes IPIs on both",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^cpus: 2$",
+            r"^\s*IPI0:\s+[1-9]\d*\s+[1-9]\d*\s+Rescheduling interrupts$",
+            r"^linux: the guest powered off",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "echo \"cpus:\" $(nproc); grep IPI0 /proc/interrupts\n" },
+            Typing { after: "Rescheduling interrupts", text: "poweroff -f\n" },
+        ],
+    },
+    "guest::linux_reset" => linux::linux_reset {
+        about: "a Linux guest that resets (PSCI SYSTEM_RESET) is deleted with its VMM and built again from the untouched boot modules; the second boot reaches init and powers off",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"reboot: Restarting system",
+            r"^linux: the guest asked for a reset after \d+ exits$",
+            r"^linux: building the guest again from the boot modules$",
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^linux: the guest powered off",
+            r"^  the guest was built again 1 time\(s\) after a reset$",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "reboot -f\n" },
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "poweroff -f\n" },
+        ],
+    },
+    "guest::linux_bus_error" => linux::linux_bus_error {
+        about: "a load and a store by a Linux process at a guest-physical address nothing backs take the synchronous external abort the VMM injects: the process dies of SIGBUS, the guest carries on",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^load status: 135$",
+            r"^store status: 135$",
+            r"^linux: the guest powered off \(\d+ exits, \d+ bytes of output, 2 answered by the architecture's defaults\)$",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "devmem 0x0a000000 32; echo \"load\" \"status:\" $?\n" },
+            Typing { after: "load status:", text: "devmem 0x0a000010 32 0x5a5a; echo \"store\" \"status:\" $?\n" },
+            Typing { after: "store status:", text: "poweroff -f\n" },
+        ],
+    },
+    "guest::console_input" => linux::console_input {
+        about: "a command typed at the serial console reaches the Linux guest's shell through the kernel, the VMM and the emulated PL011, and its output comes back",
+        reports: true,
+        console: &[
+            r"^SKYSCOPE-GUEST: init reached$",
+            r"^typed: 42 hello-from-the-console$",
+            r"^linux: the guest powered off",
+        ],
+        timeout: 300,
+        modules: BootModules::LinuxGuest,
+        input: &[
+            Typing { after: "SKYSCOPE-GUEST: init reached", text: "echo \"typed:\" $((6 * 7)) hello-from-the-console\n" },
+            Typing { after: "typed: 42", text: "poweroff -f\n" },
+        ],
     },
     "security::revoke_is_preemptible" => security::revoke_is_preemptible {
         about: "a 256 MiB retype and a 65,536-object revoke run while a 2 ms / 10 ms thread keeps its period",

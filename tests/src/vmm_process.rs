@@ -6,7 +6,7 @@
 
 use crate::{
     Failure, Outcome,
-    support::{Carve, Env, ROOT, ROOT_DEPTH, ScratchWriter, is_empty, map_into, read, spawn},
+    support::{Carve, Env, ROOT, ROOT_DEPTH, is_empty, map_into, read, spawn},
 };
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use skyscope_abi::{
@@ -17,36 +17,17 @@ use skyscope_abi::{
     vcpu::aarch64 as vreg,
 };
 use skyscope_guest_minimal as guest;
-use skyscope_process::{
-    CSpaceRoot, FrameWriter, Give, Process, ProcessBuilder, ProcessError, Syscalls as ProcessKernel,
-};
+use skyscope_launcher::{Console, Image, ScratchWriter, Source, Syscalls, launch};
+use skyscope_process::CSpaceRoot;
 use skyscope_vmm::{
-    builder::{
-        self, BuildError, Exits, GuestBuilder, RamMapping, Syscalls as VmmKernel, VcpuThread,
-    },
     memory::{GuestAddress, GuestRange},
-    process::{
-        Report, Stats, VmmStart, slots,
-        start::{Module, module_kind},
-    },
-    vcpu::VcpuId,
+    process::{Report, Stats, slots, start::module_kind},
 };
 
-/// The VMM program, built by the xtask before the root task.
-static VMM_ELF: &[u8] = include_bytes!(env!("SKYSCOPE_VMM_ELF"));
-
-/// Where each VMM sees its guest's RAM (and then the program to load).
-const WINDOW: u64 = 0x20_0000_0000;
-/// The VMM's CNode: 64 slots (24 fixed, then the RAM and module frames).
-const VMM_CNODE_RADIX: u8 = 6;
 /// VMMs run above their guests, below the canary and the root task.
 const VMM_PRIORITY: u8 = 150;
 const GUEST_PRIORITY: u8 = 100;
 const CANARY_PRIORITY: u8 = 200;
-/// Badge of a guest's vCPU 0 exits at its VMM.
-const EXIT_BADGE: u64 = 0x100;
-/// Pages of guest RAM.
-const RAM_PAGES: usize = (guest::RAM_BYTES / 4096) as usize;
 /// Where the root task maps a guest's scratch page to watch it.
 const WATCH: u64 = 0x30_0001_0000;
 
@@ -59,18 +40,7 @@ const HELLO: Stats = Stats {
     defaulted: 5,
 };
 
-/// A VMM process the root task started, and what it keeps of its guest.
-struct Vmm {
-    process: Process,
-    /// Badge of its supervisor and fault-endpoint capabilities.
-    badge: u64,
-    /// The guest's RAM frames as the guest maps them (the root task's
-    /// capabilities), by page.
-    guest_ram: [u64; RAM_PAGES],
-    /// The VMM's RAM and module frames, in its CNode.
-    ram_frames: SlotRange,
-    module_frames: SlotRange,
-}
+type Vmm = skyscope_launcher::Vmm;
 
 /// What to start.
 struct Spec<'a> {
@@ -82,15 +52,9 @@ struct Spec<'a> {
     crash_after_exits: u64,
 }
 
-fn process_error(e: ProcessError) -> Error {
-    match e {
-        ProcessError::Kernel { error, .. } => error,
-        ProcessError::Image(_) | ProcessError::Layout(_) => Error::InvalidArgument,
-    }
-}
-
 /// Builds the guest of `spec` and its VMM process from untyped `ut`, gives
-/// the VMM that guest's capabilities and nothing else, and starts it.
+/// the VMM that guest's capabilities and nothing else, and starts it
+/// (`skyscope_launcher`, as the root task does for a Linux guest).
 fn start_vmm(
     env: &mut Env,
     ut: u64,
@@ -98,155 +62,40 @@ fn start_vmm(
     writer: &mut ScratchWriter,
     spec: &Spec<'_>,
 ) -> Result<Vmm, Failure> {
-    check!(
-        !VMM_ELF.is_empty(),
-        "no VMM program in this image: build with cargo xtask"
-    );
-    let fault_endpoint = env
-        .mint(supervisor, CapRights::WRITE, spec.badge)
-        .map_err(|e| fail!("{e}"))?;
-    let parent = CSpaceRoot {
-        cnode: ROOT,
-        depth: ROOT_DEPTH,
-    };
-    let process = ProcessBuilder::new(VMM_ELF, parent, root_slots::SCHED_CONTROL)
-        .cnode_radix(VMM_CNODE_RADIX)
-        .priority(VMM_PRIORITY)
-        .fault_endpoint(fault_endpoint)
-        .build(&mut Carve { env, untyped: ut }, &mut ProcessKernel, writer)
-        .map_err(|e| fail!("building the VMM process: {e}"))?;
-    let built = GuestBuilder::new(root_slots::SCHED_CONTROL)
-        .priority(GUEST_PRIORITY)
-        .budget(spec.budget.0, spec.budget.1)
-        .exits(Exits::NewChannel { badge: EXIT_BADGE })
-        .build(&mut Carve { env, untyped: ut }, &mut VmmKernel)
-        .map_err(|e| fail!("building the guest: {e}"))?;
-    // Guest RAM, mapped for the guest and into the VMM's window; the VMM
-    // gets the capabilities of its own mappings.
-    let ram = RamMapping {
-        guest: GuestRange::new(GuestAddress(guest::LOAD_ADDRESS), guest::RAM_BYTES)
-            .ok_or_else(|| fail!("guest RAM range"))?,
-        vmm_address: WINDOW,
-        vmm_space: process.vspace,
-    };
-    let mut guest_ram = [0; RAM_PAGES];
-    let mut next = slots::FIRST_VARIABLE;
-    builder::map_ram(
+    let frequency = env.info.timer_frequency;
+    let images = [Image {
+        kind: module_kind::PROGRAM,
+        guest_address: guest::LOAD_ADDRESS,
+        source: Source::Bytes(spec.program),
+    }];
+    launch(
         &mut Carve { env, untyped: ut },
-        &mut VmmKernel,
-        built.guest_space,
-        ram,
-        |frame| {
-            let page = ((frame.address.raw() - guest::LOAD_ADDRESS) / 4096) as usize;
-            if let Some(slot) = guest_ram.get_mut(page) {
-                *slot = frame.guest;
-            }
-            process
-                .give(&mut ProcessKernel, next, frame.view, Give::Move)
-                .map_err(|e| BuildError {
-                    step: "hand the RAM over",
-                    error: process_error(e),
-                })?;
-            next += 1;
-            Ok(())
+        &mut Syscalls,
+        writer,
+        &skyscope_launcher::Spec {
+            program: skyscope_launcher::VMM_ELF,
+            name: spec.name,
+            supervisor,
+            badge: spec.badge,
+            console_cap: root_slots::CONSOLE,
+            console: Console::Lines,
+            sched_control: root_slots::SCHED_CONTROL,
+            parent: CSpaceRoot {
+                cnode: ROOT,
+                depth: ROOT_DEPTH,
+            },
+            vcpus: 1,
+            ram: GuestRange::new(GuestAddress(guest::LOAD_ADDRESS), guest::RAM_BYTES)
+                .ok_or_else(|| fail!("guest RAM range"))?,
+            vmm_priority: VMM_PRIORITY,
+            guest_priority: GUEST_PRIORITY,
+            budget: spec.budget,
+            crash_after_exits: spec.crash_after_exits,
+            clock: (0, 0, frequency),
+            images: &images,
         },
     )
-    .map_err(|e| fail!("guest RAM: {e}"))?;
-    let ram_frames = SlotRange {
-        start: slots::FIRST_VARIABLE,
-        end: next,
-    };
-    // The program, in frames of its own after the RAM in the window.
-    let module_frames_start = next;
-    for (i, chunk) in spec.program.chunks(4096).enumerate() {
-        let frame = env
-            .retype(ut, ObjectType::Frame4K, 0, 1)
-            .map_err(|e| fail!("{e}"))?;
-        writer.write(frame, 0, chunk).map_err(|e| fail!("{e}"))?;
-        let address = WINDOW + guest::RAM_BYTES + 4096 * i as u64;
-        process
-            .map(
-                &mut Carve { env, untyped: ut },
-                &mut ProcessKernel,
-                frame,
-                address,
-                CapRights::READ | CapRights::WRITE,
-            )
-            .map_err(|e| fail!("{e}"))?;
-        process
-            .give(&mut ProcessKernel, next, frame, Give::Move)
-            .map_err(|e| fail!("{e}"))?;
-        next += 1;
-    }
-    let module_frames = SlotRange {
-        start: module_frames_start,
-        end: next,
-    };
-    // The fixed slots.
-    let channel = built.channel.ok_or_else(|| fail!("no exit channel"))?;
-    let vcpu: VcpuThread = *built
-        .vcpu(VcpuId::BOOT)
-        .ok_or_else(|| fail!("no boot vcpu"))?;
-    let rw = CapRights::READ | CapRights::WRITE;
-    for (slot, source, how) in [
-        (
-            slots::EXIT_ENDPOINT,
-            channel.endpoint,
-            Give::Copy(CapRights::READ),
-        ),
-        (slots::EXIT_REPLY, channel.reply, Give::Move),
-        (
-            slots::CONSOLE,
-            root_slots::CONSOLE,
-            Give::Copy(CapRights::WRITE),
-        ),
-        (
-            slots::SUPERVISOR,
-            supervisor,
-            Give::Mint(CapRights::WRITE, spec.badge),
-        ),
-        (slots::GUEST_SPACE, built.guest_space, Give::Copy(rw)),
-        (slots::vcpu(0), vcpu.vcpu, Give::Copy(rw)),
-        (slots::vcpu_thread(0), vcpu.tcb, Give::Copy(rw)),
-    ] {
-        process
-            .give(&mut ProcessKernel, slot, source, how)
-            .map_err(|e| fail!("slot {slot}: {e}"))?;
-    }
-    let mut record = VmmStart::new();
-    record.set_name(spec.name).map_err(|e| fail!("{e}"))?;
-    record.vcpus = 1;
-    record.exit_badge = EXIT_BADGE;
-    record.window = WINDOW;
-    record.window_size = guest::RAM_BYTES + 4096 * module_frames.len();
-    record.ram_base = guest::LOAD_ADDRESS;
-    record.ram_size = guest::RAM_BYTES;
-    record.ram_frames = ram_frames;
-    record.crash_after_exits = spec.crash_after_exits;
-    record
-        .push_module(Module {
-            kind: module_kind::PROGRAM,
-            guest_address: guest::LOAD_ADDRESS,
-            window_offset: guest::RAM_BYTES,
-            size: spec.program.len() as u64,
-            frames: module_frames,
-        })
-        .map_err(|e| fail!("{e}"))?;
-    process
-        .start(
-            &mut Carve { env, untyped: ut },
-            &mut ProcessKernel,
-            writer,
-            record.bytes(),
-        )
-        .map_err(|e| fail!("starting the VMM: {e}"))?;
-    Ok(Vmm {
-        process,
-        badge: spec.badge,
-        guest_ram,
-        ram_frames,
-        module_frames,
-    })
+    .map_err(|e| fail!("starting {}: {e}", spec.name))
 }
 
 /// What arrived on the supervisor endpoint.
@@ -302,6 +151,7 @@ enum Held {
     Console,
     Supervisor,
     GuestSpace,
+    InputNotification,
     Vcpu,
     VcpuThread,
     Ram(usize),
@@ -316,22 +166,33 @@ fn held(vmm: &Vmm, slot: u64) -> Option<Held> {
         slots::CONSOLE => Held::Console,
         slots::SUPERVISOR => Held::Supervisor,
         slots::GUEST_SPACE => Held::GuestSpace,
-        s if s == slots::vcpu(0) => Held::Vcpu,
-        s if s == slots::vcpu_thread(0) => Held::VcpuThread,
+        slots::CONSOLE_INPUT if vmm.input.is_some() => Held::InputNotification,
+        s if (0..vcpus(vmm)).any(|i| s == slots::vcpu(i)) => Held::Vcpu,
+        s if (0..vcpus(vmm)).any(|i| s == slots::vcpu_thread(i)) => Held::VcpuThread,
         s if in_range(vmm.ram_frames) => Held::Ram((s - vmm.ram_frames.start) as usize),
         _ if in_range(vmm.module_frames) => Held::Module,
         _ => return None,
     })
 }
 
+/// How many vCPUs the VMM's guest has.
+fn vcpus(vmm: &Vmm) -> usize {
+    (0..skyscope_vmm::vcpu::MAX_VCPUS)
+        .take_while(|&i| {
+            skyscope_vmm::vcpu::VcpuId::new(i).is_some_and(|v| vmm.guest.vcpu(v).is_some())
+        })
+        .count()
+}
+
 /// Walks every slot of the VMM's CNode (its whole CSpace: it holds no
 /// other CNode): the listed slots hold what was given, every other slot
 /// is empty. Each capability is moved out to a probe slot, tried, and
 /// moved back: none is an untyped, a CNode, power, debug, IRQ or audit
-/// capability, and each does what its listing says and no more.
-fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
+/// capability, and each does what its listing says and no more. `ut` is
+/// an untyped of the caller's to try the GuestSpace with.
+pub(crate) fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
     let probe = env.slot();
-    let spare = env.slot();
+    let probes = [probe, env.slot(), env.slot()];
     let cnode = vmm.process.cnode;
     let depth = u64::from(vmm.process.cnode_radix);
     let mut count = 0;
@@ -345,7 +206,7 @@ fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
             }
             (Ok(()), Some(kind)) => {
                 count += 1;
-                let tried = try_capability(vmm, probe, spare, ut, kind);
+                let tried = try_capability(vmm, probes, ut, kind);
                 check_ok!(inv::cnode_move(cnode, slot, depth, ROOT, probe, ROOT_DEPTH));
                 tried?;
             }
@@ -355,12 +216,17 @@ fn check_cspace(env: &mut Env, ut: u64, vmm: &Vmm) -> Outcome {
         "  the VMM's CNode: {count} of {} slots hold capabilities, each the one listed; the rest are empty",
         1u64 << depth
     );
-    check_eq!(count, 7 + vmm.ram_frames.len() + vmm.module_frames.len());
+    let fixed = 5 + 2 * vcpus(vmm) as u64 + u64::from(vmm.input.is_some());
+    check_eq!(
+        count,
+        fixed + vmm.ram_frames.len() + vmm.module_frames.len()
+    );
     Ok(())
 }
 
 /// Tries the capability in root slot `probe`, listed as `kind`.
-fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Outcome {
+fn try_capability(vmm: &Vmm, probes: [u64; 3], ut: u64, kind: Held) -> Outcome {
+    let [probe, spare, table] = probes;
     // Authority no VMM capability may carry.
     check_eq!(syscall::power_off(probe, 1), Error::WrongType);
     check!(
@@ -404,7 +270,22 @@ fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Out
                 Err(Error::InsufficientRights)
             );
         }
-        Held::Console => check_ok!(syscall::console_write_raw(probe, WATCH, 0)),
+        // Write; read only when the guest has the console to itself.
+        Held::Console => {
+            check_ok!(syscall::console_write_raw(probe, WATCH, 0));
+            let mut typed = [0u8; syscall::CONSOLE_READ_MAX];
+            let read = syscall::console_read(probe, &mut typed).map(drop);
+            if vmm.input.is_some() {
+                check_ok!(read);
+            } else {
+                check_eq!(read, Err(Error::InsufficientRights));
+            }
+        }
+        // A notification bound to another thread (the VMM's): only that
+        // thread may wait on it.
+        Held::InputNotification => {
+            check_eq!(ipc::poll(probe), Err(Error::IllegalOperation));
+        }
         // The guest's space: a fresh frame maps into it.
         Held::GuestSpace => {
             check_ok!(inv::untyped_retype(
@@ -417,20 +298,36 @@ fn try_capability(vmm: &Vmm, probe: u64, spare: u64, ut: u64, kind: Held) -> Out
                 spare,
                 1
             ));
-            let unused = guest::LOAD_ADDRESS + guest::RAM_BYTES;
-            check_ok!(inv::frame_map(spare, probe, unused, CapRights::ALL, 0));
+            // Right after the guest's RAM, with a table made for it if
+            // the walk lacks one.
+            let unused = vmm.ram.end().raw();
+            if inv::frame_map(spare, probe, unused, CapRights::ALL, 0) == Err(Error::FailedLookup) {
+                check_ok!(inv::untyped_retype(
+                    ut,
+                    ObjectType::PageTable,
+                    0,
+                    ROOT,
+                    0,
+                    0,
+                    table,
+                    1
+                ));
+                check_ok!(inv::page_table_map(table, probe, unused));
+                check_ok!(inv::frame_map(spare, probe, unused, CapRights::ALL, 0));
+            }
             check_ok!(inv::cnode_delete(ROOT, spare, ROOT_DEPTH));
+            let _ = inv::cnode_delete(ROOT, table, ROOT_DEPTH);
         }
         Held::Vcpu => check_ok!(inv::vcpu_read_register(probe, vreg::TPIDR_EL1)),
         Held::VcpuThread => check_ok!(inv::tcb_read_registers(probe, 1)),
         // The VMM's RAM frames are the guest's RAM, page for page.
-        Held::Ram(page) => {
-            let guest_frame = vmm.guest_ram.get(page).copied().unwrap_or(0);
-            check_eq!(
+        Held::Ram(page) => match vmm.guest_ram.get(page).copied() {
+            Some(guest_frame) if guest_frame != 0 => check_eq!(
                 inv::frame_get_address(probe),
                 inv::frame_get_address(guest_frame)
-            );
-        }
+            ),
+            _ => check_ok!(inv::frame_get_address(probe)),
+        },
         Held::Module => check_ok!(inv::frame_get_address(probe)),
         // A reply object answers only through the IPC syscalls.
         Held::ExitReply => {}
@@ -481,7 +378,11 @@ fn infrastructure(env: &mut Env, infra: u64) -> Result<(u64, u64, ScratchWriter)
     let reply = env
         .retype(infra, ObjectType::Reply, 0, 1)
         .map_err(|e| fail!("{e}"))?;
-    let writer = ScratchWriter::new(env, infra).map_err(|e| fail!("{e}"))?;
+    let writer = ScratchWriter::new(&mut Carve {
+        env,
+        untyped: infra,
+    })
+    .map_err(|e| fail!("{e}"))?;
     Ok((supervisor, reply, writer))
 }
 

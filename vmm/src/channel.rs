@@ -38,6 +38,14 @@ pub struct ExitMessage {
 }
 
 impl ExitMessage {
+    /// Whether this is the signal of a notification bound to the
+    /// receiving thread rather than a message: the kernel returns a bound
+    /// notification's word as the badge with an empty message info (label
+    /// 0, no words), and every fault label is above 0.
+    pub fn is_notification(&self) -> bool {
+        self.label == 0
+    }
+
     /// Decodes a received message.
     pub fn decode(r: Received) -> ExitMessage {
         let label = r.info.label();
@@ -171,5 +179,14 @@ mod tests {
         });
         assert_eq!(m.exit, Exit::Unsupported);
         assert_eq!(m.label, fault::VM_FAULT);
+        assert!(!m.is_notification());
+        // A bound notification's signal: the word as the badge, no label.
+        let m = ExitMessage::decode(Received {
+            badge: 0b100,
+            info: MessageInfo::from_raw(0),
+            words: hvc,
+        });
+        assert!(m.is_notification());
+        assert_eq!(m.exit, Exit::Unsupported);
     }
 }

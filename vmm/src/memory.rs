@@ -200,6 +200,12 @@ impl<R: GuestRam> GuestMemory<R> {
         self.range
     }
 
+    /// The backing bytes (for tests that check what loading did).
+    #[cfg(test)]
+    pub(crate) fn ram(&self) -> &R {
+        &self.ram
+    }
+
     /// The RAM offset of `len` bytes at `address`, if all are RAM.
     fn offset(&self, address: GuestAddress, len: usize) -> Result<u64, MemoryError> {
         let refused = MemoryError::OutOfRange {

@@ -157,6 +157,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     debug_assert_eq!(args.which, "ipc");
     toolchain::ensure()?;
     let qemu = setup::ensure_qemu()?;
+    // The test image's root task runs the benchmarks.
     let images = build::build_images_with(args.profile)?;
     println!(
         "==> benchmarks, {} samples per metric, {} kernel: instructions (-icount shift=0)",

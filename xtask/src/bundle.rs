@@ -149,10 +149,22 @@ pub fn for_scenario(kind: BootModules) -> Result<Option<Bundle>, String> {
         BootModules::None => return Ok(None),
         BootModules::Pattern => "pattern.bundle",
         BootModules::CorruptHeader => "corrupt.bundle",
+        BootModules::LinuxGuest => "linux.bundle",
     };
     let mut written = WRITTEN.lock().map_err(|_| "bundle cache poisoned")?;
     if let Some((_, path)) = written.iter().find(|(k, _)| *k == kind) {
         return Ok(Some(Bundle { path: path.clone() }));
+    }
+    if kind == BootModules::LinuxGuest {
+        // The payload `cargo xtask payload` fetches (once; cached after).
+        let guest = crate::payload::ensure(false)?;
+        let path = dir().join(name);
+        let bundle = write(
+            &path,
+            &[("linux", &guest.image), ("initrd", &guest.initramfs)],
+        )?;
+        written.push((kind, path));
+        return Ok(Some(bundle));
     }
     let path = dir().join(name);
     // The damaged header needs no large module behind it.

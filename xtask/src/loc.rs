@@ -109,6 +109,15 @@ const CRATES: &[CrateSpec] = &[
         },
     },
     CrateSpec {
+        path: "launcher",
+        role: Role::Untrusted,
+        what: "starting a VMM process for a guest (root task and scenarios)",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
         path: "images/vmm",
         role: Role::Untrusted,
         what: "the VMM program (one process per guest)",
@@ -120,7 +129,16 @@ const CRATES: &[CrateSpec] = &[
     CrateSpec {
         path: "images/roottask",
         role: Role::Untrusted,
-        what: "root task",
+        what: "root task (production image)",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
+        path: "images/testroot",
+        role: Role::Untrusted,
+        what: "root task of the test image",
         build: Build {
             features: None,
             target: KERNEL_TARGET,

@@ -8,6 +8,7 @@
 
 mod apt;
 mod bench;
+mod bench_boot;
 mod build;
 mod bundle;
 mod cpio;
@@ -68,25 +69,46 @@ pub struct RunArgs {
     /// Start QEMU's gdbstub on tcp::1234 with the CPU paused at the first instruction.
     #[arg(long)]
     gdb: bool,
-    /// Extra kernel command-line words (e.g. `test=boot::root_task_runs`).
+    /// The guest kernel's command line (default `console=ttyAMA0`); with
+    /// `--native`, extra words for Skyscope's own command line (e.g.
+    /// `test=boot::root_task_runs`).
     #[arg(long, value_name = "ARGS", default_value = "")]
     append: String,
     /// Hand a file to the root task as a boot module (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     module: Vec<String>,
-    /// Hand the Linux guest payload (`cargo xtask payload`: Debian's arm64
-    /// kernel and the busybox initramfs) over as modules `linux` and `initrd`.
-    #[arg(long)]
+    /// Run the Linux guest payload (`cargo xtask payload`: Debian's arm64
+    /// kernel and the busybox initramfs) under a VMM process: what `run`
+    /// does unless told `--native` or `--kernel` (kept for scripts).
+    #[arg(long, conflicts_with = "native")]
     guest: bool,
+    /// Boot Skyscope without a guest: the root task alone (it echoes what
+    /// is typed and prints the audit stream).
+    #[arg(long)]
+    native: bool,
+    /// Run this arm64 Linux `Image` as a guest under a VMM process.
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["guest", "native"])]
+    kernel: Option<std::path::PathBuf>,
+    /// The guest's initramfs (with `--kernel`).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<std::path::PathBuf>,
+    /// The guest's vCPUs, 1 to 4 (with `--kernel` or `--guest`).
+    #[arg(long, value_name = "N")]
+    vcpus: Option<u8>,
+    /// The guest's RAM, e.g. `512M` or `1G` (with `--kernel` or `--guest`).
+    #[arg(long, value_name = "SIZE")]
+    guest_mem: Option<String>,
 }
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `ipc` (IPC, guest exits, and the other kernel paths).
-    #[arg(value_parser = ["ipc"])]
+    /// Which benchmark: `ipc` (IPC, guest exits and the other kernel
+    /// paths), or `boot` (the Linux payload to init under the VMM and
+    /// directly under QEMU).
+    #[arg(value_parser = ["ipc", "boot"])]
     which: String,
-    /// Samples per metric (after warm-up).
+    /// Samples per metric (after warm-up), for `ipc`.
     #[arg(long, default_value_t = 10_000)]
     iterations: usize,
     /// Only the cases whose name is this or starts with it and a `/`
@@ -96,6 +118,9 @@ pub struct BenchArgs {
     /// The kernel's hardening profile.
     #[arg(long, value_enum, default_value = "standard")]
     profile: build::Profile,
+    /// Boots of each kind, for `boot`.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 /// Options of `cargo xtask profile`.
@@ -211,6 +236,7 @@ fn main() -> ExitCode {
             }),
         Command::Run(args) => qemu::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) if args.which == "boot" => bench_boot::run(args.runs),
         Command::Bench(args) => bench::run(&args),
         Command::Profile(args) => profile::run(&args),
         Command::Fuzz(args) => fuzz_syscalls(&args),

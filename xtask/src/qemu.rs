@@ -22,6 +22,18 @@ pub fn machine_command(
     bootargs: &str,
     modules: Option<&bundle::Bundle>,
 ) -> Command {
+    machine_command_on(qemu, "max", kernel, bootargs, modules)
+}
+
+/// As [`machine_command`], with CPU model `cpu` (`max`, or a real core
+/// with VHE such as `cortex-a76` or `neoverse-n1`).
+pub fn machine_command_on(
+    qemu: &setup::Qemu,
+    cpu: &str,
+    kernel: &Path,
+    bootargs: &str,
+    modules: Option<&bundle::Bundle>,
+) -> Command {
     let memory = if modules.is_some() {
         bundle::MEMORY
     } else {
@@ -32,13 +44,19 @@ pub fn machine_command(
         "-machine",
         "virt,virtualization=on,gic-version=3,iommu=smmuv3",
     ])
-    .args(["-cpu", "max", "-smp", "1", "-m", memory])
+    .args(["-cpu", cpu, "-smp", "1", "-m", memory])
     .args(["-nographic", "-no-reboot"])
     // Lets the kernel report a test's pass/fail as QEMU's exit status.
     .args(["-semihosting-config", "enable=on,target=native"])
     .arg("-kernel")
     .arg(kernel);
-    let mut append = format!("exit=semihosting {bootargs}");
+    // Words after ` -- ` are a guest's command line: the kernel's own go
+    // before them.
+    let (own, guest) = match bootargs.split_once(" -- ") {
+        Some((own, guest)) => (own, Some(guest)),
+        None => (bootargs, None),
+    };
+    let mut append = format!("exit=semihosting {own}");
     if let Some(b) = modules {
         // `force-raw`: the file is bytes to copy, never an image to parse.
         c.arg("-device").arg(format!(
@@ -47,6 +65,9 @@ pub fn machine_command(
             bundle::ADDRESS
         ));
         append.push_str(&format!(" modules={:#x}", bundle::ADDRESS));
+    }
+    if let Some(guest) = guest {
+        append.push_str(&format!(" -- {guest}"));
     }
     c.arg("-append").arg(
         append
@@ -220,6 +241,30 @@ impl Drop for Session {
 }
 
 /// `cargo xtask run`.
+/// The kernel command line that has the root task run a Linux guest
+/// (`skyscope_launcher::config`): its vCPUs and RAM, the host's time as
+/// the guest's wall clock (there is no RTC the system could read), and
+/// the guest's own command line after ` -- `.
+fn guest_bootargs(args: &RunArgs) -> Result<String, String> {
+    let mut words = vec!["guest=linux".to_string()];
+    if let Some(n) = args.vcpus {
+        words.push(format!("vcpus={n}"));
+    }
+    if let Some(size) = &args.guest_mem {
+        words.push(format!("guest-mem={size}"));
+    }
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the host clock is before 1970: {e}"))?;
+    words.push(format!("epoch={}", epoch.as_secs()));
+    let guest = if args.append.trim().is_empty() {
+        "console=ttyAMA0"
+    } else {
+        args.append.trim()
+    };
+    Ok(format!("{} -- {guest}", words.join(" ")))
+}
+
 pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let expect = args
         .expect
@@ -232,11 +277,25 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let qemu = setup::ensure_qemu()?;
     let images = build::build_images()?;
     let mut modules: Vec<(String, std::path::PathBuf)> = Vec::new();
-    if args.guest {
+    // The main job: the Linux payload under a VMM process, unless the
+    // user asked for no guest or another kernel.
+    let payload_guest = !args.native && args.kernel.is_none();
+    if payload_guest {
         let guest = payload::ensure(false)?;
         modules.push(("linux".into(), guest.image));
         modules.push(("initrd".into(), guest.initramfs));
     }
+    if let Some(kernel) = &args.kernel {
+        modules.push(("linux".into(), kernel.clone()));
+        if let Some(initrd) = &args.initrd {
+            modules.push(("initrd".into(), initrd.clone()));
+        }
+    }
+    let bootargs = if !args.native {
+        guest_bootargs(args)?
+    } else {
+        args.append.clone()
+    };
     for m in &args.module {
         let (name, path) = m
             .split_once('=')
@@ -249,7 +308,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         println!("==> bundling {} boot module(s)", modules.len());
         Some(bundle::for_run(&modules)?)
     };
-    let mut command = machine_command(&qemu, &images.kernel, &args.append, bundle.as_ref());
+    let mut command = machine_command(&qemu, &images.kernel, &bootargs, bundle.as_ref());
     if args.gdb {
         command.args(["-s", "-S"]);
         println!("==> QEMU gdbstub on tcp::1234, CPU paused. In another terminal:");

@@ -240,6 +240,19 @@ const FUZZ_TARGETS: [(&str, &str); 9] = [
 
 /// The item that runs every scenario on the hardened kernel.
 const HARDENED: &str = "profile::hardened";
+/// The item that runs the guest scenarios on a real core's CPU model: the
+/// guest's features then come from that core's ID registers as the
+/// kernel sanitises them, not from QEMU's `max`.
+const CORTEX_A76: &str = "cpu::cortex_a76";
+/// What [`CORTEX_A76`] runs.
+const ON_REAL_CORES: &[&str] = &[
+    "guest::vgic_inject",
+    "guest::virtual_timer_interrupt",
+    "guest::physical_timer_interrupt",
+    "guest::cpu_features_sanitised",
+    "guest::linux_boots",
+    "vm::vmm_process",
+];
 
 /// How long a scenario judged by console patterns must keep the kernel up
 /// after the last pattern matched.
@@ -288,6 +301,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "--exclude",
                 "skyscope-roottask",
                 "--exclude",
+                "skyscope-testroot",
+                "--exclude",
                 "skyscope-vmm-process",
             ],
             env: vec![],
@@ -321,6 +336,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "skyscope-kernel",
                     "--exclude",
                     "skyscope-roottask",
+                    "--exclude",
+                    "skyscope-testroot",
                     "--exclude",
                     "skyscope-vmm-process",
                     "--all-targets",
@@ -357,15 +374,37 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "-p",
                     "skyscope-roottask",
                     "-p",
+                    "skyscope-testroot",
+                    "-p",
                     "skyscope-tests",
                     "-p",
                     "skyscope-vmm",
                     "-p",
-                    "skyscope-vmm-process",
-                    "-p",
                     "skyscope-process",
                     "-p",
+                    "skyscope-launcher",
+                    "-p",
                     "skyscope-guest-minimal",
+                    "--target",
+                    build::USER_TARGET,
+                ]
+                .as_slice(),
+                &deny,
+            ]
+            .concat(),
+            env: vec![],
+        },
+        // The VMM program on its own, as it is built: it turns on
+        // skyscope-vmm's `alloc` and has a heap; checked together with the
+        // root task, which has none, the feature would reach it too.
+        CargoCheck {
+            name: "lint::clippy_aarch64_vmm",
+            args: [
+                [
+                    "clippy",
+                    "--release",
+                    "-p",
+                    "skyscope-vmm-process",
                     "--target",
                     build::USER_TARGET,
                 ]
@@ -390,6 +429,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-vmm",
                 "-p",
                 "skyscope-process",
+                "-p",
+                "skyscope-launcher",
                 "-p",
                 "skyscope-guest-minimal",
                 "-p",
@@ -485,9 +526,32 @@ fn run_scenario(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario) -> Verdi
     run_scenario_with(qemu, kernel, scenario, "", u64::from(scenario.timeout_secs))
 }
 
+/// As [`run_scenario`] on CPU model `cpu`.
+fn run_scenario_on(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario, cpu: &str) -> Verdict {
+    run_scenario_on_with(
+        qemu,
+        cpu,
+        kernel,
+        scenario,
+        "",
+        u64::from(scenario.timeout_secs),
+    )
+}
+
 /// As [`run_scenario`], with extra kernel command-line words and a timeout.
 pub fn run_scenario_with(
     qemu: &setup::Qemu,
+    kernel: &Path,
+    scenario: &Scenario,
+    extra_bootargs: &str,
+    timeout_secs: u64,
+) -> Verdict {
+    run_scenario_on_with(qemu, "max", kernel, scenario, extra_bootargs, timeout_secs)
+}
+
+fn run_scenario_on_with(
+    qemu: &setup::Qemu,
+    cpu: &str,
     kernel: &Path,
     scenario: &Scenario,
     extra_bootargs: &str,
@@ -501,8 +565,9 @@ pub fn run_scenario_with(
         Ok(m) => m,
         Err(e) => return Verdict::Fail(format!("cannot write its boot modules: {e}")),
     };
-    let mut command = qemu::machine_command(
+    let mut command = qemu::machine_command_on(
         qemu,
+        cpu,
         kernel,
         &format!("test={} {extra_bootargs}", scenario.name),
         modules.as_ref(),
@@ -618,6 +683,9 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         if HARDENED.contains(filter) {
             println!("{HARDENED}  -- every scenario with the hardened kernel");
         }
+        if CORTEX_A76.contains(filter) {
+            println!("{CORTEX_A76}  -- the guest scenarios with -cpu cortex-a76");
+        }
         for (name, _) in NIGHTLY_ITEMS
             .iter()
             .chain(&QEMU_ITEMS)
@@ -632,7 +700,11 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         .chain(&QEMU_ITEMS)
         .filter(|(n, _)| n.contains(filter))
         .count();
-    if checks.is_empty() && scenarios.is_empty() && !HARDENED.contains(filter) && nightly_items == 0
+    if checks.is_empty()
+        && scenarios.is_empty()
+        && !HARDENED.contains(filter)
+        && !CORTEX_A76.contains(filter)
+        && nightly_items == 0
     {
         return Err(format!(
             "no test matches '{filter}' (see cargo xtask test --list)"
@@ -763,6 +835,37 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
             Err(e) => Verdict::Fail(e),
         };
         report(HARDENED, verdict, start.elapsed());
+    }
+    if CORTEX_A76.contains(filter) {
+        println!("==> {CORTEX_A76}: {}", ON_REAL_CORES.join(", "));
+        let start = Instant::now();
+        let verdict = match setup::ensure_qemu()
+            .and_then(|q| build::build_images_with(build::Profile::Dev).map(|i| (q, i)))
+        {
+            Ok((qemu, images)) => {
+                let failures: Vec<_> = CATALOG
+                    .iter()
+                    .filter(|s| ON_REAL_CORES.contains(&s.name))
+                    .filter(|s| {
+                        matches!(
+                            run_scenario_on(&qemu, &images.kernel, s, "cortex-a76"),
+                            Verdict::Fail(_)
+                        )
+                    })
+                    .map(|s| s.name)
+                    .collect();
+                if failures.is_empty() {
+                    Verdict::Pass(format!("{} scenarios", ON_REAL_CORES.len()))
+                } else {
+                    Verdict::Fail(format!(
+                        "failed with -cpu cortex-a76: {} (logs in target/xtask-logs/)",
+                        failures.join(", ")
+                    ))
+                }
+            }
+            Err(e) => Verdict::Fail(e),
+        };
+        report(CORTEX_A76, verdict, start.elapsed());
     }
     if skipped > 0 {
         println!("{passed} passed, {failed} failed, {skipped} skipped");

@@ -118,8 +118,8 @@ pub mod ticker {
 /// The guest that runs on its timer. Entered with a [`mod@ticker`] mode in
 /// `x0`, interval and wanted ticks in its scratch page. In order:
 /// 1. sets up its vectors and virtual CPU interface as [`interrupts`]
-///    does, arms the chosen timer one interval ahead (TVAL), unmasks
-///    IRQs, and (unless quiet) `hvc #1`;
+///    does, arms the chosen timer one interval ahead (TVAL), (unless
+///    quiet) `hvc #1`, and unmasks IRQs;
 /// 2. forever `wfi`. Each IRQ: acknowledges it (`x0` = INTID, `x1` =
 ///    running priority), computes how late the timer fired (`x2` = count
 ///    minus compare value, negative if early), counts it (`x4`), unless
@@ -329,11 +329,13 @@ mod program {
         "msr S3_0_C12_C12_7, x1", // ICC_IGRPEN1_EL1
         "isb",
         "bl 24f",
-        "msr daifclr, #2",
+        // Ready before IRQs are unmasked: a tick that is due by then
+        // (the Vcpu may have been switched out meanwhile) comes after.
         "tbnz x19, #1, 21f",
         "hvc #1",
-        "21: wfi",
-        "b 21b",
+        "21: msr daifclr, #2",
+        "31: wfi",
+        "b 31b",
         // Arm the chosen timer x21 ticks ahead.
         "24: tbnz x19, #0, 25f",
         "msr cntv_tval_el0, x21",

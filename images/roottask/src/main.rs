@@ -1,10 +1,10 @@
 //! The root task: the first (and, at boot, only) user-space program.
 //!
-//! With `test=NAME` on the kernel command line it runs that in-QEMU test
-//! scenario and powers off with its result; otherwise it announces itself
-//! and the boot modules it was given, then echoes what is typed at the
-//! console (read with `ConsoleRead` when the kernel signals input) and
-//! prints the kernel's audit stream.
+//! With `guest=linux` on the kernel command line it runs the
+//! Linux guest the boot modules carry under a VMM process ([`linux`]);
+//! otherwise it announces itself and the boot modules it was given, then
+//! echoes what is typed at the console (read with `ConsoleRead` when the
+//! kernel signals input) and prints the kernel's audit stream.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -14,27 +14,14 @@ use skyscope_abi::{
     syscall::CONSOLE_READ_MAX,
 };
 
+mod linux;
+
 /// The line `cargo xtask run --expect` waits for by default.
 pub const BANNER: &str = "Skyscope root task: up";
 
 fn main(boot_info: &'static BootInfo) -> ! {
-    if let Some(name) = boot_info.bootarg("test") {
-        skyscope_tests::run(name, boot_info);
-    }
-    if boot_info.bootarg("bench") == Some("ipc") {
-        let n = boot_info
-            .bootarg("iterations")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        let filter = boot_info.bootarg("case").unwrap_or("");
-        let status = match skyscope_tests::bench::run(boot_info, n, filter) {
-            Ok(_) => 0,
-            Err(e) => {
-                println!("BENCH-ERROR {e}");
-                1
-            }
-        };
-        skyscope_abi::rt::exit(status);
+    if boot_info.bootarg("guest") == Some("linux") {
+        linux::run(boot_info);
     }
     println!(
         "{BANNER} (image {:#x}..{:#x}, {} MiB RAM, bootargs \"{}\")",

@@ -10,6 +10,12 @@
 //! untyped memory, no CNode, VSpace or TCB of its own, no power or debug
 //! capability.
 //!
+//! Two kinds of guest: a bare-metal test program, served on the small
+//! `Board` (a UART and PSCI), and a Linux kernel, loaded by the arm64 boot
+//! protocol with a device tree and served on the `Machine` (GICv3 through
+//! the kernel's virtual interrupts, PL011 with console input, PL031, PSCI
+//! for several vCPUs, architectural answers for everything else).
+//!
 //! Its code is safe Rust but for one `unsafe` construction: the window
 //! over guest RAM and images (the ABI's `MappedWindow`); syscalls go
 //! through the ABI crate's wrappers.
@@ -17,19 +23,40 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+use core::mem::MaybeUninit;
+use linked_list_allocator::LockedHeap;
 use skyscope_abi::{
-    Error, MessageInfo, fault, ipc, rt, syscall::console_write, window::MappedWindow,
+    Error, MessageInfo, fault, invocation as inv, ipc, rt,
+    syscall::{CONSOLE_READ_MAX, console_notify, console_read, console_write, counter_now},
+    window::MappedWindow,
 };
 use skyscope_vmm::{
-    arch::aarch64::cpu::EntryState,
+    arch::aarch64::{cpu::EntryState, layout::Layout},
     builder::{Syscalls, start_vcpu},
     channel::{ExitChannel, ExitMessage},
     memory::{GuestAddress, GuestMemory},
-    process::{Board, Failure, Module, Plan, Registers, Report, Step, VmmStart, slots},
+    process::{
+        Board, Failure, Machine, Module, Plan, Registers, Report, Step, Vm, VmmStart, linux, slots,
+        start::{Boot, flags},
+    },
     vcpu::{VcpuId, call_arguments, general_register},
 };
+use static_cell::ConstStaticCell;
+
+/// Heap for what needs one: the device tree the Linux loader builds with
+/// vm-fdt (a few KiB). It lies in this program's BSS, which the parent
+/// maps as fresh zeroed frames like the rest of its image.
+const HEAP_BYTES: usize = 128 * 1024;
+static HEAP: ConstStaticCell<[MaybeUninit<u8>; HEAP_BYTES]> =
+    ConstStaticCell::new([MaybeUninit::uninit(); HEAP_BYTES]);
+#[global_allocator]
+static ALLOCATOR: LockedHeap = LockedHeap::empty();
 
 fn main(start: &'static VmmStart) -> ! {
+    // The heap's memory, taken once, for the life of the program.
+    ALLOCATOR.lock().init_from_slice(HEAP.take());
     rt::set_console(slots::CONSOLE);
     let report = run(start).unwrap_or_else(|failed| failed);
     if let Report::Failed {
@@ -83,33 +110,74 @@ fn run(start: &'static VmmStart) -> Result<Report, Report> {
         .map_err(load_failed)?;
     let mut memory =
         GuestMemory::new(plan.ram.start(), ram).map_err(|_| failed(Failure::Load, 1, 0, 0))?;
-    for module in plan.modules {
-        load(&mut memory, &images, plan.ram.size(), module)
-            .map_err(|detail| failed(Failure::Load, detail, module.guest_address, 0))?;
+    match plan.boot {
+        Boot::Program { entry } => {
+            for module in plan.modules {
+                load(&mut memory, &images, plan.ram.size(), module)
+                    .map_err(|detail| failed(Failure::Load, detail, module.guest_address, 0))?;
+            }
+            boot_vcpu(EntryState::kernel(entry.raw(), 0))?;
+            serve_program(&plan)
+        }
+        Boot::Linux {
+            kernel,
+            initramfs,
+            cmdline,
+        } => {
+            let layout = Layout::new(plan.ram.start(), plan.ram.size(), plan.vcpus)
+                .map_err(|_| failed(Failure::StartRecord, 5, 0, 0))?;
+            let started = counter_now();
+            let boot = linux::load(&mut memory, &images, layout, kernel, initramfs, cmdline)
+                .map_err(|e| failed(Failure::Load, e.code(), 0, 0))?;
+            let ms = (counter_now() - started) * 1000 / plan.clock.frequency;
+            rt::print(format_args!(
+                "{}: Image at {:#x}, initramfs at {:#x}, device tree at {:#x}; loaded in {ms} ms\n",
+                plan.name,
+                boot.kernel.raw(),
+                boot.initrd.map_or(0, |r| r.start().raw()),
+                boot.dtb.raw(),
+            ));
+            if plan.has(flags::CONSOLE_INPUT) {
+                console_notify(slots::CONSOLE, slots::CONSOLE_INPUT)
+                    .map_err(|e| failed(Failure::Channel, e.code(), 0, 0))?;
+            }
+            boot_vcpu(boot.entry)?;
+            serve_linux(&plan, layout)
+        }
     }
+}
+
+/// Starts vCPU 0 with `entry`.
+fn boot_vcpu(entry: EntryState) -> Result<(), Report> {
     start_vcpu(
         &mut Syscalls,
         slots::vcpu(0),
         slots::vcpu_thread(0),
         VcpuId::BOOT,
-        EntryState::kernel(plan.entry.raw(), 0),
+        entry,
     )
-    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), plan.entry.raw(), 0))?;
-    serve(&plan)
+    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), entry.pc, 0))
 }
 
 /// The window the parent mapped: guest RAM, then the images.
 #[allow(unsafe_code)]
 fn window(plan: &Plan<'_>) -> MappedWindow {
     // SAFETY: before starting this process the parent maps `window_size`
-    // bytes at `window`, readable and writable — the guest's RAM frames,
-    // then the image frames — and keeps them mapped while the process
-    // lives (the start record is its word for it; were it wrong, this
-    // process would fault, and only it). `plan` checked that the window
-    // lies in `WINDOW_AREA`, above this program's image and below its
-    // start page, IPC buffer and stack, so no Rust object lives there;
-    // this window, built once, is the only way the program reaches it.
-    unsafe { MappedWindow::new(plan.window as usize, plan.window_size as usize) }
+    // bytes at `window` — the guest's RAM frames, readable and writable,
+    // then the image frames, readable — and keeps them mapped while the
+    // process lives (the start record is its word for it; were it wrong,
+    // this process would fault, and only it). `plan` checked that the
+    // window lies in `WINDOW_AREA`, above this program's image and below
+    // its start page, IPC buffer and stack, so no Rust object lives there;
+    // this window, built once, is the only way the program reaches it, and
+    // it writes only the RAM.
+    unsafe {
+        MappedWindow::with_read_only_tail(
+            plan.window as usize,
+            plan.window_size as usize,
+            plan.ram.size() as usize,
+        )
+    }
 }
 
 /// Copies `module` from the image window into guest RAM, where the guest
@@ -148,8 +216,8 @@ impl Registers for VcpuRegisters {
     }
 }
 
-/// Serves exits until the guest stops.
-fn serve(plan: &Plan<'_>) -> Result<Report, Report> {
+/// Serves a bare-metal program's exits until it stops.
+fn serve_program(plan: &Plan<'_>) -> Result<Report, Report> {
     let channel = ExitChannel {
         endpoint: slots::EXIT_ENDPOINT,
         reply: slots::EXIT_REPLY,
@@ -222,6 +290,183 @@ fn serve(plan: &Plan<'_>) -> Result<Report, Report> {
         message = channel
             .resume_and_wait(resume)
             .map_err(|e| channel_failed(e, exits))?;
+    }
+}
+
+/// The kernel as the Linux machine sees it: vCPU `i` is the Vcpu in
+/// [`slots::vcpu`] run by the thread in [`slots::vcpu_thread`].
+struct Kernel;
+
+impl Vm for Kernel {
+    fn general(&mut self, vcpu: VcpuId, n: u8) -> Result<u64, Error> {
+        general_register(slots::vcpu_thread(vcpu.index()), n)
+    }
+
+    fn call_arguments(&mut self, vcpu: VcpuId) -> Result<[u64; 4], Error> {
+        call_arguments(slots::vcpu_thread(vcpu.index()))
+    }
+
+    fn read_vcpu(&mut self, vcpu: VcpuId, register: u64) -> Result<u64, Error> {
+        inv::vcpu_read_register(slots::vcpu(vcpu.index()), register)
+    }
+
+    fn write_vcpu(&mut self, vcpu: VcpuId, register: u64, value: u64) -> Result<(), Error> {
+        inv::vcpu_write_register(slots::vcpu(vcpu.index()), register, value)
+    }
+
+    fn set_pc(&mut self, vcpu: VcpuId, pc: u64) -> Result<(), Error> {
+        // The register order starts with the pc: one value sets it alone.
+        inv::tcb_write_registers(slots::vcpu_thread(vcpu.index()), &[pc])
+    }
+
+    fn set_irq(&mut self, vcpu: VcpuId, intid: u32, priority: u8, flags: u64) -> Result<(), Error> {
+        inv::vcpu_set_irq(slots::vcpu(vcpu.index()), intid, priority, flags)
+    }
+}
+
+/// Serves a Linux guest's exits, and console input, until it stops.
+fn serve_linux(plan: &Plan<'_>, layout: Layout) -> Result<Report, Report> {
+    let channel = ExitChannel {
+        endpoint: slots::EXIT_ENDPOINT,
+        reply: slots::EXIT_REPLY,
+    };
+    let clock = plan.clock;
+    let mut machine = Machine::new(layout, clock.seconds, clock.counter, clock.frequency);
+    let mut output = Output::new(plan);
+    let input = plan.has(flags::CONSOLE_INPUT);
+    // Typed bytes the kernel still holds because the machine had no room.
+    let mut input_waiting = input;
+    let channel_failed = |e: Error, exits| failed(Failure::Channel, e.code(), 0, exits);
+    let started = counter_now();
+    // What the guest cost in exits, printed when it ends (`cargo xtask
+    // bench boot` reads this line).
+    let summary = |machine: &Machine| {
+        let ms = (counter_now() - started) * 1000 / clock.frequency.max(1);
+        rt::print(format_args!(
+            "{}: {} exits in {ms} ms: {}\n",
+            plan.name,
+            machine.stats().exits,
+            machine.exit_counts().summary()
+        ));
+    };
+    let mut message = channel.wait().map_err(|e| channel_failed(e, 0))?;
+    loop {
+        let exits = machine.stats().exits;
+        let fail = |e: Error| failed(Failure::Registers, e.code(), message.pc, exits);
+        // A bound notification's signal arrives as a message without a
+        // label; the only one bound here is console input's.
+        let answer = if input && message.is_notification() {
+            input_waiting = true;
+            None
+        } else {
+            let vcpu = vcpu_of(plan, &message)
+                .ok_or_else(|| failed(Failure::Stranger, message.badge, message.pc, exits))?;
+            let step = machine
+                .handle(vcpu, message.pc, message.exit, counter_now(), &mut Kernel)
+                .map_err(fail)?;
+            match step {
+                Step::Resume { resume, .. } => Some(resume),
+                Step::StartVcpu {
+                    vcpu: started,
+                    entry,
+                    resume,
+                } => {
+                    let index = started.index();
+                    start_vcpu(
+                        &mut Syscalls,
+                        slots::vcpu(index),
+                        slots::vcpu_thread(index),
+                        started,
+                        entry,
+                    )
+                    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), message.pc, exits))?;
+                    machine.vcpu_started(started);
+                    Some(resume)
+                }
+                Step::StopVcpu => {
+                    // Its pending exit is dropped with it: not answered.
+                    inv::tcb_suspend(slots::vcpu_thread(vcpu.index())).map_err(fail)?;
+                    None
+                }
+                Step::PowerOff { reset } => {
+                    machine.flush_output(true, |bytes| output.write(bytes));
+                    output.finish();
+                    summary(&machine);
+                    stop_all(plan.vcpus).map_err(fail)?;
+                    let stats = machine.stats();
+                    return Ok(if reset {
+                        Report::Reset(stats)
+                    } else {
+                        Report::PoweredOff(stats)
+                    });
+                }
+                Step::GuestFault => {
+                    machine.flush_output(true, |bytes| output.write(bytes));
+                    output.finish();
+                    summary(&machine);
+                    stop_all(plan.vcpus).map_err(fail)?;
+                    return Err(failed(Failure::Guest, message.words[1], message.pc, exits));
+                }
+            }
+        };
+        if input_waiting {
+            input_waiting = take_input(&mut machine).map_err(fail)?;
+        }
+        machine.flush_output(false, |bytes| output.write(bytes));
+        message = match answer {
+            Some(resume) => channel.resume_and_wait(resume),
+            None => channel.wait(),
+        }
+        .map_err(|e| channel_failed(e, exits))?;
+    }
+}
+
+/// Moves typed input from the kernel into the machine while it has room.
+/// Returns whether input may still be waiting in the kernel (the machine
+/// filled up first).
+fn take_input(machine: &mut Machine) -> Result<bool, Error> {
+    let mut buffer = [0u8; CONSOLE_READ_MAX];
+    while machine.input_room() >= CONSOLE_READ_MAX {
+        let n = console_read(slots::CONSOLE, &mut buffer)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        machine.receive(&buffer[..n], &mut Kernel)?;
+    }
+    Ok(true)
+}
+
+/// Where a Linux guest's console output goes: straight to the console
+/// when it has the console to itself, else a line at a time behind its
+/// name.
+enum Output {
+    Raw,
+    Lines(Console),
+}
+
+impl Output {
+    fn new(plan: &Plan<'_>) -> Output {
+        if plan.has(flags::RAW_CONSOLE) {
+            Output::Raw
+        } else {
+            Output::Lines(Console::new(plan.name))
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match self {
+            // Console output is best effort: a failure has nowhere to go.
+            Output::Raw => {
+                let _ = console_write(slots::CONSOLE, bytes);
+            }
+            Output::Lines(console) => bytes.iter().for_each(|&b| console.push(b)),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Output::Lines(console) = self {
+            console.flush();
+        }
     }
 }
 

@@ -10,12 +10,15 @@
 
 use crate::Error;
 
-/// A range of the calling process's address space, mapped readable and
-/// writable, that only volatile copies touch.
+/// A range of the calling process's address space, mapped readable (and
+/// writable up to a limit), that only volatile copies touch.
 #[derive(Debug)]
 pub struct MappedWindow {
     base: usize,
     len: usize,
+    /// Bytes from the start that may be written: the rest is mapped
+    /// read-only, and [`MappedWindow::write`] refuses it rather than fault.
+    writable: usize,
 }
 
 impl MappedWindow {
@@ -29,7 +32,37 @@ impl MappedWindow {
     /// mapped for sharing (for instance frames it also mapped into a
     /// GuestSpace), reached only through this window.
     pub const unsafe fn new(base: usize, len: usize) -> MappedWindow {
-        MappedWindow { base, len }
+        MappedWindow {
+            base,
+            len,
+            writable: len,
+        }
+    }
+
+    /// A window over `len` bytes at address `base` of which only the first
+    /// `writable` are writable: the rest may be mapped read-only (images a
+    /// VMM copies from, and must not be able to change).
+    ///
+    /// # Safety
+    ///
+    /// As for [`MappedWindow::new`], except that only `base..base +
+    /// writable` need be mapped writable; the whole range must stay mapped
+    /// readable.
+    pub const unsafe fn with_read_only_tail(
+        base: usize,
+        len: usize,
+        writable: usize,
+    ) -> MappedWindow {
+        MappedWindow {
+            base,
+            len,
+            writable: if writable < len { writable } else { len },
+        }
+    }
+
+    /// How many bytes from the start may be written.
+    pub fn writable_len(&self) -> usize {
+        self.writable
     }
 
     /// The window's size in bytes.
@@ -60,10 +93,12 @@ impl MappedWindow {
             MappedWindow {
                 base: self.base,
                 len: mid,
+                writable: self.writable.min(mid),
             },
             MappedWindow {
                 base: self.base + mid,
                 len: self.len - mid,
+                writable: self.writable.saturating_sub(mid),
             },
         ))
     }
@@ -98,9 +133,12 @@ impl MappedWindow {
         Ok(())
     }
 
-    /// Copies `data` to `offset`.
+    /// Copies `data` to `offset` (`RangeError` past the writable part).
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         let start = self.address(offset, data.len())?;
+        if offset + data.len() > self.writable {
+            return Err(Error::RangeError);
+        }
         let mut i = 0;
         while i < data.len() {
             let address = start + i;
@@ -233,5 +271,29 @@ mod tests {
         let _ = head;
         assert_eq!(backing[0].to_ne_bytes(), [0xaa; 8]);
         assert_eq!(backing[2].to_ne_bytes()[0], data[13]);
+    }
+
+    #[test]
+    fn a_read_only_tail_is_never_written() {
+        let mut backing = [0u64; 4];
+        let base = backing.as_mut_ptr() as usize;
+        // SAFETY: `backing` outlives the window and is reached only through it.
+        let mut window = unsafe { MappedWindow::with_read_only_tail(base, 32, 8) };
+        assert_eq!(window.writable_len(), 8);
+        window.write(0, &[1; 8]).unwrap();
+        assert_eq!(window.write(4, &[2; 5]), Err(Error::RangeError));
+        assert_eq!(window.write(8, &[2]), Err(Error::RangeError));
+        let (head, tail) = window.split_at(4).unwrap();
+        assert_eq!((head.writable_len(), tail.writable_len()), (4, 4));
+        let (mut ram, mut images) = tail.split_at(4).unwrap();
+        assert_eq!((ram.writable_len(), images.writable_len()), (4, 0));
+        assert_eq!(images.write(0, &[3]), Err(Error::RangeError));
+        ram.write(0, &[4; 4]).unwrap();
+        let _ = (head, ram, images);
+        assert_eq!(backing[0].to_ne_bytes(), [1, 1, 1, 1, 4, 4, 4, 4]);
+        assert_eq!(backing[1], 0);
+        // SAFETY: as above.
+        let clamped = unsafe { MappedWindow::with_read_only_tail(base, 8, 99) };
+        assert_eq!(clamped.writable_len(), 8);
     }
 }

@@ -1,16 +1,23 @@
 //! An emulated GICv3 distributor and redistributors: the interrupt state a
-//! guest programs through MMIO (enables, pending and active bits,
-//! priorities, trigger modes, groups, routing), the inputs devices drive
-//! (interrupt lines), SGIs from trapped ICC_SGI*R_EL1 writes, and the
-//! answer the VMM needs to program a vCPU's list registers: which
-//! interrupts should be delivered to it now, highest priority first.
+//! guest programs through MMIO (enables, pending bits, priorities, trigger
+//! modes, groups, routing), the inputs devices drive (interrupt lines),
+//! SGIs from trapped ICC_SGI*R_EL1 writes, and what the kernel must be
+//! told so that the guest's virtual CPU interface sees it ([`Signal`]).
 //!
 //! The CPU interface (ICC_*_EL1) is not here: with the GICv3 virtual CPU
 //! interface the guest's acknowledge, priority-mask and end-of-interrupt
 //! accesses are handled by hardware through list registers, which the
-//! kernel manages. The VMM hands an interrupt over with
-//! [`Gicv3::acknowledge`] once it is in a list register and gets it back
-//! with [`Gicv3::end_of_interrupt`] when the list register is done with it.
+//! kernel owns (`Vcpu::SetIrq`: it queues what does not fit and resamples
+//! level-sensitive lines at the guest's EOI). So this model decides only
+//! what reaches a vCPU's interface and when: [`Gicv3::sync`] compares
+//! what each vCPU should see — a level line high while the interrupt is
+//! enabled, its group enabled, the redistributor awake and (SPIs) routed
+//! there; an edge, SGI or software pending state fired once — with what
+//! the kernel was last told, and emits the difference. The two timer PPIs
+//! are the kernel's own lines: for them the model reports the guest's
+//! enable, group and priority ([`Signal::TimerIrq`]) instead. The active
+//! state lives in the list registers and is not mirrored here (GICD and
+//! GICR ISACTIVER read back what software wrote).
 //!
 //! The model is a GIC with a single Security state (GICD_CTLR.DS = 1,
 //! GICD_TYPER.SecurityExtn = 0), affinity routing always on (ARE RAO/WI),
@@ -25,6 +32,7 @@
 
 use crate::arch::aarch64::cpu::{AFFINITY_MASK, mpidr, packed_affinity, vcpu_with_affinity};
 use crate::vcpu::{MAX_VCPUS, VcpuId, VcpuSet};
+use skyscope_abi::vcpu::{aarch64 as vreg, irq as virq};
 use skyscope_el2::esr::SystemRegister;
 use tock_registers::register_bitfields;
 
@@ -128,12 +136,13 @@ const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Irq {
     enabled: bool,
-    /// Set by an edge, a software write (ISPENDR) or an SGI.
+    /// Set by an edge, a software write (ISPENDR) or an SGI; cleared when
+    /// [`Gicv3::sync`] hands it to the kernel.
     pending_latch: bool,
     /// The input line's level.
     line: bool,
-    /// Active: software set it (ISACTIVER), or the VMM handed it to the
-    /// vCPU interface and has not had it back.
+    /// Active as software wrote it (ISACTIVER/ICACTIVER); the real
+    /// active state is in the kernel's list registers.
     active: bool,
     priority: u8,
     group1: bool,
@@ -207,20 +216,65 @@ impl SgiRegister {
     }
 }
 
-/// An interrupt to deliver to a vCPU (what goes into a list register).
+/// What the kernel must be told for one vCPU's virtual interrupts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    /// The INTID.
-    pub intid: u32,
-    /// Its priority (lower is more urgent).
-    pub priority: u8,
-    /// Group 1 (else Group 0).
-    pub group1: bool,
-    /// Level-sensitive: the VMM should ask for a maintenance interrupt at
-    /// its end of interrupt, so that it can call
-    /// [`Gicv3::end_of_interrupt`] and resample the line.
-    pub level: bool,
+pub enum Signal {
+    /// `Vcpu::SetIrq(intid, priority, flags)` on `vcpu`'s Vcpu (`flags`
+    /// from [`skyscope_abi::vcpu::irq`]).
+    SetIrq {
+        /// The target vCPU.
+        vcpu: VcpuId,
+        /// The INTID.
+        intid: u32,
+        /// Its priority.
+        priority: u8,
+        /// LEVEL, HIGH and GROUP1 bits.
+        flags: u64,
+    },
+    /// `Vcpu::WriteRegister(register, value)`: the delivery word of a
+    /// timer PPI the kernel raises itself ([`vreg::VTIMER_IRQ`] or
+    /// [`vreg::PTIMER_IRQ`], fields in [`vreg::timer_irq`]).
+    TimerIrq {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// Which register.
+        register: u64,
+        /// Its new value.
+        value: u64,
+    },
 }
+
+/// What the kernel was last told about one vCPU's interrupts.
+#[derive(Clone, Copy, Debug)]
+struct Told {
+    /// Level lines told high.
+    high: u128,
+    /// Their group when told (bit set: Group 1).
+    group1: u128,
+    /// Their priority when told.
+    priority: [u8; NR_INTIDS as usize],
+    /// The two timer delivery words ([`TIMER_PPIS`] order); a new Vcpu
+    /// has both 0 (disabled).
+    timers: [u64; 2],
+}
+
+impl Default for Told {
+    fn default() -> Self {
+        Told {
+            high: 0,
+            group1: 0,
+            priority: [0; NR_INTIDS as usize],
+            timers: [0; 2],
+        }
+    }
+}
+
+/// The timer PPIs the kernel drives itself, with the Vcpu register that
+/// says how to deliver each.
+const TIMER_PPIS: [(u32, u64); 2] = [
+    (vreg::timer_ppi::VIRTUAL, vreg::VTIMER_IRQ),
+    (vreg::timer_ppi::PHYSICAL, vreg::PTIMER_IRQ),
+];
 
 /// The distributor and the redistributors of one guest.
 #[derive(Clone, Debug)]
@@ -231,6 +285,7 @@ pub struct Gicv3 {
     /// GICD_IROUTER affinity fields per SPI.
     routes: [u64; NR_SPIS],
     redistributors: [Redistributor; MAX_VCPUS],
+    told: [Told; MAX_VCPUS],
 }
 
 impl Gicv3 {
@@ -242,6 +297,7 @@ impl Gicv3 {
             spis: [Irq::default(); NR_SPIS],
             routes: [0; NR_SPIS],
             redistributors: [Redistributor::default(); MAX_VCPUS],
+            told: [Told::default(); MAX_VCPUS],
         }
     }
 
@@ -264,134 +320,6 @@ impl Gicv3 {
         }
     }
 
-    /// The vCPU SPI number `spi` (INTID 32 + `spi`) is routed to (none if
-    /// its IROUTER names no vCPU: the interrupt then stays pending and is
-    /// not forwarded).
-    fn spi_target(&self, spi: usize) -> Option<VcpuId> {
-        vcpu_with_affinity(self.routes[spi], self.vcpus)
-    }
-
-    fn deliverable(&self, vcpu: VcpuId, irq: &Irq) -> bool {
-        let group_enabled = if irq.group1 {
-            self.ctlr.contains(DistributorControl::ENABLE_GRP1)
-        } else {
-            self.ctlr.contains(DistributorControl::ENABLE_GRP0)
-        };
-        irq.enabled
-            && irq.pending()
-            && !irq.active
-            && group_enabled
-            && !self.redistributors[vcpu.index()].sleeping
-    }
-
-    /// Bit n set: INTID n should be delivered to `vcpu` now.
-    fn deliverable_mask(&self, vcpu: VcpuId) -> u128 {
-        let mut mask = 0u128;
-        for (i, irq) in self.redistributors[vcpu.index()].private.iter().enumerate() {
-            if self.deliverable(vcpu, irq) {
-                mask |= 1 << i;
-            }
-        }
-        for (i, irq) in self.spis.iter().enumerate() {
-            if self.spi_target(i) == Some(vcpu) && self.deliverable(vcpu, irq) {
-                mask |= 1 << (i + SPI_BASE as usize);
-            }
-        }
-        mask
-    }
-
-    fn masks(&self) -> [u128; MAX_VCPUS] {
-        let mut m = [0; MAX_VCPUS];
-        for v in self.all().iter() {
-            m[v.index()] = self.deliverable_mask(v);
-        }
-        m
-    }
-
-    /// Runs `change` and returns the vCPUs whose deliverable interrupts
-    /// changed: those the VMM must update (refill list registers, wake
-    /// from a wait for interrupt).
-    fn tracking(&mut self, change: impl FnOnce(&mut Self) -> VcpuSet) -> VcpuSet {
-        let before = self.masks();
-        let mut notify = change(self);
-        let after = self.masks();
-        for v in self.all().iter() {
-            if before[v.index()] != after[v.index()] {
-                notify.insert(v);
-            }
-        }
-        notify
-    }
-
-    /// Interrupts to deliver to `vcpu` now — enabled, pending, not active,
-    /// their group enabled, routed to it — most urgent first (lowest
-    /// priority value, then lowest INTID), at most `out.len()` of them.
-    /// Returns how many were written.
-    pub fn pending(&self, vcpu: VcpuId, out: &mut [Delivery]) -> usize {
-        if vcpu.index() >= self.vcpus {
-            return 0;
-        }
-        let mask = self.deliverable_mask(vcpu);
-        let mut n = 0;
-        for intid in (0..NR_INTIDS).filter(|i| mask & (1 << i) != 0) {
-            let Some(irq) = self.irq(vcpu, intid) else {
-                continue;
-            };
-            let d = Delivery {
-                intid,
-                priority: irq.priority,
-                group1: irq.group1,
-                level: !irq.edge,
-            };
-            // Insertion into the sorted prefix; INTIDs come in increasing
-            // order, so equal priorities keep the lower INTID first.
-            let at = out[..n]
-                .iter()
-                .position(|o| o.priority > d.priority)
-                .unwrap_or(n);
-            if at == out.len() {
-                continue;
-            }
-            let end = (n + 1).min(out.len());
-            out[at..end].rotate_right(1);
-            out[at] = d;
-            n = end;
-        }
-        n
-    }
-
-    /// The VMM put `intid` into one of `vcpu`'s list registers: the vCPU
-    /// interface now owns it (it counts as active here until
-    /// [`Gicv3::end_of_interrupt`]), and an edge or software pending state
-    /// is consumed. Returns whether it was deliverable.
-    pub fn acknowledge(&mut self, vcpu: VcpuId, intid: u32) -> bool {
-        if vcpu.index() >= self.vcpus || intid >= NR_INTIDS {
-            return false;
-        }
-        let deliverable = self.deliverable_mask(vcpu) & (1 << intid) != 0;
-        if deliverable && let Some(irq) = self.irq_mut(vcpu, intid) {
-            irq.pending_latch = false;
-            irq.active = true;
-        }
-        deliverable
-    }
-
-    /// The list register holding `intid` on `vcpu` became invalid (the
-    /// guest deactivated it). A level-sensitive interrupt whose line is
-    /// still high is pending again: the line is resampled. Returns the
-    /// vCPUs to update.
-    pub fn end_of_interrupt(&mut self, vcpu: VcpuId, intid: u32) -> VcpuSet {
-        if vcpu.index() >= self.vcpus {
-            return VcpuSet::EMPTY;
-        }
-        self.tracking(|gic| {
-            if let Some(irq) = gic.irq_mut(vcpu, intid) {
-                irq.active = false;
-            }
-            VcpuSet::EMPTY
-        })
-    }
-
     fn irq_mut(&mut self, vcpu: VcpuId, intid: u32) -> Option<&mut Irq> {
         match intid {
             0..SPI_BASE => self.redistributors[vcpu.index()]
@@ -401,45 +329,143 @@ impl Gicv3 {
         }
     }
 
-    /// Drives the input line of SPI `intid` (32..128), e.g. from a device
-    /// model's [`super::Access::irq_line`]. Returns the vCPUs to update.
-    pub fn set_spi_level(&mut self, intid: u32, level: bool) -> VcpuSet {
-        self.tracking(|gic| {
-            if let Some(irq) = intid
-                .checked_sub(SPI_BASE)
-                .and_then(|i| gic.spis.get_mut(i as usize))
-            {
-                irq.drive(level);
+    /// The vCPU SPI number `spi` (INTID 32 + `spi`) is routed to (none if
+    /// its IROUTER names no vCPU: the interrupt then stays pending and is
+    /// not forwarded).
+    fn spi_target(&self, spi: usize) -> Option<VcpuId> {
+        vcpu_with_affinity(self.routes[spi], self.vcpus)
+    }
+
+    /// Whether `intid` reaches `vcpu`'s CPU interface when pending: it is
+    /// enabled, its group is enabled, the redistributor is awake and (an
+    /// SPI) it is routed to `vcpu`.
+    fn forwarded(&self, vcpu: VcpuId, intid: u32) -> bool {
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return false;
+        };
+        let routed = match intid.checked_sub(SPI_BASE) {
+            Some(spi) => self.spi_target(spi as usize) == Some(vcpu),
+            None => true,
+        };
+        let group_enabled = if irq.group1 {
+            self.ctlr.contains(DistributorControl::ENABLE_GRP1)
+        } else {
+            self.ctlr.contains(DistributorControl::ENABLE_GRP0)
+        };
+        routed && irq.enabled && group_enabled && !self.redistributors[vcpu.index()].sleeping
+    }
+
+    /// Tells the kernel what changed since the last call: fires pending
+    /// edges (SGIs, edge-triggered interrupts, software pending states)
+    /// that are now forwarded, raises and lowers level lines, re-sends a
+    /// high line whose priority or group changed, and rewrites a timer
+    /// PPI's delivery word when the guest changed its enable, group or
+    /// priority. Call it after every change of the model.
+    pub fn sync(&mut self, out: &mut impl FnMut(Signal)) {
+        for vcpu in self.all().iter() {
+            for (k, &(intid, register)) in TIMER_PPIS.iter().enumerate() {
+                let irq = self.redistributors[vcpu.index()].private[intid as usize];
+                let mut value = u64::from(irq.priority) << vreg::timer_irq::PRIORITY_SHIFT;
+                if irq.group1 {
+                    value |= vreg::timer_irq::GROUP1;
+                }
+                if self.forwarded(vcpu, intid) {
+                    value |= vreg::timer_irq::ENABLED;
+                }
+                let told = &mut self.told[vcpu.index()].timers[k];
+                if *told != value {
+                    *told = value;
+                    out(Signal::TimerIrq {
+                        vcpu,
+                        register,
+                        value,
+                    });
+                }
             }
-            VcpuSet::EMPTY
-        })
+            for intid in 0..NR_INTIDS {
+                if TIMER_PPIS.iter().any(|&(ppi, _)| ppi == intid) {
+                    continue;
+                }
+                let forwarded = self.forwarded(vcpu, intid);
+                let Some(irq) = self.irq_mut(vcpu, intid) else {
+                    continue;
+                };
+                let (priority, group1) = (irq.priority, irq.group1);
+                let group = if group1 { virq::GROUP1 } else { 0 };
+                if forwarded && irq.pending_latch {
+                    // The kernel now holds this pending state.
+                    irq.pending_latch = false;
+                    out(Signal::SetIrq {
+                        vcpu,
+                        intid,
+                        priority,
+                        flags: virq::HIGH | group,
+                    });
+                }
+                let Some(irq) = self.irq(vcpu, intid) else {
+                    continue;
+                };
+                let high = forwarded && !irq.edge && irq.line;
+                let bit = 1u128 << intid;
+                let told = &mut self.told[vcpu.index()];
+                let was_high = told.high & bit != 0;
+                let changed =
+                    told.priority[intid as usize] != priority || (told.group1 & bit != 0) != group1;
+                if high != was_high || (high && changed) {
+                    told.high = if high {
+                        told.high | bit
+                    } else {
+                        told.high & !bit
+                    };
+                    told.group1 = if group1 {
+                        told.group1 | bit
+                    } else {
+                        told.group1 & !bit
+                    };
+                    told.priority[intid as usize] = priority;
+                    out(Signal::SetIrq {
+                        vcpu,
+                        intid,
+                        priority,
+                        flags: virq::LEVEL | if high { virq::HIGH } else { 0 } | group,
+                    });
+                }
+            }
+        }
     }
 
-    /// Drives the input line of PPI `intid` (16..32) of `vcpu`. Returns the
-    /// vCPUs to update.
-    pub fn set_ppi_level(&mut self, vcpu: VcpuId, intid: u32, level: bool) -> VcpuSet {
+    /// Drives the input line of SPI `intid` (32..128), e.g. from a device
+    /// model's [`super::Access::irq_line`].
+    pub fn set_spi_level(&mut self, intid: u32, level: bool) {
+        if let Some(irq) = intid
+            .checked_sub(SPI_BASE)
+            .and_then(|i| self.spis.get_mut(i as usize))
+        {
+            irq.drive(level);
+        }
+    }
+
+    /// Drives the input line of PPI `intid` (16..32) of `vcpu` (the timer
+    /// PPIs are the kernel's: driving them here has no effect on the
+    /// guest).
+    pub fn set_ppi_level(&mut self, vcpu: VcpuId, intid: u32, level: bool) {
         if vcpu.index() >= self.vcpus || !(16..SPI_BASE).contains(&intid) {
-            return VcpuSet::EMPTY;
+            return;
         }
-        self.tracking(|gic| {
-            gic.redistributors[vcpu.index()].private[intid as usize].drive(level);
-            VcpuSet::EMPTY
-        })
+        self.redistributors[vcpu.index()].private[intid as usize].drive(level);
     }
 
-    /// A trapped write of `value` to an SGI-generating register by vCPU
-    /// `sender`. Returns the vCPUs to update.
-    pub fn write_sgi(&mut self, sender: VcpuId, register: SgiRegister, value: u64) -> VcpuSet {
-        if register == SgiRegister::OtherSecurityState || sender.index() >= self.vcpus {
-            return VcpuSet::EMPTY;
-        }
+    /// The vCPUs a trapped write of `value` to an SGI-generating register
+    /// by vCPU `sender` targets (ICC_SGI1R_EL1 in IHI 0069 12.2:
+    /// TargetList, Aff1-3, IRM, RS), and the SGI it names.
+    pub fn sgi_targets(&self, sender: VcpuId, value: u64) -> (u32, VcpuSet) {
+        let intid = SGIR::INTID.read(value) as u32;
         // GICD_TYPER.RSS = 0: only Aff0 0-15 can be targeted, and a write
         // with a range selector is ignored (one of the two permitted
         // CONSTRAINED UNPREDICTABLE behaviours).
-        if SGIR::RS.read(value) != 0 {
-            return VcpuSet::EMPTY;
+        if SGIR::RS.read(value) != 0 || sender.index() >= self.vcpus {
+            return (intid, VcpuSet::EMPTY);
         }
-        let intid = SGIR::INTID.read(value) as usize;
         let mut targets = VcpuSet::EMPTY;
         if SGIR::IRM.is_set(value) {
             targets = self.all();
@@ -457,15 +483,26 @@ impl Gicv3 {
                 }
             }
         }
-        self.tracking(|gic| {
-            for t in targets.iter() {
-                let irq = &mut gic.redistributors[t.index()].private[intid];
-                if register == SgiRegister::Group1 || !irq.group1 {
-                    irq.pending_latch = true;
-                }
+        (intid, targets)
+    }
+
+    /// A trapped write of `value` to an SGI-generating register by vCPU
+    /// `sender`: the SGI becomes pending (an edge) on each target. Returns
+    /// the targets.
+    pub fn write_sgi(&mut self, sender: VcpuId, register: SgiRegister, value: u64) -> VcpuSet {
+        if register == SgiRegister::OtherSecurityState {
+            return VcpuSet::EMPTY;
+        }
+        let (intid, targets) = self.sgi_targets(sender, value);
+        let mut reached = VcpuSet::EMPTY;
+        for t in targets.iter() {
+            let irq = &mut self.redistributors[t.index()].private[intid as usize];
+            if register == SgiRegister::Group1 || !irq.group1 {
+                irq.pending_latch = true;
+                reached.insert(t);
             }
-            VcpuSet::EMPTY
-        })
+        }
+        reached
     }
 
     // ---- MMIO ----
@@ -541,47 +578,36 @@ impl Gicv3 {
     }
 
     /// A store of `value` (`size` bytes) to distributor offset `offset`.
-    /// Returns the vCPUs to update.
-    pub fn write_distributor(&mut self, offset: u64, size: u8, value: u64) -> VcpuSet {
+    /// Follow it with [`Gicv3::sync`].
+    pub fn write_distributor(&mut self, offset: u64, size: u8, value: u64) {
         if !aligned(offset, size) {
-            return VcpuSet::EMPTY;
+            return;
         }
-        self.tracking(|gic| {
-            match (offset, size) {
-                (gicd::IPRIORITYR..0x0800, 1 | 2 | 4) => {
-                    // A new priority reorders what the routed vCPU is
-                    // offered even though the set is the same.
-                    let first = (offset - gicd::IPRIORITYR) as u32;
-                    let mut reordered = VcpuSet::EMPTY;
-                    for b in 0..u32::from(size) {
-                        let byte = (value >> (8 * b)) as u8 & PRIORITY_MASK;
-                        if let Some(i) = (first + b).checked_sub(SPI_BASE)
-                            && let Some(irq) = gic.spis.get_mut(i as usize)
-                            && irq.priority != byte
-                        {
-                            irq.priority = byte;
-                            if let Some(t) = gic.spi_target(i as usize) {
-                                reordered.insert(t);
-                            }
-                        }
-                    }
-                    return reordered;
-                }
-                (gicd::IROUTER..0x7fe0, 4 | 8) => {
-                    let spi = ((offset - gicd::IROUTER) / 8) as u32;
-                    if let Some(i) = spi.checked_sub(SPI_BASE)
-                        && let Some(route) = gic.routes.get_mut(i as usize)
+        match (offset, size) {
+            (gicd::IPRIORITYR..0x0800, 1 | 2 | 4) => {
+                let first = (offset - gicd::IPRIORITYR) as u32;
+                for b in 0..u32::from(size) {
+                    let byte = (value >> (8 * b)) as u8 & PRIORITY_MASK;
+                    if let Some(i) = (first + b).checked_sub(SPI_BASE)
+                        && let Some(irq) = self.spis.get_mut(i as usize)
                     {
-                        // Only the affinity fields are kept: IRM (1 of N)
-                        // is not implemented.
-                        *route = merge64(*route, offset, size, value) & AFFINITY_MASK;
+                        irq.priority = byte;
                     }
                 }
-                (_, 4) => gic.write_distributor32(offset, value as u32),
-                _ => {}
             }
-            VcpuSet::EMPTY
-        })
+            (gicd::IROUTER..0x7fe0, 4 | 8) => {
+                let spi = ((offset - gicd::IROUTER) / 8) as u32;
+                if let Some(i) = spi.checked_sub(SPI_BASE)
+                    && let Some(route) = self.routes.get_mut(i as usize)
+                {
+                    // Only the affinity fields are kept: IRM (1 of N)
+                    // is not implemented.
+                    *route = merge64(*route, offset, size, value) & AFFINITY_MASK;
+                }
+            }
+            (_, 4) => self.write_distributor32(offset, value as u32),
+            _ => {}
+        }
     }
 
     fn write_distributor32(&mut self, offset: u64, value: u32) {
@@ -697,64 +723,53 @@ impl Gicv3 {
     }
 
     /// A store of `value` (`size` bytes) at offset `offset` of the
-    /// redistributor region. Returns the vCPUs to update.
-    pub fn write_redistributor(&mut self, offset: u64, size: u8, value: u64) -> VcpuSet {
+    /// redistributor region. Follow it with [`Gicv3::sync`].
+    pub fn write_redistributor(&mut self, offset: u64, size: u8, value: u64) {
         let Some((vcpu, offset)) = self.redistributor_at(offset) else {
-            return VcpuSet::EMPTY;
+            return;
         };
         if !aligned(offset, size) {
-            return VcpuSet::EMPTY;
+            return;
         }
-        self.tracking(|gic| {
-            let r = &mut gic.redistributors[vcpu.index()];
-            if (SGI_BASE + gicd::IPRIORITYR..SGI_BASE + gicd::IPRIORITYR + 32).contains(&offset)
-                && matches!(size, 1 | 2 | 4)
-            {
-                let first = (offset - SGI_BASE - gicd::IPRIORITYR) as usize;
-                let mut changed = false;
-                for b in 0..usize::from(size) {
-                    let byte = (value >> (8 * b)) as u8 & PRIORITY_MASK;
-                    let irq = &mut r.private[first + b];
-                    changed |= irq.priority != byte;
-                    irq.priority = byte;
-                }
-                return if changed {
-                    VcpuSet::only(vcpu)
-                } else {
-                    VcpuSet::EMPTY
-                };
+        let r = &mut self.redistributors[vcpu.index()];
+        if (SGI_BASE + gicd::IPRIORITYR..SGI_BASE + gicd::IPRIORITYR + 32).contains(&offset)
+            && matches!(size, 1 | 2 | 4)
+        {
+            let first = (offset - SGI_BASE - gicd::IPRIORITYR) as usize;
+            for b in 0..usize::from(size) {
+                r.private[first + b].priority = (value >> (8 * b)) as u8 & PRIORITY_MASK;
             }
-            if size != 4 {
-                return VcpuSet::EMPTY;
+            return;
+        }
+        if size != 4 {
+            return;
+        }
+        let value = value as u32;
+        let mut each = |set: fn(&mut Irq, bool)| {
+            for (b, irq) in r.private.iter_mut().enumerate() {
+                set(irq, value & (1 << b) != 0);
             }
-            let value = value as u32;
-            let mut each = |set: fn(&mut Irq, bool)| {
-                for (b, irq) in r.private.iter_mut().enumerate() {
-                    set(irq, value & (1 << b) != 0);
-                }
-            };
-            match offset {
-                gicr::WAKER => r.sleeping = value & WAKER_PROCESSOR_SLEEP != 0,
-                o if o >= SGI_BASE => match o - SGI_BASE {
-                    gicd::IGROUPR => each(|i, b| i.group1 = b),
-                    gicd::ISENABLER => each(|i, b| i.enabled |= b),
-                    gicd::ICENABLER => each(|i, b| i.enabled &= !b),
-                    gicd::ISPENDR => each(|i, b| i.pending_latch |= b),
-                    gicd::ICPENDR => each(|i, b| i.pending_latch &= !b),
-                    gicd::ISACTIVER => each(|i, b| i.active |= b),
-                    gicd::ICACTIVER => each(|i, b| i.active &= !b),
-                    // ICFGR0 (SGIs) is read-only; ICFGR1 sets the PPIs.
-                    0x0c04 => {
-                        for k in 0..16 {
-                            r.private[16 + k].edge = value & (2 << (2 * k)) != 0;
-                        }
+        };
+        match offset {
+            gicr::WAKER => r.sleeping = value & WAKER_PROCESSOR_SLEEP != 0,
+            o if o >= SGI_BASE => match o - SGI_BASE {
+                gicd::IGROUPR => each(|i, b| i.group1 = b),
+                gicd::ISENABLER => each(|i, b| i.enabled |= b),
+                gicd::ICENABLER => each(|i, b| i.enabled &= !b),
+                gicd::ISPENDR => each(|i, b| i.pending_latch |= b),
+                gicd::ICPENDR => each(|i, b| i.pending_latch &= !b),
+                gicd::ISACTIVER => each(|i, b| i.active |= b),
+                gicd::ICACTIVER => each(|i, b| i.active &= !b),
+                // ICFGR0 (SGIs) is read-only; ICFGR1 sets the PPIs.
+                0x0c04 => {
+                    for k in 0..16 {
+                        r.private[16 + k].edge = value & (2 << (2 * k)) != 0;
                     }
-                    _ => {}
-                },
-                _ => {} // CTLR (no LPIs to enable), PROPBASER, PENDBASER, ...
-            }
-            VcpuSet::EMPTY
-        })
+                }
+                _ => {}
+            },
+            _ => {} // CTLR (no LPIs to enable), PROPBASER, PENDBASER, ...
+        }
     }
 }
 
@@ -879,15 +894,80 @@ mod tests {
         }
     }
 
-    fn pending(gic: &Gicv3, vcpu: usize) -> std::vec::Vec<Delivery> {
-        let mut out = [Delivery {
-            intid: 0,
-            priority: 0,
-            group1: false,
-            level: false,
-        }; 16];
-        let n = gic.pending(v(vcpu), &mut out);
-        out[..n].to_vec()
+    /// What the kernel knows of the guest's interrupts, from the signals
+    /// the model sent: level lines high, edges fired, timer words.
+    struct Kernel {
+        high: [u128; MAX_VCPUS],
+        priority: [[u8; NR_INTIDS as usize]; MAX_VCPUS],
+        fired: std::vec::Vec<(usize, u32)>,
+        timers: [[u64; 2]; MAX_VCPUS],
+        calls: usize,
+    }
+
+    impl Default for Kernel {
+        fn default() -> Self {
+            Kernel {
+                high: [0; MAX_VCPUS],
+                priority: [[0; NR_INTIDS as usize]; MAX_VCPUS],
+                fired: std::vec::Vec::new(),
+                timers: [[0; 2]; MAX_VCPUS],
+                calls: 0,
+            }
+        }
+    }
+
+    impl Kernel {
+        fn sync(&mut self, gic: &mut Gicv3) {
+            gic.sync(&mut |s| {
+                self.calls += 1;
+                match s {
+                    Signal::SetIrq {
+                        vcpu,
+                        intid,
+                        priority,
+                        flags,
+                    } => {
+                        assert!(intid < NR_INTIDS && intid != 27 && intid != 30);
+                        let c = vcpu.index();
+                        self.priority[c][intid as usize] = priority;
+                        if flags & virq::LEVEL != 0 {
+                            if flags & virq::HIGH != 0 {
+                                self.high[c] |= 1 << intid;
+                            } else {
+                                self.high[c] &= !(1 << intid);
+                            }
+                        } else {
+                            assert_ne!(flags & virq::HIGH, 0, "an edge that does not fire");
+                            self.fired.push((c, intid));
+                        }
+                    }
+                    Signal::TimerIrq {
+                        vcpu,
+                        register,
+                        value,
+                    } => {
+                        let k = if register == vreg::VTIMER_IRQ { 0 } else { 1 };
+                        assert!(register == vreg::VTIMER_IRQ || register == vreg::PTIMER_IRQ);
+                        self.timers[vcpu.index()][k] = value;
+                    }
+                }
+            });
+        }
+
+        /// Signals sent by a sync.
+        fn count(&mut self, gic: &mut Gicv3) -> usize {
+            let before = self.calls;
+            self.sync(gic);
+            self.calls - before
+        }
+
+        fn is_high(&self, vcpu: usize, intid: u32) -> bool {
+            self.high[vcpu] & (1 << intid) != 0
+        }
+
+        fn take_fired(&mut self) -> std::vec::Vec<(usize, u32)> {
+            core::mem::take(&mut self.fired)
+        }
     }
 
     #[test]
@@ -931,101 +1011,119 @@ mod tests {
     }
 
     #[test]
-    fn level_spi_stays_pending_while_high_and_resamples_at_eoi() {
+    fn a_level_spi_is_high_at_the_kernel_while_forwarded() {
         let mut gic = Gicv3::new(2);
+        let mut k = Kernel::default();
         linux_probe(&mut gic, 2);
+        k.sync(&mut gic); // the timer words after the probe
         let uart = 33;
-        // Not enabled yet: pending, but nothing to deliver.
-        assert_eq!(gic.set_spi_level(uart, true), VcpuSet::EMPTY);
-        assert_ne!(gic.read_distributor(gicd::ISPENDR + 4, 4) & 2, 0);
-        let notify = gic.write_distributor(gicd::ISENABLER + 4, 4, 1 << 1);
-        assert_eq!(notify, VcpuSet::only(v(0)), "routed to the boot CPU");
-        assert_eq!(
-            pending(&gic, 0),
-            [Delivery {
-                intid: 33,
-                priority: 0xa0,
-                group1: true,
-                level: true
-            }]
-        );
-        assert!(pending(&gic, 1).is_empty());
-        // Into a list register: no longer offered.
-        assert!(gic.acknowledge(v(0), uart));
-        assert!(pending(&gic, 0).is_empty());
-        // The guest handled it but the line is still high: pending again.
-        assert_eq!(gic.end_of_interrupt(v(0), uart), VcpuSet::only(v(0)));
-        assert_eq!(pending(&gic, 0).len(), 1);
-        assert!(gic.acknowledge(v(0), uart));
-        gic.set_spi_level(uart, false);
-        assert_eq!(gic.end_of_interrupt(v(0), uart), VcpuSet::EMPTY);
-        assert!(pending(&gic, 0).is_empty());
-        // ICPENDR cannot clear a level interrupt whose line is high.
+        // Not enabled yet: pending in the distributor, nothing sent.
         gic.set_spi_level(uart, true);
+        assert_eq!(k.count(&mut gic), 0);
+        assert_ne!(gic.read_distributor(gicd::ISPENDR + 4, 4) & 2, 0);
+        gic.write_distributor(gicd::ISENABLER + 4, 4, 1 << 1);
+        assert_eq!(k.count(&mut gic), 1);
+        assert!(k.is_high(0, uart), "routed to the boot CPU");
+        assert!(!k.is_high(1, uart));
+        assert_eq!(k.priority[0][33], 0xa0);
+        // Nothing changed: nothing sent.
+        assert_eq!(k.count(&mut gic), 0);
+        // A new priority is passed on while the line is high.
+        gic.write_distributor(gicd::IPRIORITYR + 33, 1, 0x40);
+        assert_eq!(k.count(&mut gic), 1);
+        assert_eq!(k.priority[0][33], 0x40);
+        // The line drops: lowered.
+        gic.set_spi_level(uart, false);
+        k.sync(&mut gic);
+        assert!(!k.is_high(0, uart));
+        // High again, then disabled: lowered, the distributor still says
+        // pending; ICPENDR cannot clear a high level line.
+        gic.set_spi_level(uart, true);
+        k.sync(&mut gic);
+        assert!(k.is_high(0, uart));
+        gic.write_distributor(gicd::ICENABLER + 4, 4, 1 << 1);
+        k.sync(&mut gic);
+        assert!(!k.is_high(0, uart));
         gic.write_distributor(gicd::ICPENDR + 4, 4, 1 << 1);
-        assert_eq!(pending(&gic, 0).len(), 1);
+        assert_ne!(gic.read_distributor(gicd::ISPENDR + 4, 4) & 2, 0);
+        assert!(k.take_fired().is_empty(), "a level line never fires edges");
     }
 
     #[test]
-    fn edge_spi_latches_once() {
+    fn an_edge_spi_fires_once_per_rising_edge() {
         let mut gic = Gicv3::new(1);
+        let mut k = Kernel::default();
         linux_probe(&mut gic, 1);
         gic.write_distributor(gicd::ICFGR + 8, 4, 0b10 << 2); // INTID 33 edge
         assert_eq!(gic.read_distributor(gicd::ICFGR + 8, 4), 0b10 << 2);
         gic.write_distributor(gicd::ISENABLER + 4, 4, 1 << 1);
         gic.set_spi_level(33, true);
-        gic.set_spi_level(33, false);
-        assert!(gic.acknowledge(v(0), 33));
-        assert_eq!(gic.end_of_interrupt(v(0), 33), VcpuSet::EMPTY, "consumed");
-        // High again without a falling edge in between: no new edge.
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(0, 33)]);
+        assert!(!k.is_high(0, 33));
+        // Still high: no new edge.
         gic.set_spi_level(33, true);
-        assert_eq!(pending(&gic, 0).len(), 1);
-        gic.acknowledge(v(0), 33);
-        gic.end_of_interrupt(v(0), 33);
-        assert_eq!(gic.set_spi_level(33, true), VcpuSet::EMPTY);
+        assert_eq!(k.count(&mut gic), 0);
+        gic.set_spi_level(33, false);
+        gic.set_spi_level(33, true);
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(0, 33)]);
+        // An edge while disabled waits for the enable.
+        gic.write_distributor(gicd::ICENABLER + 4, 4, 1 << 1);
+        gic.set_spi_level(33, false);
+        gic.set_spi_level(33, true);
+        k.sync(&mut gic);
+        assert!(k.take_fired().is_empty());
+        gic.write_distributor(gicd::ISENABLER + 4, 4, 1 << 1);
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(0, 33)]);
+        // A software pending write fires it too.
+        gic.write_distributor(gicd::ISPENDR + 4, 4, 1 << 1);
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(0, 33)]);
     }
 
     #[test]
-    fn routing_priority_order_and_group_enables() {
+    fn routing_and_group_enables_move_lines() {
         let mut gic = Gicv3::new(2);
+        let mut k = Kernel::default();
         linux_probe(&mut gic, 2);
         gic.write_distributor(gicd::ISENABLER + 4, 4, 0b1110);
+        for i in 33..36 {
+            gic.set_spi_level(i, true);
+        }
+        k.sync(&mut gic);
+        assert!((33..36).all(|i| k.is_high(0, i)));
         // Route INTID 35 to vCPU 1 with two 32-bit halves.
         gic.write_distributor(gicd::IROUTER + 8 * 35, 4, 1);
         gic.write_distributor(gicd::IROUTER + 8 * 35 + 4, 4, 0);
         assert_eq!(gic.read_distributor(gicd::IROUTER + 8 * 35, 8), 1);
-        gic.write_distributor(gicd::IPRIORITYR + 34, 1, 0x20);
-        assert_eq!(gic.read_distributor(gicd::IPRIORITYR + 32, 4), 0xa020_a0a0);
-        assert_eq!(gic.read_distributor(gicd::IPRIORITYR + 34, 1), 0x20);
+        k.sync(&mut gic);
+        assert!(!k.is_high(0, 35) && k.is_high(1, 35));
         // Unimplemented priority bits read as zero.
         gic.write_distributor(gicd::IPRIORITYR + 36, 1, 0xff);
         assert_eq!(gic.read_distributor(gicd::IPRIORITYR + 36, 1), 0xf8);
-        for i in 33..36 {
-            gic.set_spi_level(i, true);
-        }
-        let order: std::vec::Vec<u32> = pending(&gic, 0).iter().map(|d| d.intid).collect();
-        assert_eq!(order, [34, 33]);
-        assert_eq!(pending(&gic, 1)[0].intid, 35);
-        // Only one list register: the most urgent.
-        let mut one = [pending(&gic, 1)[0]; 1];
-        assert_eq!(gic.pending(v(0), &mut one), 1);
-        assert_eq!(one[0].intid, 34);
-        // Group 1 disabled: nothing from group 1 is delivered.
-        let notify = gic.write_distributor(gicd::CTLR, 4, 1);
-        assert_eq!(notify, VcpuSet::first(2));
-        assert!(pending(&gic, 0).is_empty());
-        // A route naming no vCPU delivers nowhere.
+        // Group 1 disabled: every line drops.
+        gic.write_distributor(gicd::CTLR, 4, 1);
+        k.sync(&mut gic);
+        assert_eq!(k.high, [0; MAX_VCPUS]);
         gic.write_distributor(gicd::CTLR, 4, 0b11);
+        k.sync(&mut gic);
+        assert!(k.is_high(1, 35));
+        // A route naming no vCPU delivers nowhere.
         gic.write_distributor(gicd::IROUTER + 8 * 35, 8, 0x0100);
-        assert!(pending(&gic, 1).is_empty());
+        k.sync(&mut gic);
+        assert!(!k.is_high(0, 35) && !k.is_high(1, 35));
         // A sleeping redistributor is not forwarded to.
         gic.write_redistributor(rd(0, gicr::WAKER), 4, 0b10);
-        assert!(pending(&gic, 0).is_empty());
+        k.sync(&mut gic);
+        assert_eq!(k.high[0], 0);
     }
 
     #[test]
     fn sgis_from_icc_sgi1r() {
         let mut gic = Gicv3::new(4);
+        let mut k = Kernel::default();
         linux_probe(&mut gic, 4);
         let sgi1r = SgiRegister::from_system_register(SystemRegister::ICC_SGI1R_EL1).unwrap();
         // SGI 3 to vCPUs 1 and 2 (Aff1 = 0, TargetList bits 1 and 2).
@@ -1034,11 +1132,13 @@ mod tests {
             gic.write_sgi(v(0), sgi1r, value),
             VcpuSet::only(v(1)).union(VcpuSet::only(v(2)))
         );
-        assert_eq!(pending(&gic, 1)[0].intid, 3);
-        assert!(pending(&gic, 0).is_empty());
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(1, 3), (2, 3)]);
         // IRM: everyone but the sender.
         let all = gic.write_sgi(v(2), sgi1r, (5 << 24) | (1 << 40));
         assert_eq!(all.bits(), 0b1011);
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(0, 5), (1, 5), (3, 5)]);
         // Aff1 = 1 names no vCPU here; RS != 0 is ignored.
         assert_eq!(gic.write_sgi(v(0), sgi1r, (1 << 16) | 1), VcpuSet::EMPTY);
         assert_eq!(gic.write_sgi(v(0), sgi1r, (1 << 44) | 1), VcpuSet::EMPTY);
@@ -1050,7 +1150,16 @@ mod tests {
             gic.write_sgi(v(0), sgi0r, (7 << 24) | 0b10),
             VcpuSet::only(v(1))
         );
-        assert!(pending(&gic, 1).iter().any(|d| d.intid == 7 && !d.group1));
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(1, 7)]);
+        // With Group 0 disabled in GICD_CTLR, a Group 0 SGI waits.
+        gic.write_distributor(gicd::CTLR, 4, 0b10);
+        gic.write_sgi(v(0), sgi0r, (7 << 24) | 0b10);
+        k.sync(&mut gic);
+        assert!(k.take_fired().is_empty());
+        gic.write_distributor(gicd::CTLR, 4, 0b11);
+        k.sync(&mut gic);
+        assert_eq!(k.take_fired(), [(1, 7)]);
         let asgi = SgiRegister::from_system_register(SystemRegister::ICC_ASGI1R_EL1).unwrap();
         assert_eq!(
             gic.write_sgi(v(0), asgi, (1 << 40) | (9 << 24)),
@@ -1060,6 +1169,18 @@ mod tests {
             SgiRegister::from_system_register(SystemRegister::PMCR_EL0),
             None
         );
+        // A target still asleep gets its SGI when it wakes.
+        let mut cold = Gicv3::new(2);
+        cold.write_distributor(gicd::CTLR, 4, 0b11);
+        cold.write_redistributor(rd(1, SGI_BASE + gicd::IGROUPR), 4, u64::MAX);
+        cold.write_redistributor(rd(1, SGI_BASE + gicd::ISENABLER), 4, 0xffff);
+        cold.write_sgi(v(0), sgi1r, (2 << 24) | 0b10);
+        let mut k2 = Kernel::default();
+        k2.sync(&mut cold);
+        assert!(k2.take_fired().is_empty());
+        cold.write_redistributor(rd(1, gicr::WAKER), 4, 0);
+        k2.sync(&mut cold);
+        assert_eq!(k2.take_fired(), [(1, 2)]);
         // SGI configuration is read-only edge.
         gic.write_redistributor(rd(0, SGI_BASE + 0xc00), 4, 0);
         assert_eq!(
@@ -1069,25 +1190,53 @@ mod tests {
     }
 
     #[test]
-    fn ppis_are_per_vcpu() {
+    fn timer_ppis_are_configured_not_driven() {
         let mut gic = Gicv3::new(2);
+        let mut k = Kernel::default();
         linux_probe(&mut gic, 2);
-        // The virtual timer, INTID 27, enabled on vCPU 1 only.
+        // After the probe both timers are disabled, priority 0xa0, Group
+        // 1 (the probe's writes); enabling the virtual timer on vCPU 1 only.
+        k.sync(&mut gic);
+        let configured = (0xa0 << vreg::timer_irq::PRIORITY_SHIFT) | vreg::timer_irq::GROUP1;
+        assert_eq!(k.timers[1], [configured; 2]);
         gic.write_redistributor(rd(1, SGI_BASE + gicd::ISENABLER), 4, 1 << 27);
-        assert_eq!(gic.set_ppi_level(v(1), 27, true), VcpuSet::only(v(1)));
-        assert_eq!(gic.set_ppi_level(v(0), 27, true), VcpuSet::EMPTY);
-        assert_eq!(pending(&gic, 1).last().unwrap().intid, 27);
+        k.sync(&mut gic);
+        assert_eq!(k.timers[1][0], configured | vreg::timer_irq::ENABLED);
+        assert_eq!(k.timers[0][0], configured);
+        // A new priority for the physical timer on vCPU 0.
+        gic.write_redistributor(rd(0, SGI_BASE + gicd::IPRIORITYR + 30), 1, 0x80);
+        gic.write_redistributor(rd(0, SGI_BASE + gicd::ISENABLER), 4, 1 << 30);
+        k.sync(&mut gic);
+        assert_eq!(
+            k.timers[0][1],
+            (0x80 << vreg::timer_irq::PRIORITY_SHIFT)
+                | vreg::timer_irq::GROUP1
+                | vreg::timer_irq::ENABLED
+        );
+        // The lines themselves are the kernel's.
+        gic.set_ppi_level(v(1), 27, true);
+        assert_eq!(k.count(&mut gic), 0);
+        // Other PPIs are lines like any other; PPIs are per vCPU.
+        gic.write_redistributor(rd(1, SGI_BASE + gicd::ISENABLER), 4, 1 << 23);
+        gic.set_ppi_level(v(1), 23, true);
+        gic.set_ppi_level(v(0), 23, true);
+        k.sync(&mut gic);
+        assert!(k.is_high(1, 23) && !k.is_high(0, 23));
         assert_ne!(
-            gic.read_redistributor(rd(0, SGI_BASE + gicd::ISPENDR), 4) & (1 << 27),
+            gic.read_redistributor(rd(0, SGI_BASE + gicd::ISPENDR), 4) & (1 << 23),
             0
         );
-        assert_eq!(gic.set_ppi_level(v(1), 40, true), VcpuSet::EMPTY);
+        gic.set_ppi_level(v(1), 40, true);
         // ICFGR1 is programmable.
         gic.write_redistributor(rd(0, SGI_BASE + 0xc04), 4, 0b10 << 22);
         assert_eq!(
             gic.read_redistributor(rd(0, SGI_BASE + 0xc04), 4),
             0b10 << 22
         );
+        // Disabling takes ENABLED away again.
+        gic.write_redistributor(rd(1, SGI_BASE + gicd::ICENABLER), 4, 1 << 27);
+        k.sync(&mut gic);
+        assert_eq!(k.timers[1][0], configured);
     }
 
     #[test]
@@ -1111,49 +1260,67 @@ mod tests {
         assert_eq!(gic.read_distributor(gicd::IROUTER + 8 * 200, 8), 0);
     }
 
+    /// What the kernel should know of `gic` after a sync, computed from
+    /// the registers independently of `sync`: high lines per vCPU.
+    fn expected_high(gic: &Gicv3, vcpu: usize) -> u128 {
+        let mut high = 0;
+        for intid in (0..NR_INTIDS).filter(|&i| i != 27 && i != 30) {
+            let irq = gic.irq(v(vcpu), intid).unwrap();
+            if !irq.edge && irq.line && gic.forwarded(v(vcpu), intid) {
+                high |= 1 << intid;
+            }
+        }
+        high
+    }
+
     proptest! {
-        /// Any MMIO traffic, lines and SGIs: no panic; every interrupt
-        /// offered is enabled, pending, not active and in priority order;
-        /// and a vCPU whose offers changed was named in the result.
+        /// Any MMIO traffic, lines and SGIs: no panic; after each sync the
+        /// kernel's high lines are exactly those that are level-sensitive,
+        /// high and forwarded, every edge it was sent was forwarded, a
+        /// second sync sends nothing, and timer words follow the
+        /// registers.
         #[test]
-        fn any_traffic(ops in proptest::collection::vec((0u8..7, any::<u64>(), any::<u64>(), 0usize..3), 0..200)) {
+        fn any_traffic(ops in proptest::collection::vec((0u8..6, any::<u64>(), any::<u64>(), 0usize..3), 0..200)) {
             let mut gic = Gicv3::new(2);
+            let mut k = Kernel::default();
             let sizes = [1u8, 2, 4, 8];
             for (kind, a, b, who) in ops {
-                let before = [gic.deliverable_mask(v(0)), gic.deliverable_mask(v(1))];
-                let notify = match kind {
+                match kind {
                     0 => gic.write_distributor(a % 0x1_0010, sizes[(b >> 60) as usize % 4], b),
                     1 => gic.write_redistributor(a % 0x4_0010, sizes[(b >> 60) as usize % 4], b),
                     2 => gic.set_spi_level((a % 140) as u32, b & 1 == 1),
-                    3 => gic.write_sgi(v(who % 2), SgiRegister::Group1, b),
-                    4 => gic.end_of_interrupt(v(who % 2), (a % 140) as u32),
-                    5 => { gic.acknowledge(v(who % 2), (a % 140) as u32); VcpuSet::EMPTY }
-                    _ => { gic.read_distributor(a % 0x1_0010, 4); gic.read_redistributor(a % 0x4_0010, 8); VcpuSet::EMPTY }
-                };
-                for (c, &was) in before.iter().enumerate() {
-                    let after = gic.deliverable_mask(v(c));
-                    if kind != 5 && was != after {
-                        prop_assert!(notify.contains(v(c)));
-                    }
-                    let offered = pending(&gic, c);
-                    for w in offered.windows(2) {
-                        prop_assert!(w[0].priority <= w[1].priority);
-                    }
-                    for d in &offered {
-                        let irq = gic.irq(v(c), d.intid).unwrap();
-                        prop_assert!(irq.enabled && irq.pending() && !irq.active);
+                    3 => { gic.write_sgi(v(who % 2), SgiRegister::Group1, b); }
+                    4 => gic.set_ppi_level(v(who % 2), (a % 40) as u32, b & 1 == 1),
+                    _ => { gic.read_distributor(a % 0x1_0010, 4); gic.read_redistributor(a % 0x4_0010, 8); }
+                }
+                k.sync(&mut gic);
+                for c in 0..2 {
+                    prop_assert_eq!(k.high[c], expected_high(&gic, c));
+                    for (k2, &(ppi, _)) in TIMER_PPIS.iter().enumerate() {
+                        let irq = gic.irq(v(c), ppi).unwrap();
+                        let enabled = k.timers[c][k2] & vreg::timer_irq::ENABLED != 0;
+                        prop_assert_eq!(enabled, gic.forwarded(v(c), ppi));
+                        prop_assert_eq!((k.timers[c][k2] >> 8) as u8, irq.priority);
                     }
                 }
+                for (c, intid) in k.take_fired() {
+                    prop_assert!(gic.forwarded(v(c), intid));
+                }
+                prop_assert_eq!(k.count(&mut gic), 0);
             }
         }
 
-        /// ICC_SGI1R_EL1 decoding: any value makes exactly the named vCPUs
-        /// pending for the named SGI.
+        /// ICC_SGI1R_EL1 decoding: any value fires exactly the named SGI on
+        /// exactly the named vCPUs.
         #[test]
         fn sgi1r_targets(value: u64, sender in 0usize..4) {
             let mut gic = Gicv3::new(4);
+            let mut k = Kernel::default();
             linux_probe(&mut gic, 4);
+            k.sync(&mut gic);
             let notify = gic.write_sgi(v(sender), SgiRegister::Group1, value);
+            k.sync(&mut gic);
+            let fired = k.take_fired();
             let intid = ((value >> 24) & 0xf) as u32;
             for c in 0..4 {
                 let expected = if (value >> 44) & 0xf != 0 {
@@ -1164,8 +1331,9 @@ mod tests {
                     (value >> 16) & 0xff == 0 && (value >> 32) & 0xff == 0 && (value >> 48) & 0xff == 0 && value & (1 << c) != 0
                 };
                 prop_assert_eq!(notify.contains(v(c)), expected);
-                prop_assert_eq!(pending(&gic, c).iter().any(|d| d.intid == intid), expected);
+                prop_assert_eq!(fired.contains(&(c, intid)), expected);
             }
+            prop_assert!(fired.iter().all(|&(_, i)| i == intid));
         }
     }
 }

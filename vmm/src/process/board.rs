@@ -135,7 +135,9 @@ impl Board {
                 };
                 self.defaulted(resume)
             }
-            Exit::SError { .. } | Exit::Unsupported => Step::GuestFault,
+            Exit::SError { .. } | Exit::Abort(_) | Exit::Undefined { .. } | Exit::Unsupported => {
+                Step::GuestFault
+            }
         };
         if let Step::Resume {
             output: Some(_), ..

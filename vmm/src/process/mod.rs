@@ -17,10 +17,14 @@
 //! fault endpoint it gave the VMM's thread.
 
 pub mod board;
+#[cfg(any(feature = "alloc", test))]
+pub mod linux;
+pub mod machine;
 pub mod report;
 pub mod start;
 
 pub use board::{Board, Registers, Step};
+pub use machine::{Machine, Vm};
 pub use report::{Failure, Report, Stats};
 pub use start::{Module, Plan, StartError, VmmStart};
 
@@ -48,6 +52,11 @@ pub mod slots {
     /// The guest's GuestSpace: with the RAM frames, lets the VMM change
     /// the guest's memory map.
     pub const GUEST_SPACE: u64 = 5;
+    /// With [`super::start::flags::CONSOLE_INPUT`]: a notification bound
+    /// to the VMM's thread (so that its receive on the exit endpoint also
+    /// returns when it is signalled), which the VMM registers with
+    /// `console_notify` to hear of console input.
+    pub const CONSOLE_INPUT: u64 = 6;
     /// Slot of vCPU 0's Vcpu object.
     const FIRST_VCPU: u64 = 8;
 
@@ -68,7 +77,7 @@ pub mod slots {
     /// Whether `slot` is one of the fixed slots a VMM with `vcpus` vCPUs
     /// gets.
     pub const fn is_fixed(slot: u64, vcpus: usize) -> bool {
-        (slot >= EXIT_ENDPOINT && slot <= GUEST_SPACE)
+        (slot >= EXIT_ENDPOINT && slot <= CONSOLE_INPUT)
             || (slot >= FIRST_VCPU && slot < FIRST_VCPU + 2 * vcpus as u64)
     }
 }
@@ -80,7 +89,14 @@ mod tests {
 
     #[test]
     fn fixed_slots_are_distinct_and_below_the_variable_ones() {
-        let mut all = std::vec![EXIT_ENDPOINT, EXIT_REPLY, CONSOLE, SUPERVISOR, GUEST_SPACE];
+        let mut all = std::vec![
+            EXIT_ENDPOINT,
+            EXIT_REPLY,
+            CONSOLE,
+            SUPERVISOR,
+            GUEST_SPACE,
+            CONSOLE_INPUT,
+        ];
         for i in 0..MAX_VCPUS {
             all.extend([vcpu(i), vcpu_thread(i)]);
         }
@@ -91,6 +107,6 @@ mod tests {
         assert!(all.iter().all(|&s| s != NULL && s < FIRST_VARIABLE));
         assert!(all.iter().all(|&s| is_fixed(s, MAX_VCPUS)));
         assert!(is_fixed(vcpu_thread(0), 1) && !is_fixed(vcpu(1), 1));
-        assert!(!is_fixed(NULL, 8) && !is_fixed(6, 8) && !is_fixed(FIRST_VARIABLE, 8));
+        assert!(!is_fixed(NULL, 8) && !is_fixed(7, 8) && !is_fixed(FIRST_VARIABLE, 8));
     }
 }

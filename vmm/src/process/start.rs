@@ -2,18 +2,20 @@
 //!
 //! The parent maps one window into the VMM's address space at
 //! [`VmmStart::window`]: first the guest's RAM (the same frames the
-//! GuestSpace maps at [`VmmStart::ram_base`]), then each image the VMM is
-//! to load ([`Module`]), page aligned. Images travel as frames — a test
-//! program today, a Linux Image and initramfs from the boot modules later
-//! — so nothing the guest runs is compiled into the VMM. The module frames
-//! are mapped writable like RAM: they are this VMM's own copies, and one
-//! window of one kind keeps the VMM's single `unsafe` construction of it.
+//! GuestSpace maps at [`VmmStart::ram_base`]), readable and writable, then
+//! each image the VMM is to load ([`Module`]), page aligned and read-only.
+//! Images travel as frames — a test program, or a Linux Image, initramfs
+//! and command line from the boot modules — so nothing the guest runs is
+//! compiled into the VMM. Being read-only, they stay as the boot loader
+//! left them: the VMM copies them into guest RAM, so a guest that crashed
+//! can be built again from the same frames.
 //!
 //! The record comes from the parent, which the VMM trusts to describe its
 //! own capabilities, but [`VmmStart::plan`] still checks every field for
 //! consistency before the VMM acts on it: a wrong record is reported to
 //! the parent ([`super::Failure::StartRecord`]), never followed.
 
+use crate::arch::aarch64::layout::Layout;
 use crate::memory::{GuestAddress, GuestRange};
 use crate::vcpu::MAX_VCPUS;
 use skyscope_abi::{bootinfo::SlotRange, start::StartPage};
@@ -22,7 +24,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 /// Identifies a VMM start record ("SKYVMM", 0, version byte).
 pub const VMM_START_MAGIC: u64 = 0x534b_5956_4d4d_0001;
 /// Layout version; bumped whenever a field changes meaning or position.
-pub const VMM_START_VERSION: u64 = 1;
+pub const VMM_START_VERSION: u64 = 2;
 /// Bytes of the VMM's name (its console prefix).
 pub const NAME_CAPACITY: usize = 16;
 /// Most images one VMM loads.
@@ -36,11 +38,39 @@ pub const PAGE: u64 = 0x1000;
 /// anything the program itself keeps in memory.
 pub const WINDOW_AREA: core::ops::Range<u64> = 0x10_0000_0000..0x7f_0000_0000;
 
+/// Longest Linux command line a [`module_kind::CMDLINE`] module may hold:
+/// arm64's `COMMAND_LINE_SIZE` (2048, the terminating NUL included).
+pub const CMDLINE_MAX: u64 = 2047;
+
 /// What an image is, and so how the VMM loads it.
 pub mod module_kind {
     /// A bare-metal program: copied to [`Module::guest_address`](super::Module::guest_address),
     /// which is also where the boot vCPU starts, at EL1h with the MMU off.
     pub const PROGRAM: u64 = 1;
+    /// A Linux arm64 `Image`: the VMM places it by its header (its
+    /// `guest_address` must be 0) and boots it with a device tree it
+    /// writes (`crate::arch::aarch64::image`, `fdt`).
+    pub const LINUX: u64 = 2;
+    /// An initramfs for the [`LINUX`] Image, placed by the VMM.
+    pub const INITRAMFS: u64 = 3;
+    /// The Linux command line (UTF-8, at most [`super::CMDLINE_MAX`]
+    /// bytes), for `/chosen/bootargs`.
+    pub const CMDLINE: u64 = 4;
+}
+
+/// Bits of [`VmmStart::flags`].
+pub mod flags {
+    /// Console input: slot [`crate::process::slots::CONSOLE_INPUT`] holds
+    /// a notification bound to the VMM's thread and the console
+    /// capability has READ; the VMM feeds what is typed to the guest's
+    /// UART.
+    pub const CONSOLE_INPUT: u64 = 1 << 0;
+    /// The guest has the console to itself: its output goes out as it
+    /// comes, without the VMM's name before each line (an interactive
+    /// Linux guest; its prompt is no line).
+    pub const RAW_CONSOLE: u64 = 1 << 1;
+    /// Every flag this version knows.
+    pub const ALL: u64 = CONSOLE_INPUT | RAW_CONSOLE;
 }
 
 /// One image in the window.
@@ -93,6 +123,17 @@ pub struct VmmStart {
     /// (running its stack into the guard page) when it has handled this
     /// many exits; 0 never.
     pub crash_after_exits: u64,
+    /// Wall-clock time, seconds since 1970, at counter value
+    /// `clock_counter` (0: unknown): what the guest's RTC starts from.
+    /// There is no RTC the VMM could read; the parent fills this in from
+    /// what it was told at boot.
+    pub clock_seconds: u64,
+    /// The counter value (CNTVCT_EL0) at which `clock_seconds` held.
+    pub clock_counter: u64,
+    /// Counter ticks per second.
+    pub counter_frequency: u64,
+    /// [`flags`].
+    pub flags: u64,
     /// Used entries of `modules`.
     pub module_count: u64,
     /// The images, in window order.
@@ -118,10 +159,15 @@ pub enum StartError {
     /// More modules than [`MAX_MODULES`].
     ModuleCount,
     /// Module `n` is of an unknown kind, empty, outside the window past
-    /// the RAM, overlaps another, or (a program) does not fit in RAM.
+    /// the RAM, overlaps another, (a program) does not fit in RAM, (a
+    /// Linux module) names a guest address, is a second of its kind, or
+    /// (a command line) is too long.
     Module(usize),
-    /// No program to start (or more than one).
+    /// Not exactly one thing to boot: a program or a Linux Image (and an
+    /// initramfs or command line only with a Linux Image).
     Program,
+    /// Unknown flags, or no counter frequency.
+    Flags,
 }
 
 impl core::fmt::Display for StartError {
@@ -134,7 +180,8 @@ impl core::fmt::Display for StartError {
             StartError::Ram => write!(f, "bad RAM range"),
             StartError::ModuleCount => write!(f, "more than {MAX_MODULES} modules"),
             StartError::Module(i) => write!(f, "bad module {i}"),
-            StartError::Program => write!(f, "not exactly one program module"),
+            StartError::Program => write!(f, "not exactly one program or Linux Image"),
+            StartError::Flags => write!(f, "unknown flags or no counter frequency"),
         }
     }
 }
@@ -152,8 +199,39 @@ impl StartError {
             StartError::ModuleCount => 6,
             StartError::Module(i) => 7 | (i as u64) << 8,
             StartError::Program => 8,
+            StartError::Flags => 9,
         }
     }
+}
+
+/// What the boot vCPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot<'a> {
+    /// A bare-metal program, entered at its load address.
+    Program {
+        /// Its first instruction.
+        entry: GuestAddress,
+    },
+    /// A Linux Image with an optional initramfs and command line.
+    Linux {
+        /// The Image.
+        kernel: &'a Module,
+        /// The initramfs.
+        initramfs: Option<&'a Module>,
+        /// The command line.
+        cmdline: Option<&'a Module>,
+    },
+}
+
+/// The guest's wall clock at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Seconds since 1970 at counter value `counter` (0: unknown).
+    pub seconds: u64,
+    /// The counter value then.
+    pub counter: u64,
+    /// Counter ticks per second (never 0).
+    pub frequency: u64,
 }
 
 /// A start record checked for consistency.
@@ -173,10 +251,21 @@ pub struct Plan<'a> {
     pub ram: GuestRange,
     /// The images.
     pub modules: &'a [Module],
-    /// Where the boot vCPU starts: the program module's guest address.
-    pub entry: GuestAddress,
+    /// What to boot.
+    pub boot: Boot<'a>,
     /// Exits after which the VMM faults on purpose.
     pub crash_after_exits: Option<u64>,
+    /// The wall clock.
+    pub clock: Clock,
+    /// [`flags`].
+    pub flags: u64,
+}
+
+impl Plan<'_> {
+    /// Whether flag `flag` (of [`flags`]) is set.
+    pub fn has(&self, flag: u64) -> bool {
+        self.flags & flag == flag
+    }
 }
 
 impl VmmStart {
@@ -214,7 +303,7 @@ impl VmmStart {
     }
 
     /// Checks the record and returns what it describes.
-    pub fn plan(&self) -> Result<Plan<'_>, StartError> {
+    pub fn plan<'a>(&'a self) -> Result<Plan<'a>, StartError> {
         let name = self
             .name
             .get(..self.name_len.min(NAME_CAPACITY as u64 + 1) as usize)
@@ -245,7 +334,11 @@ impl VmmStart {
             .modules
             .get(..self.module_count.min(MAX_MODULES as u64 + 1) as usize)
             .ok_or(StartError::ModuleCount)?;
-        let mut entry = None;
+        if self.flags & !flags::ALL != 0 || self.counter_frequency == 0 {
+            return Err(StartError::Flags);
+        }
+        let mut program = None;
+        let (mut kernel, mut initramfs, mut cmdline) = (None, None, None);
         for (i, m) in modules.iter().enumerate() {
             let bad = StartError::Module(i);
             let end = m.window_offset.checked_add(m.size).ok_or(bad)?;
@@ -259,6 +352,13 @@ impl VmmStart {
             if !inside || overlaps {
                 return Err(bad);
             }
+            // A Linux module is placed by the VMM, once per kind.
+            let once = |slot: &mut Option<&'a Module>| {
+                if m.guest_address != 0 || slot.replace(m).is_some() {
+                    return Err(bad);
+                }
+                Ok(())
+            };
             match m.kind {
                 module_kind::PROGRAM => {
                     let target =
@@ -266,13 +366,32 @@ impl VmmStart {
                     if !ram.covers(target) {
                         return Err(bad);
                     }
-                    if entry.replace(target.start()).is_some() {
+                    if program.replace(target.start()).is_some() {
                         return Err(StartError::Program);
                     }
                 }
+                module_kind::LINUX => once(&mut kernel)?,
+                module_kind::INITRAMFS => once(&mut initramfs)?,
+                module_kind::CMDLINE if m.size <= CMDLINE_MAX => once(&mut cmdline)?,
                 _ => return Err(bad),
             }
         }
+        let boot = match (program, kernel) {
+            (Some(entry), None) if initramfs.is_none() && cmdline.is_none() => {
+                Boot::Program { entry }
+            }
+            (None, Some(kernel)) => {
+                // Linux needs the machine layout the device tree
+                // describes: RAM in whole 2 MiB blocks above the devices.
+                Layout::new(ram.start(), ram.size(), vcpus).map_err(|_| StartError::Ram)?;
+                Boot::Linux {
+                    kernel,
+                    initramfs,
+                    cmdline,
+                }
+            }
+            _ => return Err(StartError::Program),
+        };
         Ok(Plan {
             name,
             vcpus,
@@ -281,8 +400,14 @@ impl VmmStart {
             window_size: self.window_size,
             ram,
             modules,
-            entry: entry.ok_or(StartError::Program)?,
+            boot,
             crash_after_exits: (self.crash_after_exits != 0).then_some(self.crash_after_exits),
+            clock: Clock {
+                seconds: self.clock_seconds,
+                counter: self.clock_counter,
+                frequency: self.counter_frequency,
+            },
+            flags: self.flags,
         })
     }
 }
@@ -317,6 +442,7 @@ mod tests {
         r.ram_base = 0x4000_0000;
         r.ram_size = 0x2000;
         r.ram_frames = SlotRange { start: 24, end: 26 };
+        r.counter_frequency = 62_500_000;
         r.push_module(Module {
             kind: module_kind::PROGRAM,
             guest_address: 0x4000_0000,
@@ -337,14 +463,20 @@ mod tests {
         let plan = read.plan().unwrap();
         assert_eq!(plan.name, "vmm0");
         assert_eq!(plan.vcpus, 1);
-        assert_eq!(plan.entry, GuestAddress(0x4000_0000));
+        assert_eq!(
+            plan.boot,
+            Boot::Program {
+                entry: GuestAddress(0x4000_0000)
+            }
+        );
+        assert!(!plan.has(flags::CONSOLE_INPUT));
         assert_eq!(plan.ram.size(), 0x2000);
         assert_eq!(plan.modules.len(), 1);
         assert_eq!(plan.crash_after_exits, None);
         // A boot-info page (or anything else) is not a VMM start record.
         assert!(VmmStart::from_page(&[0; PAGE as usize]).is_none());
         let mut other = page;
-        other[8] = 2; // another version
+        other[8] = 3; // another version
         assert!(VmmStart::from_page(&other).is_none());
         assert!(VmmStart::from_page(&page[..16]).is_none());
     }
@@ -439,6 +571,109 @@ mod tests {
             Err(StartError::ModuleCount)
         );
         assert_eq!(StartError::Module(2).code(), 0x207);
+        assert_eq!(refused(|r| r.flags = 1 << 9), Some(StartError::Flags));
+        assert_eq!(
+            refused(|r| r.counter_frequency = 0),
+            Some(StartError::Flags)
+        );
+    }
+
+    /// A Linux guest's record: 512 MiB of RAM, an Image, an initramfs and
+    /// a command line after it in the window.
+    fn linux() -> VmmStart {
+        let mut r = VmmStart::new();
+        r.set_name("linux").unwrap();
+        r.vcpus = 2;
+        r.window = 0x20_0000_0000;
+        r.ram_base = 0x4000_0000;
+        r.ram_size = 512 << 20;
+        r.counter_frequency = 62_500_000;
+        r.clock_seconds = 1_700_000_000;
+        r.flags = flags::CONSOLE_INPUT | flags::RAW_CONSOLE;
+        let mut offset = r.ram_size;
+        for (kind, size) in [
+            (module_kind::LINUX, 40 << 20),
+            (module_kind::INITRAMFS, 0x1c_0000),
+            (module_kind::CMDLINE, 20),
+        ] {
+            r.push_module(Module {
+                kind,
+                guest_address: 0,
+                window_offset: offset,
+                size,
+                frames: SlotRange::default(),
+            })
+            .unwrap();
+            offset += size.next_multiple_of(PAGE);
+        }
+        r.window_size = offset;
+        r
+    }
+
+    #[test]
+    fn a_linux_record_names_its_parts() {
+        let r = linux();
+        let plan = r.plan().unwrap();
+        let Boot::Linux {
+            kernel,
+            initramfs,
+            cmdline,
+        } = plan.boot
+        else {
+            panic!("{:?}", plan.boot)
+        };
+        assert_eq!(kernel.size, 40 << 20);
+        assert_eq!(initramfs.map(|m| m.size), Some(0x1c_0000));
+        assert_eq!(
+            cmdline.map(|m| m.window_offset),
+            Some((552 << 20) + 0x1c_0000)
+        );
+        assert!(plan.has(flags::CONSOLE_INPUT) && plan.has(flags::RAW_CONSOLE));
+        assert_eq!(plan.clock.seconds, 1_700_000_000);
+        let refused = |f: fn(&mut VmmStart)| {
+            let mut r = linux();
+            f(&mut r);
+            r.plan().err()
+        };
+        // The VMM places Linux modules; a guest address is a mistake.
+        assert_eq!(
+            refused(|r| r.modules[1].guest_address = 0x4000_0000),
+            Some(StartError::Module(1))
+        );
+        // One of each kind.
+        assert_eq!(
+            refused(|r| r.modules[2].kind = module_kind::INITRAMFS),
+            Some(StartError::Module(2))
+        );
+        assert_eq!(
+            refused(|r| r.modules[2].size = CMDLINE_MAX + 1),
+            Some(StartError::Module(2))
+        );
+        // No Image: an initramfs alone boots nothing.
+        assert_eq!(
+            refused(|r| r.modules[0].kind = module_kind::CMDLINE),
+            Some(StartError::Module(0))
+        );
+        assert_eq!(
+            refused(|r| {
+                r.modules[0] = r.modules[1];
+                r.modules[0].kind = module_kind::INITRAMFS;
+                r.modules[0].window_offset = r.ram_size;
+                r.module_count = 1;
+            }),
+            Some(StartError::Program)
+        );
+        // A program and a Linux Image at once.
+        assert_eq!(
+            refused(|r| {
+                r.modules[2].kind = module_kind::PROGRAM;
+                r.modules[2].guest_address = 0x4000_0000;
+            }),
+            Some(StartError::Program)
+        );
+        // Linux RAM comes in whole 2 MiB blocks.
+        assert_eq!(refused(|r| r.ram_size -= PAGE), Some(StartError::Ram));
+        assert_eq!(refused(|r| r.vcpus = 9), Some(StartError::VcpuCount));
     }
 
     proptest! {
@@ -456,8 +691,9 @@ mod tests {
                 ],
             ),
             0..6,
-        )) {
-            let mut bytes = hello().bytes().to_vec();
+        ), linux_record: bool) {
+            let base = if linux_record { linux() } else { hello() };
+            let mut bytes = base.bytes().to_vec();
             for (index, value) in changes {
                 bytes[8 * index..8 * index + 8].copy_from_slice(&value.to_le_bytes());
             }
@@ -466,8 +702,14 @@ mod tests {
                 prop_assert!(plan.ram.size() <= plan.window_size);
                 prop_assert!(WINDOW_AREA.start <= plan.window);
                 prop_assert!(plan.window + plan.window_size <= WINDOW_AREA.end);
-                prop_assert!(plan.ram.contains(plan.entry));
+                if let Boot::Program { entry } = plan.boot {
+                    prop_assert!(plan.ram.contains(entry));
+                }
                 prop_assert!((1..=MAX_VCPUS).contains(&plan.vcpus));
+                if let Boot::Linux { kernel, .. } = plan.boot {
+                    prop_assert_eq!(kernel.kind, module_kind::LINUX);
+                    prop_assert!(Layout::new(plan.ram.start(), plan.ram.size(), plan.vcpus).is_ok());
+                }
                 for m in plan.modules {
                     prop_assert!(m.window_offset >= plan.ram.size());
                     prop_assert!(m.window_offset + m.size <= plan.window_size);

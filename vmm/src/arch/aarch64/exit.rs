@@ -27,6 +27,13 @@ pub enum Exit {
     },
     /// A load or store to guest-physical memory that is not mapped: MMIO.
     Mmio(MmioAccess),
+    /// A stage-2 abort the VMM cannot emulate as one register transfer:
+    /// an instruction fetch from an address no RAM backs, or a data
+    /// access without a valid instruction syndrome (a load/store pair,
+    /// writeback addressing, SIMD registers...). Unless a device claims
+    /// the address, the answer is an external abort injected into the
+    /// guest ([`super::inject`]).
+    Abort(Abort),
     /// A trapped system-register access.
     SystemRegister(SystemRegisterAccess),
     /// A physical SError the guest caused (the kernel took it at the
@@ -36,10 +43,27 @@ pub enum Exit {
         /// The syndrome.
         syndrome: u64,
     },
-    /// Something the VMM cannot emulate (an instruction fetch from an
-    /// unmapped address, a memory exit without a valid instruction
-    /// syndrome, an unknown kind).
+    /// An instruction of an extension the guest is not given (SVE or SME,
+    /// which the kernel traps and its ID registers hide) or one the trap
+    /// reports for an unknown reason: UNDEFINED for this guest.
+    Undefined {
+        /// ESR_EL2.
+        syndrome: u64,
+    },
+    /// An exit the VMM does not understand (an unknown kind, or words
+    /// that contradict each other).
     Unsupported,
+}
+
+/// A memory exit that is not one emulable register transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Abort {
+    /// The guest-physical address.
+    pub address: GuestAddress,
+    /// An instruction fetch (else a data access).
+    pub fetch: bool,
+    /// A data write (WnR).
+    pub write: bool,
 }
 
 /// One emulable MMIO access: a single load or store of a general register.
@@ -115,25 +139,43 @@ impl Exit {
             ExitKind::SError => Exit::SError {
                 syndrome: exit.syndrome,
             },
-            ExitKind::Other => Exit::Unsupported,
+            ExitKind::Other => match syndrome.class() {
+                // 0x00 unknown reason, 0x19 SVE, 0x1d SME (Arm ARM, ESR_EL2.EC).
+                ExceptionClass::Unknown | ExceptionClass::Sve | ExceptionClass::Other(0x1d) => {
+                    Exit::Undefined {
+                        syndrome: exit.syndrome,
+                    }
+                }
+                _ => Exit::Unsupported,
+            },
         }
     }
 }
 
 fn decode_memory(syndrome: Syndrome, address: GuestAddress) -> Exit {
-    // Only a guest's own data aborts are emulable; executing device memory
-    // (an instruction abort) is not.
-    if syndrome.class() != ExceptionClass::DataAbortLower {
-        return Exit::Unsupported;
+    match syndrome.class() {
+        // Executing from where no RAM is: never emulable.
+        ExceptionClass::InstructionAbortLower => {
+            return Exit::Abort(Abort {
+                address,
+                fetch: true,
+                write: false,
+            });
+        }
+        ExceptionClass::DataAbortLower => {}
+        _ => return Exit::Unsupported,
     }
-    // Without a valid instruction syndrome (ISV clear: load/store pair,
-    // writeback addressing, SIMD registers...) the VMM would have to
-    // decode the instruction itself; it does not.
     let Some(abort) = syndrome.data_abort() else {
         return Exit::Unsupported;
     };
+    // Without a valid instruction syndrome (ISV clear) the VMM would have
+    // to decode the instruction itself; it does not.
     let Some(insn) = abort.instruction else {
-        return Exit::Unsupported;
+        return Exit::Abort(Abort {
+            address,
+            fetch: false,
+            write: abort.write,
+        });
     };
     Exit::Mmio(MmioAccess {
         address,
@@ -201,17 +243,51 @@ mod tests {
     fn without_a_valid_syndrome_nothing_is_emulated() {
         let e = Exit::decode([
             0,
-            dabt(false, 3, false, 1, true, false),
+            dabt(false, 3, false, 1, true, true),
             0x1000,
             ExitKind::Memory as u64,
         ]);
-        assert_eq!(e, Exit::Unsupported);
+        assert_eq!(
+            e,
+            Exit::Abort(Abort {
+                address: GuestAddress(0x1000),
+                fetch: false,
+                write: true
+            })
+        );
         let fetch = (0x20 << 26) | 0b000111;
         assert_eq!(
             Exit::decode([0, fetch, 0x1000, ExitKind::Memory as u64]),
+            Exit::Abort(Abort {
+                address: GuestAddress(0x1000),
+                fetch: true,
+                write: false
+            })
+        );
+        // A memory exit whose syndrome is no stage-2 abort of the guest.
+        assert_eq!(
+            Exit::decode([0, 0x15 << 26, 0x1000, ExitKind::Memory as u64]),
             Exit::Unsupported
         );
         assert_eq!(Exit::decode([0, 0, 0, 99]), Exit::Unsupported);
+    }
+
+    #[test]
+    fn sve_and_sme_traps_are_undefined_instructions() {
+        let other = ExitKind::Other as u64;
+        // What the kernel reported when Linux probed SVE: EC 0x19, IL.
+        assert_eq!(
+            Exit::decode([0, 0x6600_0000, 0, other]),
+            Exit::Undefined {
+                syndrome: 0x6600_0000
+            }
+        );
+        assert!(matches!(
+            Exit::decode([0, 0x1d << 26, 0, other]),
+            Exit::Undefined { .. }
+        ));
+        // An FP/SIMD trap is not the guest's doing: not emulated.
+        assert_eq!(Exit::decode([0, 0x07 << 26, 0, other]), Exit::Unsupported);
     }
 
     #[test]

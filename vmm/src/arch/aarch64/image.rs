@@ -115,7 +115,17 @@ impl ImageHeader {
     /// Parses and checks the header of `image` (the whole file, so that
     /// its length can be checked against `image_size`).
     pub fn parse(image: &[u8]) -> Result<ImageHeader, ImageError> {
-        let (raw, _) = RawHeader::read_from_prefix(image).map_err(|_| ImageError::TooShort)?;
+        Self::parse_prefix(image, image.len() as u64)
+    }
+
+    /// Parses and checks the header at the start of `prefix`, the first
+    /// bytes of an Image file of `file_len` bytes (a VMM reads the header
+    /// before copying the rest).
+    pub fn parse_prefix(prefix: &[u8], file_len: u64) -> Result<ImageHeader, ImageError> {
+        let (raw, _) = RawHeader::read_from_prefix(prefix).map_err(|_| ImageError::TooShort)?;
+        if file_len < HEADER_SIZE as u64 {
+            return Err(ImageError::TooShort);
+        }
         if raw.magic.get() != MAGIC {
             return Err(ImageError::BadMagic);
         }
@@ -132,7 +142,7 @@ impl ImageHeader {
             2 => PageSize::K16,
             _ => PageSize::K64,
         };
-        let file = image.len() as u64;
+        let file = file_len;
         let (text_offset, image_size) = match raw.image_size.get() {
             // Before v3.17: text_offset's endianness was unspecified and
             // image_size absent; the file is all there is to place.

@@ -9,5 +9,6 @@ pub mod exit;
 #[cfg(any(feature = "alloc", test))]
 pub mod fdt;
 pub mod image;
+pub mod inject;
 pub mod layout;
 pub mod psci;

@@ -87,9 +87,36 @@ pub fn copy_from_phys(pa: PhysAddr, out: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
 }
 
-/// Zeroes `len` bytes of RAM at `pa` through the physmap.
+/// Zeroes `len` bytes of RAM at `pa` through the physmap: whole blocks
+/// with `dc zva` (Arm ARM C6.2.83, the block size from DCZID_EL0, D23.2.40)
+/// — one instruction per 64 bytes on most cores instead of eight stores,
+/// which matters for the megabytes a guest's RAM is made of — and the
+/// unaligned ends with ordinary stores.
 pub fn zero_phys(pa: PhysAddr, len: u64) {
-    let dst = phys_to_virt(pa) as *mut u8;
-    // SAFETY: as for `copy_to_phys`.
-    unsafe { core::ptr::write_bytes(dst, 0, len as usize) };
+    let dst = phys_to_virt(pa);
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    let prohibited = dczid & (1 << 4) != 0;
+    let block = 4u64 << (dczid & 0xf);
+    let start = dst.next_multiple_of(block);
+    let end = (dst + len) & !(block - 1);
+    if prohibited || start >= end {
+        // SAFETY: as for `copy_to_phys`.
+        unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len as usize) };
+        return;
+    }
+    // SAFETY: as for `copy_to_phys`; the three ranges make up
+    // `[dst, dst + len)`, and `dc zva` zeroes exactly the aligned block at
+    // its address, all of it inside `[start, end)`, in the physmap's
+    // normal memory (where DC ZVA is permitted).
+    unsafe {
+        core::ptr::write_bytes(dst as *mut u8, 0, (start - dst) as usize);
+        let mut at = start;
+        while at < end {
+            core::arch::asm!("dc zva, {}", in(reg) at, options(nostack));
+            at += block;
+        }
+        core::ptr::write_bytes(end as *mut u8, 0, (dst + len - end) as usize);
+    }
 }

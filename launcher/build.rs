@@ -1,13 +1,12 @@
-//! Build script: names the VMM program's ELF for the `vm::` scenarios that
-//! start VMM processes, from `SKYSCOPE_VMM_ELF` (set by `cargo xtask`).
+//! Build script: names the VMM program's ELF that the launcher embeds,
+//! from `SKYSCOPE_VMM_ELF` (set by `cargo xtask`).
 
 use std::{env, fs, path::PathBuf};
 
 fn main() {
     // The VMM program is built first by the xtask. Without it (e.g.
-    // `cargo clippy` on this crate alone, or the host build that reads
-    // the catalog) an empty image is named, and a scenario that needs it
-    // fails saying so.
+    // `cargo clippy` on this crate alone, or a host build) an empty image
+    // is named, and starting a VMM fails saying so.
     println!("cargo:rerun-if-env-changed=SKYSCOPE_VMM_ELF");
     let image = match env::var("SKYSCOPE_VMM_ELF") {
         Ok(path) if !path.is_empty() => {
