@@ -327,10 +327,12 @@ const BENCH_SAMPLES: usize = 500;
 /// - `n` is the number of samples asked for, min <= median <= p99, and
 ///   the mean is at least the minimum;
 /// - the round trip is at least each one-way figure (sample by sample, so
-///   also for min, median and p99), and 10 words take at least as long
-///   as none (the fastest of each, each space and metric: 10 words cost
-///   about 1.5 times as much, close enough that the medians of a
-///   wall-clock run can cross);
+///   also for min, median and p99);
+/// - the cases come in the order the table expects. Whether 10 words
+///   cost more than none is a timing claim, not checked here: on a loaded
+///   machine even the minima of a wall-clock run cross (CI saw 9955 ticks
+///   for 10 words against 10585 for none); `bench::budget` guards the
+///   exact instruction counts instead;
 /// - nothing is faster than the kernel can be: at least 50 ns one way and
 ///   100 ns for the round trip (even where the counter counts
 ///   instructions, an IPC runs ~290 of them one way: that is 5 times the
@@ -411,17 +413,6 @@ pub fn bench_runs(info: &'static BootInfo) -> Outcome {
             none.words,
             ten.words
         );
-        for (metric, zero, full) in [
-            ("call", none.call.min, ten.call.min),
-            ("replyrecv", none.replyrecv.min, ten.replyrecv.min),
-            ("roundtrip", none.roundtrip.min, ten.roundtrip.min),
-        ] {
-            check!(
-                full >= zero,
-                "{} space {metric}: 10 words take {full}, no words {zero} (fastest)",
-                none.space
-            );
-        }
     }
     println!(
         "  benchmark ran: every call answered correctly; 6 cases x 3 metrics of {BENCH_SAMPLES} samples are sane; same-space 0-word round trip median {} counter ticks",
