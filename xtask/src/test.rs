@@ -691,7 +691,19 @@ fn run_scenario_on_with(
         }
     };
     session.stop();
-    let log = log_path(scenario.name);
+    // The hardened kernel and other CPU models keep logs of their own.
+    let mut log_name = scenario.name.to_string();
+    if kernel
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("hardened"))
+    {
+        log_name.push_str("@hardened");
+    }
+    if cpu != "max" {
+        log_name.push('@');
+        log_name.push_str(cpu);
+    }
+    let log = log_path(&log_name);
     let _ = fs::write(&log, &transcript);
     match verdict {
         Ok(()) => Verdict::Pass(String::new()),
@@ -852,8 +864,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
                     CATALOG.iter().partition(|s| !s.debug);
                 let failures: Vec<_> = runnable
                     .iter()
-                    .filter(|s| matches!(run_scenario(&qemu, &images.kernel, s), Verdict::Fail(_)))
-                    .map(|s| s.name)
+                    .filter_map(|s| match run_scenario(&qemu, &images.kernel, s) {
+                        Verdict::Fail(why) => Some(format!("{}: {why}", s.name)),
+                        _ => None,
+                    })
                     .collect();
                 if failures.is_empty() {
                     let names: Vec<_> = left_out.iter().map(|s| s.name).collect();
@@ -865,8 +879,8 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
                     ))
                 } else {
                     Verdict::Fail(format!(
-                        "failed with the hardened kernel: {}",
-                        failures.join(", ")
+                        "failed with the hardened kernel:\n{}",
+                        failures.join("\n")
                     ))
                 }
             }

@@ -117,10 +117,10 @@ impl KernelMachine {
 
     /// Sets `v`'s two timer lines from its timers' outputs (live ones if
     /// loaded, whose physical PPIs are masked exactly while the output is
-    /// high). Returns whether `v` has an interrupt pending.
-    fn sync_timers(&mut self, v: PhysAddr) -> bool {
+    /// high; saved ones as of physical count `now` otherwise). Returns
+    /// whether `v` has an interrupt pending.
+    fn sync_timers(&mut self, v: PhysAddr, now: u64) -> bool {
         let loaded = self.loaded_vcpu == Some(v);
-        let now = super::timer::now();
         let object = self.vcpu_object(v);
         let saved = saved_timers(object);
         let config = [
@@ -165,7 +165,7 @@ impl KernelMachine {
         self.disarm_guest_timer(v);
         let object = self.vcpu_object(v);
         vgic::load(&object.interface, interface_control(&object.irqs));
-        self.sync_timers(v);
+        self.sync_timers(v, super::timer::now());
     }
 
     /// Saves `v`'s virtual interface (its EL1 registers, timers included,
@@ -176,8 +176,19 @@ impl KernelMachine {
         self.gic.disable(self.guest_interrupts.virtual_timer);
         self.gic.disable(self.guest_interrupts.physical_timer);
         vgic::save(&mut self.vcpu_object(v).interface);
-        self.sync_timers(v);
-        self.arm_guest_timer(v);
+        // One reading of the clock for both: a timer whose condition is
+        // met between two readings would be seen low by the first and not
+        // watched by the second (it can no longer rise), and its tick lost.
+        let now = super::timer::now();
+        self.sync_timers(v, now);
+        // A timer that rose since the kernel was entered had its PPI
+        // pending here, not taken: the guest may have gone idle (`wfi`)
+        // meanwhile, and only the kernel timer can still wake its thread.
+        // Have it fire at once (`take_fired_guest_timer` wakes the thread).
+        let risen = saved_timers(self.vcpu_object(v))
+            .iter()
+            .any(|t| t.output(now));
+        self.arm_guest_timer(v, if risen { Some(now) } else { None }, now);
     }
 
     /// The loaded Vcpu `v` is being destroyed: nothing of it stays in the
@@ -192,17 +203,19 @@ impl KernelMachine {
         self.disarm_guest_timer(v);
     }
 
-    /// Puts switched-out `v` on the kernel timer's watch list if one of
-    /// its timers will fire.
-    fn arm_guest_timer(&mut self, v: PhysAddr) {
-        let now = super::timer::now();
+    /// Puts switched-out `v` on the kernel timer's watch list, due at
+    /// `due` if given, else when the first of its timers that is low at
+    /// physical count `now` rises, if one will (its lines were set as of
+    /// the same `now`; the deadline may be past by the time the kernel
+    /// timer is armed, which then fires at once).
+    fn arm_guest_timer(&mut self, v: PhysAddr, due: Option<u64>, now: u64) {
         let head = self.armed_vcpus;
         let object = self.vcpu_object(v);
-        let deadline = saved_timers(object)
+        let rises = saved_timers(object)
             .iter()
             .filter_map(|t| t.rises_at(now))
-            .min()
-            .unwrap_or(u64::MAX);
+            .min();
+        let deadline = due.or(rises).unwrap_or(u64::MAX);
         object.timer_deadline = deadline;
         if deadline != u64::MAX {
             object.next_armed = head;
@@ -254,9 +267,9 @@ impl KernelMachine {
             let object = self.vcpu_object(at);
             if object.timer_deadline <= now {
                 self.disarm_guest_timer(at);
-                let pending = self.sync_timers(at);
+                let pending = self.sync_timers(at, now);
                 // The other timer may still be due later.
-                self.arm_guest_timer(at);
+                self.arm_guest_timer(at, None, now);
                 return Some((at, pending));
             }
             at = object.next_armed;
@@ -270,7 +283,7 @@ impl KernelMachine {
         // Masked until the guest's line drops (`sync_timers` unmasks it).
         self.gic.disable(intid);
         let v = self.loaded_vcpu?;
-        self.sync_timers(v).then_some(v)
+        self.sync_timers(v, super::timer::now()).then_some(v)
     }
 
     /// The maintenance interrupt: list registers the guest ended (level
@@ -296,7 +309,7 @@ impl KernelMachine {
             }
         });
         if timer_ended {
-            self.sync_timers(v);
+            self.sync_timers(v, super::timer::now());
         }
         let pending = self.with_virtual_irqs(v, |irqs, lrs| {
             for &id in ended_ids.iter().filter(|&&id| id != u32::MAX) {
