@@ -145,7 +145,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
     let machine = arch::KernelMachine {
         gic,
         timer_intid: platform.hyp_timer_intid,
-        fp_owner: None,
+        fp_owner: PhysAddr(0),
         counter_frequency: frequency,
         ram: platform.ram.clone(),
         loaded_vcpu: None,

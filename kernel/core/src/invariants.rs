@@ -419,6 +419,9 @@ impl<M: Machine> Kernel<M> {
                 return Err("ready bitmap misses a non-empty queue");
             }
         }
+        if !self.scheduler.bitmaps_consistent() {
+            return Err("ready bitmaps disagree with the queues");
+        }
         let (mut at, mut last, mut steps) = (self.release_head, 0u64, 0);
         while at.0 != 0 {
             let sc = *self.machine.sched_context_mut(at);

@@ -1,8 +1,10 @@
 //! The ready queues: 256 priorities, FIFO within a priority, O(1) pick.
 //!
 //! Queues are intrusive doubly linked lists through the TCBs, so the
-//! scheduler allocates nothing. A two-level bitmap (one bit per priority)
-//! finds the highest non-empty queue with two leading-zero counts.
+//! scheduler allocates nothing. A two-level bitmap (one bit per priority,
+//! one bit per word of those) finds the highest non-empty queue with two
+//! leading-zero counts, and answers "is anything ready at or above this
+//! priority?" (the fastpath's question) with two shifts.
 //!
 //! One enqueue may be deferred: a thread made ready into an empty queue
 //! above every ready thread is held as the *candidate* instead of being
@@ -25,6 +27,15 @@ pub struct Scheduler {
     tails: [PhysAddr; PRIORITIES],
     /// Bit `p % 64` of word `p / 64`: queue `p` is non-empty.
     bitmap: [u64; PRIORITIES / 64],
+    /// Bit `w`: word `w` of `bitmap` is not zero.
+    summary: u64,
+    /// One more than the highest priority ready (queued or the
+    /// candidate), 0 if none: the fastpath's "anything ready at or above
+    /// this priority?" is one comparison.
+    top: u16,
+    /// One more than the highest queued priority, 0 if none (what `top`
+    /// falls back to when the candidate leaves).
+    queued_top: u16,
     /// The deferred enqueue (0: none): a ready thread, not linked in, and
     /// its priority, above every queued thread.
     candidate: (PhysAddr, u8),
@@ -43,6 +54,9 @@ impl Scheduler {
             heads: [PhysAddr(0); PRIORITIES],
             tails: [PhysAddr(0); PRIORITIES],
             bitmap: [0; PRIORITIES / 64],
+            summary: 0,
+            top: 0,
+            queued_top: 0,
             candidate: (PhysAddr(0), 0),
         }
     }
@@ -54,6 +68,7 @@ impl Scheduler {
         let priority = m.tcb(tcb).priority;
         if self.candidate.0.0 == 0 && !m.tcb(tcb).queued && !self.any_ready_at_or_above(priority) {
             self.candidate = (tcb, priority);
+            self.top = u16::from(priority) + 1;
         } else {
             self.enqueue(m, tcb);
         }
@@ -104,12 +119,33 @@ impl Scheduler {
         }
         self.tails[p] = tcb;
         self.bitmap[p / 64] |= 1 << (p % 64);
+        self.summary |= 1 << (p / 64);
+        self.queued_top = self.queued_top.max(p as u16 + 1);
+        self.top = self.top.max(p as u16 + 1);
+    }
+
+    /// `top` as the queues and the candidate say it is.
+    fn computed_top(&self) -> u16 {
+        if self.candidate.0.0 != 0 {
+            return u16::from(self.candidate.1) + 1;
+        }
+        self.computed_queued_top()
+    }
+
+    /// `queued_top` as the bitmaps say it is.
+    fn computed_queued_top(&self) -> u16 {
+        if self.summary == 0 {
+            return 0;
+        }
+        let w = 63 - self.summary.leading_zeros() as usize;
+        (w * 64 + 64 - self.bitmap[w].leading_zeros() as usize) as u16
     }
 
     /// Removes `tcb` from its queue (no-op if not queued).
     pub fn remove<M: Machine>(&mut self, m: &mut M, tcb: PhysAddr) {
         if self.candidate.0 == tcb {
             self.candidate = (PhysAddr(0), 0);
+            self.top = self.queued_top;
             return;
         }
         let (p, prev, next) = {
@@ -135,6 +171,15 @@ impl Scheduler {
         }
         if self.heads[p].0 == 0 {
             self.bitmap[p / 64] &= !(1 << (p % 64));
+            if self.bitmap[p / 64] == 0 {
+                self.summary &= !(1 << (p / 64));
+            }
+            self.queued_top = self.computed_queued_top();
+            self.top = if self.candidate.0.0 != 0 {
+                u16::from(self.candidate.1) + 1
+            } else {
+                self.queued_top
+            };
         }
     }
 
@@ -143,20 +188,23 @@ impl Scheduler {
         if self.candidate.0.0 != 0 {
             return Some(self.candidate.1); // above every queued thread
         }
-        (0..self.bitmap.len())
-            .rev()
-            .find(|&w| self.bitmap[w] != 0)
-            .map(|w| (w * 64 + 63 - self.bitmap[w].leading_zeros() as usize) as u8)
+        self.queued_top.checked_sub(1).map(|p| p as u8)
+    }
+
+    /// Whether the bitmaps say exactly which queues are non-empty (for
+    /// the invariant check).
+    pub fn bitmaps_consistent(&self) -> bool {
+        (0..PRIORITIES)
+            .all(|p| (self.bitmap[p / 64] >> (p % 64) & 1 != 0) == (self.heads[p].0 != 0))
+            && (0..PRIORITIES / 64).all(|w| (self.summary >> w & 1 != 0) == (self.bitmap[w] != 0))
+            && self.queued_top == self.computed_queued_top()
+            && self.top == self.computed_top()
     }
 
     /// Whether a thread of priority `priority` or higher is ready.
     #[inline(always)]
     pub fn any_ready_at_or_above(&self, priority: u8) -> bool {
-        let p = usize::from(priority);
-        let first = self.bitmap[p / 64] >> (p % 64) != 0;
-        first
-            || self.bitmap[p / 64 + 1..].iter().any(|&w| w != 0)
-            || (self.candidate.0.0 != 0 && self.candidate.1 >= priority)
+        self.top > u16::from(priority)
     }
 
     /// Head and tail of the queue of priority `p` (the candidate is not

@@ -42,8 +42,10 @@ pub struct KernelMachine {
     pub gic: Gic,
     /// The kernel's own timer interrupt (never given to user space).
     pub timer_intid: u32,
-    /// The thread whose FP/SIMD state is in the registers.
-    pub fp_owner: Option<PhysAddr>,
+    /// The thread whose FP/SIMD state is in the registers (0: none; a
+    /// plain address, not an `Option`, so the fastpath's switch compares
+    /// one word).
+    pub fp_owner: PhysAddr,
     /// Frequency of the counter budgets are measured with.
     pub counter_frequency: u64,
     /// RAM banks (device frames lie outside them).
@@ -134,7 +136,7 @@ impl KernelMachine {
                     self.active_ttbr0 = ttbr0;
                 }
                 arch::set_ipc_buffer_pointer(ipc_buffer);
-                let owns_fp = self.fp_owner == Some(t);
+                let owns_fp = self.fp_owner == t;
                 if owns_fp != self.fp_enabled {
                     arch::set_fp_trap_for_return(!owns_fp);
                     self.fp_enabled = owns_fp;
@@ -179,13 +181,14 @@ impl KernelMachine {
     /// (the lazy switch: threads that never use FP never pay for it).
     #[inline(always)]
     pub fn load_fp(&mut self, t: PhysAddr) {
-        if self.fp_owner != Some(t) {
+        if self.fp_owner != t {
             arch::set_fp_trap(false); // the kernel itself may now move FP registers
-            if let Some(owner) = self.fp_owner {
+            let owner = self.fp_owner;
+            if owner.0 != 0 {
                 self.tcb_mut(owner).context.fp.save();
             }
             self.tcb(t).context.fp.restore();
-            self.fp_owner = Some(t);
+            self.fp_owner = t;
             self.fp_enabled = true;
         }
         if !self.fp_enabled {
@@ -300,8 +303,8 @@ impl ObjectMemory for KernelMachine {
         if cfg!(feature = "hardened") && ty != ObjectType::Untyped && self.is_ram(base, bits) {
             arch::zero_phys(base, 1u64 << bits);
         }
-        if ty == ObjectType::Tcb && self.fp_owner == Some(base) {
-            self.fp_owner = None;
+        if ty == ObjectType::Tcb && self.fp_owner == base {
+            self.fp_owner = PhysAddr(0);
         }
         if ty == ObjectType::Vcpu {
             // Its state goes with it; its timers must not fire for it.
