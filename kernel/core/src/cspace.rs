@@ -7,6 +7,7 @@
 //! another CNode capability, resolution continues there.
 
 use crate::{
+    PhysAddr,
     cap::{Cap, SlotRef},
     slot::{SLOT_BITS, SlotStore},
 };
@@ -53,29 +54,56 @@ pub fn lookup_cap_slot<S: SlotStore + ?Sized>(
 /// loop; `None` for any other root.
 #[inline(always)]
 pub fn flat_slot(root: &Cap, cptr: u64) -> Option<Result<SlotRef, Error>> {
-    let &Cap::CNode {
-        ptr,
-        radix,
-        guard_bits,
-        guard,
-        ..
-    } = root
-    else {
-        return None;
-    };
-    let radix = u32::from(radix);
-    if radix + u32::from(guard_bits) != WORD_BITS || radix >= WORD_BITS {
-        return None;
+    FlatCSpace::of(root).map(|flat| flat.slot(cptr))
+}
+
+/// A CSpace root that resolves every address in one step (see
+/// [`flat_slot`]), decoded once so that several lookups in it (the
+/// fastpath's `ReplyRecv` makes two) do not decode the root again.
+#[derive(Clone, Copy)]
+pub struct FlatCSpace {
+    slots: PhysAddr,
+    radix: u32,
+    guard: u64,
+}
+
+impl FlatCSpace {
+    /// `root` decoded, if it is such a CNode.
+    #[inline(always)]
+    pub fn of(root: &Cap) -> Option<FlatCSpace> {
+        let &Cap::CNode {
+            ptr,
+            radix,
+            guard_bits,
+            guard,
+            ..
+        } = root
+        else {
+            return None;
+        };
+        let radix = u32::from(radix);
+        if radix + u32::from(guard_bits) != WORD_BITS || radix >= WORD_BITS {
+            return None;
+        }
+        Some(FlatCSpace {
+            slots: ptr,
+            radix,
+            guard,
+        })
     }
-    Some(if cptr >> radix != guard {
-        Err(Error::FailedLookup)
-    } else {
-        // A CNode's slots lie inside it: no overflow.
-        Ok(SlotRef(
-            ptr.0
-                .wrapping_add((cptr & !(u64::MAX << radix)) << SLOT_BITS),
-        ))
-    })
+
+    /// The slot `cptr` names, as `resolve` finds it.
+    #[inline(always)]
+    pub fn slot(self, cptr: u64) -> Result<SlotRef, Error> {
+        if cptr >> self.radix != self.guard {
+            Err(Error::FailedLookup)
+        } else {
+            // A CNode's slots lie inside it: no overflow.
+            Ok(SlotRef(self.slots.0.wrapping_add(
+                (cptr & !(u64::MAX << self.radix)) << SLOT_BITS,
+            )))
+        }
+    }
 }
 
 /// The `count` bits of `value` just below bit position `top` (exclusive),

@@ -206,11 +206,14 @@ impl<M: Machine> Kernel<M> {
     fn fast_lookup<const N: usize>(&self, t: PhysAddr, cptrs: [u64; N]) -> Option<[SlotRef; N]> {
         let root = &self.machine.slot(tcb::slot_ref(t, tcb::slots::CSPACE)).cap;
         let mut slots = [SlotRef::NONE; N];
-        for (slot, cptr) in slots.iter_mut().zip(cptrs) {
-            *slot = match cspace::flat_slot(root, cptr) {
-                Some(found) => found.ok()?,
-                None => cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?,
-            };
+        if let Some(flat) = cspace::FlatCSpace::of(root) {
+            for (slot, cptr) in slots.iter_mut().zip(cptrs) {
+                *slot = flat.slot(cptr).ok()?;
+            }
+        } else {
+            for (slot, cptr) in slots.iter_mut().zip(cptrs) {
+                *slot = cspace::lookup_cap_slot(&self.machine, root, cptr).ok()?;
+            }
         }
         Some(slots)
     }
@@ -238,15 +241,15 @@ impl<M: Machine> Kernel<M> {
         if current_sc.0 == 0 || next_sc.0 == 0 {
             return None;
         }
-        let from = self.machine.sched_context_mut(current_sc);
-        let (from_budget, from_constrained) = (from.budget, from.constrained());
-        let to = self.machine.sched_context_mut(next_sc);
-        let (to_budget, to_constrained) = (to.budget, to.constrained());
-        if from_budget == 0 || to_budget == 0 {
-            return None; // bound but never configured: the general path
-        }
-        if !from_constrained && !to_constrained && self.release_head.0 == 0 {
+        if self.machine.sched_context_mut(current_sc).unlimited
+            && self.machine.sched_context_mut(next_sc).unlimited
+            && self.release_head.0 == 0
+        {
             return Some(false);
+        }
+        let from_budget = self.machine.sched_context_mut(current_sc).budget;
+        if from_budget == 0 || self.machine.sched_context_mut(next_sc).budget == 0 {
+            return None; // bound but never configured: the general path
         }
         self.fast_charge_budgets(current_sc, next_sc)
             .then_some(true)

@@ -370,6 +370,17 @@ impl<M: Machine> Kernel<M> {
         self.check_queue(obj.head, obj.tail, ThreadState::BlockedOnNotification)
     }
 
+    /// Whether thread `t`'s scheduling context, if any, has the
+    /// `unlimited` flag its budget and period call for.
+    fn sched_context_flag_agrees(&mut self, t: PhysAddr) -> bool {
+        let sc = self.machine.tcb(t).sched_context;
+        if sc.0 == 0 {
+            return true;
+        }
+        let s = self.machine.sched_context_mut(sc);
+        s.unlimited == s.computed_unlimited()
+    }
+
     /// The ready and release queues, and the running thread.
     pub fn check_scheduler(&mut self) -> Result<(), &'static str> {
         if let Some(c) = self.current
@@ -400,8 +411,12 @@ impl<M: Machine> Kernel<M> {
                 if t.state != ThreadState::Runnable {
                     return Err("ready queue: member not runnable");
                 }
+                let next = t.sched_next;
+                if !self.sched_context_flag_agrees(at) {
+                    return Err("a scheduling context's `unlimited` disagrees with its budget");
+                }
                 prev = at;
-                at = t.sched_next;
+                at = next;
                 steps += 1;
                 if steps > MAX_QUEUE {
                     return Err("ready queue: cycle");
@@ -418,6 +433,12 @@ impl<M: Machine> Kernel<M> {
             {
                 return Err("ready bitmap misses a non-empty queue");
             }
+        }
+        // Every thread that may run (queued, the candidate, the current
+        // one) has a context whose fastpath flag agrees with its budget.
+        let mut may_run = self.current.into_iter().chain(self.scheduler.candidate());
+        if may_run.any(|t| !self.sched_context_flag_agrees(t)) {
+            return Err("a scheduling context's `unlimited` disagrees with its budget");
         }
         if !self.scheduler.bitmaps_consistent() {
             return Err("ready bitmaps disagree with the queues");

@@ -42,6 +42,10 @@ pub struct SchedContext {
     pub release_next: PhysAddr,
     /// In the release queue.
     pub in_release_queue: bool,
+    /// Configured with its budget equal to its period: it never runs out
+    /// and is never charged (kept beside `budget` and `period` so the IPC
+    /// fastpath reads one byte instead of comparing two words).
+    pub unlimited: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<SchedContext>() <= 256);
@@ -50,6 +54,11 @@ impl SchedContext {
     /// Whether the budget is a real limit (less than the period).
     pub fn constrained(&self) -> bool {
         self.budget < self.period
+    }
+
+    /// What `unlimited` must say.
+    pub fn computed_unlimited(&self) -> bool {
+        self.budget != 0 && !self.constrained()
     }
 
     /// Refills the budget for every period boundary at or before `now`.
@@ -95,6 +104,7 @@ impl<M: Machine> Kernel<M> {
         let sc = self.machine.sched_context_mut(ptr);
         sc.budget = us_to_ticks(budget_us, frequency).max(1);
         sc.period = us_to_ticks(period_us, frequency).max(sc.budget);
+        sc.unlimited = sc.computed_unlimited();
         sc.remaining = sc.budget;
         sc.replenish_at = now + sc.period;
         let tcb = sc.tcb;
@@ -183,6 +193,7 @@ impl<M: Machine> Kernel<M> {
             tcb,
             ..SchedContext::default()
         };
+        s.unlimited = s.computed_unlimited();
         self.machine.tcb_mut(tcb).sched_context = sc;
     }
 
