@@ -352,13 +352,13 @@ core::arch::global_asm!(
     // SP_EL2 stays pointing at the context for the next entry. The SPSR is
     // made EL0t (M[4:0] = 0) with DAIF clear whatever the context holds,
     // so `eret` can only reach EL0 with interrupts unmasked (Arm ARM D23.2,
-    // SPSR_EL2: M[4:0] is bits 4:0, D, A, I, F bits 9:6); the condition
+    // SPSR_EL2: M[4:0] is bits 4:0, bit 5 is RES0 on a return to AArch64,
+    // D, A, I, F are bits 9:6: one mask clears bits 9:0); the condition
     // flags are the thread's own.
     "return_to_user:",
     "mov sp, x0",
     "ldp x10, x11, [sp, #{off_pc}]",
-    "and x11, x11, #~0x1f",
-    "and x11, x11, #~0x3c0",
+    "and x11, x11, #~0x3ff",
     "3:",
     "msr elr_el2, x10",
     "msr spsr_el2, x11",
