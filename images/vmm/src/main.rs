@@ -149,14 +149,21 @@ fn run(start: &'static VmmStart) -> Result<Report, Report> {
 
 /// Starts vCPU 0 with `entry`.
 fn boot_vcpu(entry: EntryState) -> Result<(), Report> {
+    start(VcpuId::BOOT, entry, entry.pc, 0)
+}
+
+/// Starts `vcpu` with `entry` (the boot vCPU, or one a guest's PSCI
+/// `CPU_ON` asked for at `pc` after `exits` exits).
+fn start(vcpu: VcpuId, entry: EntryState, pc: u64, exits: u64) -> Result<(), Report> {
+    let index = vcpu.index();
     start_vcpu(
         &mut Syscalls,
-        slots::vcpu(0),
-        slots::vcpu_thread(0),
-        VcpuId::BOOT,
+        slots::vcpu(index),
+        slots::vcpu_thread(index),
+        vcpu,
         entry,
     )
-    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), entry.pc, 0))
+    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), pc, exits))
 }
 
 /// The window the parent mapped: guest RAM, then the images.
@@ -249,15 +256,7 @@ fn serve_program(plan: &Plan<'_>) -> Result<Report, Report> {
                 entry,
                 resume,
             } => {
-                let index = started.index();
-                start_vcpu(
-                    &mut Syscalls,
-                    slots::vcpu(index),
-                    slots::vcpu_thread(index),
-                    started,
-                    entry,
-                )
-                .map_err(|e| failed(Failure::StartVcpu, e.error.code(), message.pc, exits))?;
+                start(started, entry, message.pc, exits)?;
                 board.vcpu_started(started);
                 resume
             }
@@ -371,15 +370,7 @@ fn serve_linux(plan: &Plan<'_>, layout: Layout) -> Result<Report, Report> {
                     entry,
                     resume,
                 } => {
-                    let index = started.index();
-                    start_vcpu(
-                        &mut Syscalls,
-                        slots::vcpu(index),
-                        slots::vcpu_thread(index),
-                        started,
-                        entry,
-                    )
-                    .map_err(|e| failed(Failure::StartVcpu, e.error.code(), message.pc, exits))?;
+                    start(started, entry, message.pc, exits)?;
                     machine.vcpu_started(started);
                     Some(resume)
                 }
