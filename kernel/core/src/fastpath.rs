@@ -294,6 +294,23 @@ impl<M: Machine> Kernel<M> {
         true
     }
 
+    /// The thread at the head of `ep`'s queue if it waits to receive, with
+    /// the reply object it named, which must be free (the `Call` and the
+    /// fault fastpaths deliver to it).
+    #[inline(always)]
+    fn waiting_receiver(&mut self, ep: PhysAddr) -> Option<(PhysAddr, PhysAddr)> {
+        let endpoint = self.machine.endpoint_mut(ep);
+        if endpoint.state != EndpointState::Receiving {
+            return None;
+        }
+        let receiver = endpoint.head;
+        let reply = self.machine.tcb(receiver).recv_reply;
+        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
+            return None;
+        }
+        Some((receiver, reply))
+    }
+
     /// The end of a fastpath switch to `next`.
     #[inline(always)]
     fn fast_switched(&mut self, next: PhysAddr, budget: bool) -> FastSwitch {
@@ -329,15 +346,7 @@ impl<M: Machine> Kernel<M> {
         {
             return None;
         }
-        let endpoint = self.machine.endpoint_mut(ep);
-        if endpoint.state != EndpointState::Receiving {
-            return None;
-        }
-        let receiver = endpoint.head;
-        let reply = self.machine.tcb(receiver).recv_reply;
-        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
-            return None;
-        }
+        let (receiver, reply) = self.waiting_receiver(ep)?;
         let words = self.fast_buffer_words(caller, receiver, info)?;
         let budget = self.fast_charge(caller, receiver)?;
 
@@ -417,15 +426,7 @@ impl<M: Machine> Kernel<M> {
         if !rights.contains(CapRights::WRITE) {
             return None;
         }
-        let endpoint = self.machine.endpoint_mut(ep);
-        if endpoint.state != EndpointState::Receiving {
-            return None;
-        }
-        let receiver = endpoint.head;
-        let reply = self.machine.tcb(receiver).recv_reply;
-        if reply.0 == 0 || self.machine.reply_mut(reply).caller.0 != 0 {
-            return None;
-        }
+        let (receiver, reply) = self.waiting_receiver(ep)?;
         let budget = self.fast_charge(t, receiver)?;
 
         // As `deliver_fault`: audited, the message kept in the thread.
