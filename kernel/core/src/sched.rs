@@ -1,10 +1,10 @@
 //! The ready queues: 256 priorities, FIFO within a priority, O(1) pick.
 //!
 //! Queues are intrusive doubly linked lists through the TCBs, so the
-//! scheduler allocates nothing. A two-level bitmap (one bit per priority,
-//! one bit per word of those) finds the highest non-empty queue with two
-//! leading-zero counts, and answers "is anything ready at or above this
-//! priority?" (the fastpath's question) with two shifts.
+//! scheduler allocates nothing. A bitmap (one bit per priority) finds the
+//! highest non-empty queue when one empties; one more than the highest
+//! ready priority is kept beside it, so that picking and the fastpath's
+//! "is anything ready at or above this priority?" are one comparison.
 //!
 //! One enqueue may be deferred: a thread made ready into an empty queue
 //! above every ready thread is held as the *candidate* instead of being
@@ -27,8 +27,6 @@ pub struct Scheduler {
     tails: [PhysAddr; PRIORITIES],
     /// Bit `p % 64` of word `p / 64`: queue `p` is non-empty.
     bitmap: [u64; PRIORITIES / 64],
-    /// Bit `w`: word `w` of `bitmap` is not zero.
-    summary: u64,
     /// One more than the highest priority ready (queued or the
     /// candidate), 0 if none: the fastpath's "anything ready at or above
     /// this priority?" is one comparison.
@@ -54,7 +52,6 @@ impl Scheduler {
             heads: [PhysAddr(0); PRIORITIES],
             tails: [PhysAddr(0); PRIORITIES],
             bitmap: [0; PRIORITIES / 64],
-            summary: 0,
             top: 0,
             queued_top: 0,
             candidate: (PhysAddr(0), 0),
@@ -119,26 +116,29 @@ impl Scheduler {
         }
         self.tails[p] = tcb;
         self.bitmap[p / 64] |= 1 << (p % 64);
-        self.summary |= 1 << (p / 64);
         self.queued_top = self.queued_top.max(p as u16 + 1);
         self.top = self.top.max(p as u16 + 1);
     }
 
-    /// `top` as the queues and the candidate say it is.
-    fn computed_top(&self) -> u16 {
+    /// `top` for a given `queued_top`: the candidate is above every
+    /// queued thread.
+    fn top_over(&self, queued_top: u16) -> u16 {
         if self.candidate.0.0 != 0 {
-            return u16::from(self.candidate.1) + 1;
+            u16::from(self.candidate.1) + 1
+        } else {
+            queued_top
         }
-        self.computed_queued_top()
     }
 
-    /// `queued_top` as the bitmaps say it is.
-    fn computed_queued_top(&self) -> u16 {
-        if self.summary == 0 {
-            return 0;
-        }
-        let w = 63 - self.summary.leading_zeros() as usize;
-        (w * 64 + 64 - self.bitmap[w].leading_zeros() as usize) as u16
+    /// `queued_top` as the bitmap says it is (the highest non-zero word,
+    /// then its highest bit).
+    fn queued_top_from_bitmap(&self) -> u16 {
+        (0..self.bitmap.len())
+            .rev()
+            .find(|&w| self.bitmap[w] != 0)
+            .map_or(0, |w| {
+                (w * 64 + 64 - self.bitmap[w].leading_zeros() as usize) as u16
+            })
     }
 
     /// Removes `tcb` from its queue (no-op if not queued).
@@ -171,15 +171,8 @@ impl Scheduler {
         }
         if self.heads[p].0 == 0 {
             self.bitmap[p / 64] &= !(1 << (p % 64));
-            if self.bitmap[p / 64] == 0 {
-                self.summary &= !(1 << (p / 64));
-            }
-            self.queued_top = self.computed_queued_top();
-            self.top = if self.candidate.0.0 != 0 {
-                u16::from(self.candidate.1) + 1
-            } else {
-                self.queued_top
-            };
+            self.queued_top = self.queued_top_from_bitmap();
+            self.top = self.top_over(self.queued_top);
         }
     }
 
@@ -196,9 +189,8 @@ impl Scheduler {
     pub fn bitmaps_consistent(&self) -> bool {
         (0..PRIORITIES)
             .all(|p| (self.bitmap[p / 64] >> (p % 64) & 1 != 0) == (self.heads[p].0 != 0))
-            && (0..PRIORITIES / 64).all(|w| (self.summary >> w & 1 != 0) == (self.bitmap[w] != 0))
-            && self.queued_top == self.computed_queued_top()
-            && self.top == self.computed_top()
+            && self.queued_top == self.queued_top_from_bitmap()
+            && self.top == self.top_over(self.queued_top_from_bitmap())
     }
 
     /// Whether a thread of priority `priority` or higher is ready.
