@@ -559,6 +559,36 @@ fn tail(text: &str, lines: usize) -> String {
         .join("\n")
 }
 
+/// Runs `scenarios` again on a `profile` kernel and CPU model `cpu` (one
+/// test item): passes with `summary`, or fails naming each scenario that
+/// failed `on` that variant and why.
+fn rerun(
+    profile: build::Profile,
+    cpu: &str,
+    scenarios: &[&Scenario],
+    on: &str,
+    summary: String,
+) -> Verdict {
+    let (qemu, images) = match setup::ensure_qemu()
+        .and_then(|q| build::build_images_with(profile).map(|i| (q, i)))
+    {
+        Ok(prepared) => prepared,
+        Err(e) => return Verdict::Fail(e),
+    };
+    let failures: Vec<_> = scenarios
+        .iter()
+        .filter_map(|s| match run_scenario_on(&qemu, &images.kernel, s, cpu) {
+            Verdict::Fail(why) => Some(format!("{}: {why}", s.name)),
+            _ => None,
+        })
+        .collect();
+    if failures.is_empty() {
+        Verdict::Pass(summary)
+    } else {
+        Verdict::Fail(format!("failed with {on}:\n{}", failures.join("\n")))
+    }
+}
+
 /// Boots one scenario and judges it from the console and the exit status.
 fn run_scenario(qemu: &setup::Qemu, kernel: &Path, scenario: &Scenario) -> Verdict {
     run_scenario_with(qemu, kernel, scenario, "", u64::from(scenario.timeout_secs))
@@ -854,69 +884,39 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
     if HARDENED.contains(filter) {
         println!("==> {HARDENED}: every scenario again with the hardened kernel");
         let start = Instant::now();
-        let verdict = match setup::ensure_qemu()
-            .and_then(|q| build::build_images_with(build::Profile::Hardened).map(|i| (q, i)))
-        {
-            Ok((qemu, images)) => {
-                // The hardened kernel has no debug syscalls: scenarios that
-                // need them are left out (and listed).
-                let (runnable, left_out): (Vec<&Scenario>, Vec<&Scenario>) =
-                    CATALOG.iter().partition(|s| !s.debug);
-                let failures: Vec<_> = runnable
-                    .iter()
-                    .filter_map(|s| match run_scenario(&qemu, &images.kernel, s) {
-                        Verdict::Fail(why) => Some(format!("{}: {why}", s.name)),
-                        _ => None,
-                    })
-                    .collect();
-                if failures.is_empty() {
-                    let names: Vec<_> = left_out.iter().map(|s| s.name).collect();
-                    Verdict::Pass(format!(
-                        "{} scenarios; {} need the debug capability the hardened kernel lacks: {}",
-                        runnable.len(),
-                        left_out.len(),
-                        names.join(", ")
-                    ))
-                } else {
-                    Verdict::Fail(format!(
-                        "failed with the hardened kernel:\n{}",
-                        failures.join("\n")
-                    ))
-                }
-            }
-            Err(e) => Verdict::Fail(e),
-        };
+        // The hardened kernel has no debug syscalls: scenarios that need
+        // them are left out (and listed).
+        let (runnable, left_out): (Vec<&Scenario>, Vec<&Scenario>) =
+            CATALOG.iter().partition(|s| !s.debug);
+        let names: Vec<_> = left_out.iter().map(|s| s.name).collect();
+        let verdict = rerun(
+            build::Profile::Hardened,
+            "max",
+            &runnable,
+            "the hardened kernel",
+            format!(
+                "{} scenarios; {} need the debug capability the hardened kernel lacks: {}",
+                runnable.len(),
+                left_out.len(),
+                names.join(", ")
+            ),
+        );
         report(HARDENED, verdict, start.elapsed());
     }
     if CORTEX_A76.contains(filter) {
         println!("==> {CORTEX_A76}: {}", ON_REAL_CORES.join(", "));
         let start = Instant::now();
-        let verdict = match setup::ensure_qemu()
-            .and_then(|q| build::build_images_with(build::Profile::Dev).map(|i| (q, i)))
-        {
-            Ok((qemu, images)) => {
-                let failures: Vec<_> = CATALOG
-                    .iter()
-                    .filter(|s| ON_REAL_CORES.contains(&s.name))
-                    .filter(|s| {
-                        matches!(
-                            run_scenario_on(&qemu, &images.kernel, s, "cortex-a76"),
-                            Verdict::Fail(_)
-                        )
-                    })
-                    .map(|s| s.name)
-                    .collect();
-                if failures.is_empty() {
-                    Verdict::Pass(format!("{} scenarios", ON_REAL_CORES.len()))
-                } else {
-                    Verdict::Fail(format!(
-                        "failed with -cpu cortex-a76: {} (logs in target/xtask-logs/)",
-                        failures.join(", ")
-                    ))
-                }
-            }
-            Err(e) => Verdict::Fail(e),
-        };
+        let chosen: Vec<&Scenario> = CATALOG
+            .iter()
+            .filter(|s| ON_REAL_CORES.contains(&s.name))
+            .collect();
+        let verdict = rerun(
+            build::Profile::Dev,
+            "cortex-a76",
+            &chosen,
+            "-cpu cortex-a76",
+            format!("{} scenarios", chosen.len()),
+        );
         report(CORTEX_A76, verdict, start.elapsed());
     }
     if skipped > 0 {
