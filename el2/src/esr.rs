@@ -17,6 +17,7 @@ use tock_registers::register_bitfields;
 register_bitfields! {u64,
     ESR [
         EC OFFSET(26) NUMBITS(6) [],
+        IL OFFSET(25) NUMBITS(1) [],
         ISS OFFSET(0) NUMBITS(25) []
     ],
     DATA_ABORT [
@@ -146,6 +147,16 @@ impl ExceptionClass {
 pub struct Syndrome(pub u64);
 
 impl Syndrome {
+    /// The syndrome of an exception of `class` with `iss`, taken on a
+    /// 32-bit instruction (IL set): what a hypervisor writes to a guest's
+    /// ESR_EL1 when it injects one.
+    pub fn new(class: ExceptionClass, iss: u32) -> Syndrome {
+        Syndrome(
+            (ESR::EC.val(u64::from(class.ec())) + ESR::IL::SET + ESR::ISS.val(u64::from(iss)))
+                .value,
+        )
+    }
+
     /// Whether this is an `svc` from AArch64 (the test on the IPC
     /// fastpath's way in, before any other decoding).
     #[inline(always)]
@@ -210,6 +221,21 @@ pub enum WaitInstruction {
     Wfit,
     /// `wfet`: `wfe` with a timeout (FEAT_WFxT).
     Wfet,
+}
+
+/// The ISS of a synchronous External abort not on a translation table
+/// walk (DFSC/IFSC 0b010000) with FAR not valid (FnV), WnR set for a
+/// `write` (data aborts only): what a VMM injects for an access nothing
+/// backs. The same layout serves instruction aborts (their ISS has no
+/// WnR; pass `false`).
+pub fn external_abort_iss(write: bool) -> u32 {
+    const FSC_EXTERNAL_ABORT: u64 = 0b01_0000;
+    let wnr = if write {
+        DATA_ABORT::WNR::SET
+    } else {
+        DATA_ABORT::WNR::CLEAR
+    };
+    (DATA_ABORT::FNV::SET + wnr + DATA_ABORT::DFSC.val(FSC_EXTERNAL_ABORT)).value as u32
 }
 
 /// The ISS of a data abort.

@@ -33,6 +33,7 @@
 //! instruction is EC 0x00, "Unknown reason", ISS 0.
 
 use skyscope_abi::vcpu::aarch64::mode;
+use skyscope_el2::esr::{ExceptionClass, Syndrome, external_abort_iss};
 
 /// What to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,24 +94,6 @@ const SSBS: u64 = 1 << 12;
 const SCTLR_SPAN: u64 = 1 << 23;
 const SCTLR_DSSBS: u64 = 1 << 44;
 
-/// ESR_ELx fields.
-const EC_SHIFT: u32 = 26;
-const IL: u64 = 1 << 25;
-/// ISS: FnV (bit 10), WnR (bit 6, data aborts), and the fault status code
-/// of a synchronous External abort not on a translation table walk.
-const FNV: u64 = 1 << 10;
-const WNR: u64 = 1 << 6;
-const FSC_EXTERNAL_ABORT: u64 = 0b01_0000;
-
-/// Exception classes (ESR_ELx.EC).
-mod ec {
-    pub const UNKNOWN: u64 = 0x00;
-    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
-    pub const INSTRUCTION_ABORT_SAME: u64 = 0x21;
-    pub const DATA_ABORT_LOWER: u64 = 0x24;
-    pub const DATA_ABORT_SAME: u64 = 0x25;
-}
-
 /// Vector offsets from VBAR_EL1 of the synchronous entries.
 pub mod vector {
     /// From EL1 using SP_EL0 (EL1t).
@@ -135,22 +118,21 @@ pub fn inject(exception: Exception, state: GuestState) -> Injection {
     let (class, iss, far) = match exception {
         Exception::DataAbort { write } => {
             let class = if lower {
-                ec::DATA_ABORT_LOWER
+                ExceptionClass::DataAbortLower
             } else {
-                ec::DATA_ABORT_SAME
+                ExceptionClass::DataAbortSame
             };
-            let wnr = if write { WNR } else { 0 };
-            (class, FNV | wnr | FSC_EXTERNAL_ABORT, Some(0))
+            (class, external_abort_iss(write), Some(0))
         }
         Exception::InstructionAbort => {
             let class = if lower {
-                ec::INSTRUCTION_ABORT_LOWER
+                ExceptionClass::InstructionAbortLower
             } else {
-                ec::INSTRUCTION_ABORT_SAME
+                ExceptionClass::InstructionAbortSame
             };
-            (class, FNV | FSC_EXTERNAL_ABORT, Some(0))
+            (class, external_abort_iss(false), Some(0))
         }
-        Exception::Undefined => (ec::UNKNOWN, 0, None),
+        Exception::Undefined => (ExceptionClass::Unknown, 0, None),
     };
     let mut pstate = (state.pstate & NZCV) | DAIF | mode::EL1H;
     pstate |= if state.sctlr & SCTLR_SPAN == 0 {
@@ -166,7 +148,7 @@ pub fn inject(exception: Exception, state: GuestState) -> Injection {
         pstate,
         elr: state.pc,
         spsr: state.pstate,
-        esr: (class << EC_SHIFT) | IL | iss,
+        esr: Syndrome::new(class, iss).0,
         far,
     }
 }
@@ -265,7 +247,7 @@ mod tests {
             prop_assert_eq!(skyscope_el2::pstate::sanitize(i.pstate), i.pstate);
             prop_assert!([0, 0x200, 0x400].contains(&i.pc.wrapping_sub(vbar)));
             prop_assert_eq!((i.elr, i.spsr), (pc, pstate));
-            prop_assert_ne!(i.esr & IL, 0);
+            prop_assert_ne!(i.esr & 1 << 25, 0, "IL (bit 25) clear");
             prop_assert_eq!(i.esr >> 32, 0);
         }
     }
