@@ -210,11 +210,7 @@ impl State {
             machine.active_ttbr0 = ttbr0;
         }
         arch::set_ipc_buffer_pointer(machine.tcb(t).ipc_buffer);
-        let owns_fp = machine.fp_owner == t;
-        if owns_fp != machine.fp_enabled {
-            arch::set_fp_trap_for_return(!owns_fp);
-            machine.fp_enabled = owns_fp;
-        }
+        machine.set_fp_access(t);
         true
     }
 

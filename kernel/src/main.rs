@@ -154,6 +154,7 @@ pub extern "C" fn kernel_main(loader_x0: u64) -> ! {
         // As boot left CPTR_EL2 (FP/SIMD not trapped): the first thread
         // that does not own the unit gets the trap set.
         fp_enabled: true,
+        fp_trap_switches: 0,
         guest,
         ticks: 0,
         guest_interrupts,

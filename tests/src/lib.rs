@@ -394,6 +394,12 @@ scenarios! {
         console: &[],
         timeout: 30,
     },
+    "sched::fp_owner_switching_away" => sched::fp_owner_switching_away {
+        about: "a thread that owns the FP/SIMD unit and switches 300 times to one that never uses it (the kernel saves its state and releases the unit after 64) finds its registers intact",
+        reports: true,
+        console: &[],
+        timeout: 30,
+    },
     "sched::bench_runs" => sched::bench_runs {
         about: "the benchmarks (IPC, guest exits, other kernel paths) run every case, every IPC call answered correctly, with sane figures (n, order, round trip >= one way, 10 words >= 0)",
         reports: true,

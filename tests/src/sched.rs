@@ -318,6 +318,113 @@ pub fn fp_state_per_thread(info: &'static BootInfo) -> Outcome {
     Ok(())
 }
 
+/// Switches [`fp_owner_switching_away`]'s FP thread makes: far more than
+/// the kernel's 64 trap switches after which it saves an owner's state
+/// and releases the unit.
+const FP_YIELDS: u64 = 300;
+/// What [`fp_owner_yields`] found: 1 + the number of registers (of v0,
+/// v16, v31) that did not hold its value, once done.
+static FP_OWNER_RESULT: AtomicU64 = AtomicU64::new(0);
+
+/// Fills every FP/SIMD register with `value`, yields [`FP_YIELDS`] times
+/// to a thread that never uses the unit (each switch to it and back
+/// changes the FP trap, until the kernel releases the unit and saves this
+/// thread's state), then reads three registers back.
+extern "C" fn fp_owner_yields(value: u64) -> ! {
+    let (first, middle, last): (u64, u64, u64);
+    // SAFETY: only FP/SIMD registers, x0..x7 and x9 change (x0..x6 are the
+    // kernel's to clobber on `svc`, x7 and x9 are declared); `Yield` (8)
+    // takes no arguments and touches no memory of this thread.
+    unsafe {
+        core::arch::asm!(
+            "dup v0.2d, {v}",
+            "mov v1.16b, v0.16b", "mov v2.16b, v0.16b", "mov v3.16b, v0.16b",
+            "mov v4.16b, v0.16b", "mov v5.16b, v0.16b", "mov v6.16b, v0.16b",
+            "mov v7.16b, v0.16b", "mov v8.16b, v0.16b", "mov v9.16b, v0.16b",
+            "mov v10.16b, v0.16b", "mov v11.16b, v0.16b", "mov v12.16b, v0.16b",
+            "mov v13.16b, v0.16b", "mov v14.16b, v0.16b", "mov v15.16b, v0.16b",
+            "mov v16.16b, v0.16b", "mov v17.16b, v0.16b", "mov v18.16b, v0.16b",
+            "mov v19.16b, v0.16b", "mov v20.16b, v0.16b", "mov v21.16b, v0.16b",
+            "mov v22.16b, v0.16b", "mov v23.16b, v0.16b", "mov v24.16b, v0.16b",
+            "mov v25.16b, v0.16b", "mov v26.16b, v0.16b", "mov v27.16b, v0.16b",
+            "mov v28.16b, v0.16b", "mov v29.16b, v0.16b", "mov v30.16b, v0.16b",
+            "mov v31.16b, v0.16b",
+            "mov x9, {n}",
+            "2:",
+            "mov x7, #8",
+            "svc #0",
+            "subs x9, x9, #1",
+            "b.ne 2b",
+            "mov {a}, v0.d[1]",
+            "fmov {b}, d16",
+            "mov {c}, v31.d[1]",
+            v = in(reg) value,
+            n = const FP_YIELDS,
+            a = out(reg) first,
+            b = out(reg) middle,
+            c = out(reg) last,
+            out("x0") _, out("x1") _, out("x2") _, out("x3") _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x9") _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+    let wrong = [first, middle, last]
+        .iter()
+        .filter(|&&r| r != value)
+        .count();
+    FP_OWNER_RESULT.store(1 + wrong as u64, SeqCst);
+    park()
+}
+
+/// Yields forever without touching the FP/SIMD unit.
+extern "C" fn plain_yielder(_: u64) -> ! {
+    loop {
+        yield_now();
+    }
+}
+
+/// A thread that owns the FP/SIMD unit and keeps switching to a thread
+/// that never uses it finds its registers intact afterwards, although the
+/// kernel saves its state and gives the unit up after 64 such switches
+/// (so that the switches stop changing the trap) and the thread gets the
+/// state back only through its next FP/SIMD trap.
+pub fn fp_owner_switching_away(info: &'static BootInfo) -> Outcome {
+    let mut env = Env::new(info);
+    let ut = env.private_untyped(20).map_err(|e| fail!("{e}"))?;
+    FP_OWNER_RESULT.store(0, SeqCst);
+    let value = 0x0123_4567_89ab_cdefu64;
+    spawn(&mut env, ut, 0, fp_owner_yields, value, 200, 2_000, 10_000).map_err(|e| fail!("{e}"))?;
+    let yielder =
+        spawn(&mut env, ut, 1, plain_yielder, 0, 200, 2_000, 10_000).map_err(|e| fail!("{e}"))?;
+    // Below both while they run (their budgets leave it time to stop
+    // the yielder); back once the FP thread is done.
+    check_ok!(inv::tcb_set_priority(slots::TCB, 100));
+    let end = counter_now() + info.timer_frequency;
+    while FP_OWNER_RESULT.load(SeqCst) == 0 && counter_now() < end {}
+    check_ok!(inv::tcb_suspend(yielder.tcb));
+    check_ok!(inv::tcb_set_priority(slots::TCB, 255));
+    let result = FP_OWNER_RESULT.load(SeqCst);
+    check!(
+        result != 0,
+        "the FP thread did not finish its {FP_YIELDS} yields in 1 s"
+    );
+    check!(
+        result == 1,
+        "{} of 3 FP/SIMD registers lost their value over {FP_YIELDS} switches away",
+        result - 1
+    );
+    check_ok!(inv::cnode_revoke(ROOT, ut, ROOT_DEPTH));
+    Ok(())
+}
+
 /// Samples per metric in [`bench_runs`].
 const BENCH_SAMPLES: usize = 500;
 

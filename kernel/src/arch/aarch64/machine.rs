@@ -36,6 +36,10 @@ const _: () = assert!(core::mem::size_of::<Reply>() <= 1 << 5);
 const _: () = assert!(core::mem::size_of::<SchedContext>() <= 1 << 8);
 const _: () = assert!(core::mem::size_of::<VcpuObject>() <= 1 << skyscope_abi::object::VCPU_BITS);
 
+/// Trap switches after which an FP/SIMD owner no other thread displaced
+/// is assumed done with the unit (see `KernelMachine::switch_fp_trap`).
+pub const FP_TRAP_SWITCHES_BEFORE_RELEASE: u32 = 64;
+
 /// Object memory and hardware, as handed to `skyscope_core::Kernel`.
 pub struct KernelMachine {
     /// The interrupt controller.
@@ -60,6 +64,9 @@ pub struct KernelMachine {
     pub active_ttbr0: u64,
     /// Whether EL0 may use the FP/SIMD unit without trapping.
     pub fp_enabled: bool,
+    /// Times the FP/SIMD trap was switched for a thread switch since the
+    /// unit last changed owner (see [`KernelMachine::set_fp_access`]).
+    pub fp_trap_switches: u32,
     /// What running guests needs of this CPU.
     pub guest: GuestSupport,
     /// Kernel timer interrupts taken since boot.
@@ -136,11 +143,7 @@ impl KernelMachine {
                     self.active_ttbr0 = ttbr0;
                 }
                 arch::set_ipc_buffer_pointer(ipc_buffer);
-                let owns_fp = self.fp_owner == t;
-                if owns_fp != self.fp_enabled {
-                    arch::set_fp_trap_for_return(!owns_fp);
-                    self.fp_enabled = owns_fp;
-                }
+                self.set_fp_access(t);
                 Ok(ThreadMode::Native)
             }
             SpaceKind::Guest => {
@@ -177,11 +180,57 @@ impl KernelMachine {
         }
     }
 
+    /// Lets native thread `t`, about to run, use the FP/SIMD unit without
+    /// a trap only if the unit holds its state.
+    #[inline(always)]
+    pub fn set_fp_access(&mut self, t: PhysAddr) {
+        let owns_fp = self.fp_owner == t;
+        if owns_fp != self.fp_enabled {
+            self.switch_fp_trap(owns_fp);
+        }
+    }
+
+    /// [`KernelMachine::set_fp_access`] when the trap must change. An owner
+    /// the trap has been switched for [`FP_TRAP_SWITCHES_BEFORE_RELEASE`]
+    /// times without another thread taking the unit is assumed to have
+    /// stopped using it (a thread that used FP/SIMD once, say in a
+    /// `memcpy` at start-up, would otherwise cost every later switch to
+    /// and from it two trap writes): its state is saved and the unit left
+    /// without an owner, so that every thread traps on its next use and
+    /// no switch changes the trap. seL4's lazy FPU switch does the same
+    /// (`CONFIG_FPU_MAX_RESTORES_SINCE_SWITCH`, 64). An owner that still
+    /// uses the unit takes one trap to get its state back.
+    #[inline(never)]
+    fn switch_fp_trap(&mut self, owns_fp: bool) {
+        self.fp_trap_switches += 1;
+        if self.fp_trap_switches >= FP_TRAP_SWITCHES_BEFORE_RELEASE {
+            self.release_fp();
+        } else {
+            arch::set_fp_trap_for_return(!owns_fp);
+            self.fp_enabled = owns_fp;
+        }
+    }
+
+    /// Saves the FP/SIMD owner's state into its TCB and leaves the unit
+    /// without an owner, trapped for whoever runs next.
+    fn release_fp(&mut self) {
+        let owner = self.fp_owner;
+        if owner.0 != 0 {
+            arch::set_fp_trap(false); // the kernel itself may now move FP registers
+            self.tcb_mut(owner).context.fp.save();
+            self.fp_owner = PhysAddr(0);
+        }
+        self.fp_trap_switches = 0;
+        arch::set_fp_trap_for_return(true);
+        self.fp_enabled = false;
+    }
+
     /// Puts `t`'s FP/SIMD state in the unit and stops trapping its use
     /// (the lazy switch: threads that never use FP never pay for it).
     #[inline(always)]
     pub fn load_fp(&mut self, t: PhysAddr) {
         if self.fp_owner != t {
+            self.fp_trap_switches = 0;
             arch::set_fp_trap(false); // the kernel itself may now move FP registers
             let owner = self.fp_owner;
             if owner.0 != 0 {
