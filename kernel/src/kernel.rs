@@ -183,11 +183,15 @@ impl State {
             .map_err(|_| "no address space that fits it")?;
         let tcb = self.core.machine.tcb(t);
         let (vcpu, ipc_buffer) = (tcb.vcpu, tcb.ipc_buffer);
+        if vcpu.0 == 0 {
+            self.core.remember_space(t);
+        }
         self.core.machine.switch_to(t, space, vcpu, ipc_buffer)
     }
 
     /// [`State::switch_to`] for the common case, a native thread: its
-    /// address space (checked as `thread_space` checks it), IPC-buffer
+    /// address space (as `thread_space` found it when the thread last went
+    /// through `switch_to`, if nothing could have changed it since), IPC-buffer
     /// pointer and FP/SIMD trap (and, if a guest may have run last —
     /// `from_guest` — what of its state the CPU still holds saved). `false`, having changed nothing,
     /// for anything else (a Vcpu's thread, a space that does not check

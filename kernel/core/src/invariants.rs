@@ -271,6 +271,12 @@ impl<M: Machine> Kernel<M> {
         if queued && (state != ThreadState::Runnable || self.current == Some(t)) {
             return Err("a queued thread is not runnable, or is the running thread");
         }
+        if !self.space_cache_agrees(t) {
+            return Err("a thread's remembered address space differs from its VSpace");
+        }
+        // Remembered now, so that the next check catches an event that
+        // changes the thread's space without advancing the generation.
+        self.remember_space(t);
         match state {
             ThreadState::Inactive | ThreadState::Runnable => {
                 if on.0 != 0 {
@@ -370,6 +376,15 @@ impl<M: Machine> Kernel<M> {
         self.check_queue(obj.head, obj.tail, ThreadState::BlockedOnNotification)
     }
 
+    /// Whether thread `t`'s remembered address space, if it still holds,
+    /// is what looking it up again finds.
+    fn space_cache_agrees(&self, t: PhysAddr) -> bool {
+        match self.native_space(t) {
+            Some(cached) => self.look_up_native_space(t) == Some(cached),
+            None => true,
+        }
+    }
+
     /// Whether thread `t`'s scheduling context, if any, has the
     /// `unlimited` flag its budget and period call for.
     fn sched_context_flag_agrees(&mut self, t: PhysAddr) -> bool {
@@ -387,6 +402,11 @@ impl<M: Machine> Kernel<M> {
             && self.machine.tcb(c).queued
         {
             return Err("the running thread is also queued");
+        }
+        if let Some(c) = self.current
+            && !self.space_cache_agrees(c)
+        {
+            return Err("the running thread's remembered address space differs from its VSpace");
         }
         if let Some(c) = self.scheduler.candidate() {
             let t = self.machine.tcb(c);

@@ -135,6 +135,9 @@ pub struct Kernel<M: Machine> {
     pub(crate) console_listener: (PhysAddr, u64),
     /// Whether the IPC fastpath is used (tests compare both paths).
     pub fastpath_enabled: bool,
+    /// Advanced by every event that may change which user address space
+    /// a thread runs in (see [`crate::object::tcb::SpaceCache`]).
+    pub space_generation: u64,
     /// The audit stream.
     pub audit: crate::audit::AuditLog,
 }
@@ -158,6 +161,7 @@ impl<M: Machine> Kernel<M> {
             irq_notifications: [(PhysAddr(0), 0); MAX_IRQS],
             console_listener: (PhysAddr(0), 0),
             fastpath_enabled: true,
+            space_generation: 1,
             audit: crate::audit::AuditLog::new(),
         }
     }
@@ -346,9 +350,13 @@ impl<M: Machine> Kernel<M> {
                 mapping,
                 level,
             } => self.take_table_out(ptr, mapping, level)?,
-            Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. } if last => {
-                self.empty_space(ptr, id)?;
-                self.release_space(id);
+            Cap::VSpace { ptr, asid: id, .. } | Cap::GuestSpace { ptr, vmid: id, .. } => {
+                if last {
+                    self.empty_space(ptr, id)?;
+                    self.release_space(id);
+                }
+                // The slot may be a thread's VSpace slot.
+                self.spaces_changed();
             }
             Cap::Vcpu { ptr, .. } if last => self.retire_vcpu(ptr),
             Cap::IrqHandler { irq } if last => self.release_irq(irq),

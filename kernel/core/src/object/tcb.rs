@@ -98,12 +98,34 @@ pub struct Tcb<C> {
     pub sched_context: PhysAddr,
     /// Vcpu the thread runs as (0 = none: a native thread).
     pub vcpu: PhysAddr,
+    /// The user address space the thread last checked out with, for the
+    /// fastpath's switch (see [`SpaceCache`]).
+    pub space: SpaceCache,
     /// Fault message label while a fault is being delivered.
     pub fault_label: u64,
     /// Fault message words.
     pub fault: [u64; skyscope_abi::fault::WORDS],
     /// Saved user registers.
     pub context: C,
+}
+
+/// What [`Kernel::native_space`] found for a thread, remembered so that
+/// the IPC fastpath switches to it with one comparison instead of
+/// decoding the VSpace capability and consulting the identifier table.
+/// It holds while `generation` equals [`Kernel::space_generation`], which
+/// every event that could change the answer advances: an identifier
+/// assigned or freed, a VSpace or GuestSpace capability leaving any slot,
+/// a TCB's slots configured, a Vcpu bound or unbound. (Zeroed memory,
+/// generation 0, never holds.) `check_invariants` compares every
+/// remembered space that holds with a fresh lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceCache {
+    /// The space's top-level table.
+    pub root: PhysAddr,
+    /// Its ASID.
+    pub asid: crate::cap::Asid,
+    /// [`Kernel::space_generation`] when it was found.
+    pub generation: u64,
 }
 
 /// The slot reference of TCB slot `index`.
@@ -316,6 +338,7 @@ impl<M: Machine> Kernel<M> {
                 self.install_derived(src, slot_ref(tcb, target), cap);
             }
         }
+        self.spaces_changed();
         let t = self.machine.tcb_mut(tcb);
         t.ipc_buffer = ipc_buffer;
         t.max_priority = priority;

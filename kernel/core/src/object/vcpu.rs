@@ -72,6 +72,7 @@ impl<M: Machine> Kernel<M> {
                 }
                 self.machine.vcpu_mut(vcpu).tcb = t;
                 self.machine.tcb_mut(t).vcpu = vcpu;
+                self.spaces_changed();
                 self.audit_event(crate::audit::AuditKind::Bound, vcpu.0, t.0, 0);
                 Ok(Reply::empty())
             }
@@ -146,6 +147,7 @@ impl<M: Machine> Kernel<M> {
             return;
         }
         self.machine.tcb_mut(t).vcpu = PhysAddr(0);
+        self.spaces_changed();
         let space = self.machine.slot(tcb::slot_ref(t, slots::VSPACE)).cap;
         if stop && matches!(space, Cap::GuestSpace { .. }) {
             self.suspend(t);
@@ -157,12 +159,46 @@ impl<M: Machine> Kernel<M> {
         self.dissociate_vcpu(vcpu, true);
     }
 
+    /// The user address space thread `t` runs in as last found by
+    /// [`Kernel::remember_space`], if nothing that could change it has
+    /// happened since (`None` otherwise, or for a Vcpu's thread: the
+    /// caller then takes the general switch, which looks it up again).
+    /// The IPC fastpath's switch uses it.
+    #[inline(always)]
+    pub fn native_space(&self, t: PhysAddr) -> Option<AddressSpace> {
+        let cache = self.machine.tcb(t).space;
+        (cache.generation == self.space_generation).then_some(AddressSpace {
+            root: cache.root,
+            id: cache.asid,
+            kind: SpaceKind::User,
+        })
+    }
+
+    /// Remembers thread `t`'s user address space for
+    /// [`Kernel::native_space`], if it has one that checks out (the
+    /// general switch calls it for every native thread it switches to).
+    pub fn remember_space(&mut self, t: PhysAddr) {
+        if let Some(space) = self.look_up_native_space(t) {
+            self.machine.tcb_mut(t).space = crate::object::tcb::SpaceCache {
+                root: space.root,
+                asid: space.id,
+                generation: self.space_generation,
+            };
+        }
+    }
+
+    /// Something that may change the space a thread runs in happened:
+    /// every remembered space is stale.
+    #[inline(always)]
+    pub(crate) fn spaces_changed(&mut self) {
+        self.space_generation = self.space_generation.wrapping_add(1);
+    }
+
     /// [`Kernel::thread_space`] for a thread without a Vcpu, with the same
     /// checks: its VSpace, if the capability in its TCB names a live user
     /// space (`None` for everything else, which `thread_space` then
-    /// explains). The IPC fastpath's switch uses it.
-    #[inline(always)]
-    pub fn native_space(&self, t: PhysAddr) -> Option<AddressSpace> {
+    /// explains).
+    pub(crate) fn look_up_native_space(&self, t: PhysAddr) -> Option<AddressSpace> {
         if self.machine.tcb(t).vcpu.0 != 0 {
             return None;
         }

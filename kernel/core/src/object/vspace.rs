@@ -40,6 +40,7 @@ impl<M: Machine> Kernel<M> {
                 0
             };
             self.asids[asid] = PhysAddr(root.0 | tag);
+            self.spaces_changed();
         }
         asid as Asid
     }
@@ -91,6 +92,7 @@ impl<M: Machine> Kernel<M> {
     pub(crate) fn release_space(&mut self, id: Asid) {
         if let Some(space) = self.space_of(id) {
             self.asids[usize::from(id)] = PhysAddr(0);
+            self.spaces_changed();
             self.machine.flush_space(space);
         }
     }

@@ -298,3 +298,76 @@ fn an_idle_guest_thread_waits_for_an_interrupt() {
     assert_eq!(w.kernel.machine.tcb(t).state, ThreadState::Inactive);
     w.kernel.check_scheduler().unwrap();
 }
+
+/// The space the fastpath's switch remembers for a thread (see
+/// `SpaceCache`) holds only until something could change it: binding or
+/// unbinding a Vcpu, a VSpace capability leaving any slot (the thread's or
+/// not), configuring the thread; looking it up again finds the new answer.
+#[test]
+fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
+    let mut w = guest_world();
+    let t = tcb(&w);
+    let guard = guard_word(0, 64 - layout::ROOT_RADIX);
+    let configure = |w: &mut World, space: u64| {
+        w.invoke_slot(
+            World::slot(TCB),
+            Label::TcbConfigure,
+            &[0, 100, guard, 0],
+            &[World::root_anchor(), World::slot(space)],
+        )
+        .unwrap();
+    };
+    let vspace = |w: &World, slot: u64| {
+        let Cap::VSpace { ptr, asid, .. } = w.cap(slot) else {
+            panic!("no VSpace in slot {slot}")
+        };
+        Some((ptr, asid))
+    };
+    // What is remembered now; then the invariant check, which compares
+    // it with a fresh lookup (and remembers afresh).
+    let remembered = |w: &mut World| {
+        let space = w.kernel.native_space(t).map(|s| (s.root, s.id));
+        w.invariants();
+        space
+    };
+    // A GuestSpace thread has no native space to remember.
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), None);
+
+    configure(&mut w, VSPACE);
+    assert_eq!(remembered(&mut w), None, "configuring the thread");
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), vspace(&w, VSPACE));
+
+    // A Vcpu bound, then unbound (by deleting it).
+    bind(&mut w, VCPU).unwrap();
+    assert_eq!(remembered(&mut w), None, "binding a Vcpu");
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), None, "a Vcpu's thread has no native space");
+    w.delete(VCPU).unwrap();
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), vspace(&w, VSPACE));
+
+    // Any VSpace capability leaving any slot.
+    const COPY: u64 = 18;
+    w.copy(VSPACE, COPY, CapRights::all()).unwrap();
+    assert_eq!(remembered(&mut w), vspace(&w, VSPACE), "a copy made elsewhere");
+    w.delete(COPY).unwrap();
+    assert_eq!(remembered(&mut w), None, "a VSpace copy deleted");
+
+    // Another VSpace configured in.
+    const VSPACE2: u64 = 19;
+    w.retype(UT, ObjectType::VSpace, 0, VSPACE2, 1).unwrap();
+    assert_eq!(remembered(&mut w), None, "a new VSpace's identifier assigned");
+    w.kernel.remember_space(t);
+    configure(&mut w, VSPACE2);
+    assert_eq!(remembered(&mut w), None, "another VSpace configured");
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), vspace(&w, VSPACE2));
+
+    // The thread's copy revoked away: nothing to remember any more.
+    w.revoke(VSPACE2).unwrap();
+    assert_eq!(remembered(&mut w), None, "the thread's VSpace revoked");
+    w.kernel.remember_space(t);
+    assert_eq!(remembered(&mut w), None);
+}
