@@ -401,7 +401,7 @@ scenarios! {
         timeout: 30,
     },
     "sched::bench_runs" => sched::bench_runs {
-        about: "the benchmarks (IPC, guest exits, other kernel paths) run every case, every IPC call answered correctly, with sane figures (n, order, round trip >= one way, 10 words >= 0)",
+        about: "the benchmarks (IPC, guest exits, other kernel paths) run every case, every IPC call answered correctly, with sane figures (n, order of min/median/p99, bounds in ns, case order)",
         reports: true,
         console: &[
             r#"^BENCH-RESULT \{"name":"ipc/same/0","metric":"call","min":\d+,"median":[1-9]\d*"#,

@@ -174,7 +174,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
         "qemu": qemu.version,
         "machine": "virt, virtualization=on, gic-version=3, -cpu max",
         "method": "one-way: counter (CNTVCT_EL0) read before the sender's svc (or hvc, or faulting \
-                   instruction) and after the receiver's return; round trip: both reads in one thread; \
+                   instruction) and after the receiver's return; IPC round trip: the two one-way figures of each call added \
+                   (as seL4's reference round trip); other round trips: both reads in one thread; \
                    counter-read overhead subtracted; counts instructions under -icount shift=0, else ns",
         "samples_per_metric": args.iterations,
         "instructions": { "counter_overhead": instructions.overhead, "results": instructions.records },

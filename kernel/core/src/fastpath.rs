@@ -230,22 +230,21 @@ impl<M: Machine> Kernel<M> {
     /// there is nothing to charge and the clock is not read.
     #[inline(always)]
     fn fast_charge(&mut self, current: PhysAddr, next: PhysAddr) -> Option<bool> {
-        let (priority, next_sc) = {
+        let (priority, next_unlimited) = {
             let t = self.machine.tcb(next);
-            (t.priority, t.sched_context)
+            (t.priority, t.unlimited_budget)
         };
         if self.scheduler.any_ready_at_or_above(priority) {
             return None;
         }
-        let current_sc = self.machine.tcb(current).sched_context;
-        if current_sc.0 == 0 || next_sc.0 == 0 {
-            return None;
-        }
-        if self.machine.sched_context_mut(current_sc).unlimited
-            && self.machine.sched_context_mut(next_sc).unlimited
-            && self.release_head.0 == 0
+        if next_unlimited && self.machine.tcb(current).unlimited_budget && self.release_head.0 == 0
         {
             return Some(false);
+        }
+        let current_sc = self.machine.tcb(current).sched_context;
+        let next_sc = self.machine.tcb(next).sched_context;
+        if current_sc.0 == 0 || next_sc.0 == 0 {
+            return None;
         }
         let from_budget = self.machine.sched_context_mut(current_sc).budget;
         if from_budget == 0 || self.machine.sched_context_mut(next_sc).budget == 0 {

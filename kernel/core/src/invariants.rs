@@ -271,6 +271,9 @@ impl<M: Machine> Kernel<M> {
         if queued && (state != ThreadState::Runnable || self.current == Some(t)) {
             return Err("a queued thread is not runnable, or is the running thread");
         }
+        if !self.sched_context_flag_agrees(t) {
+            return Err("a thread's `unlimited_budget` disagrees with its scheduling context");
+        }
         if !self.space_cache_agrees(t) {
             return Err("a thread's remembered address space differs from its VSpace");
         }
@@ -385,15 +388,15 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Whether thread `t`'s scheduling context, if any, has the
-    /// `unlimited` flag its budget and period call for.
+    /// Whether thread `t`'s `unlimited_budget` says what its scheduling
+    /// context's budget and period call for.
     fn sched_context_flag_agrees(&mut self, t: PhysAddr) -> bool {
-        let sc = self.machine.tcb(t).sched_context;
-        if sc.0 == 0 {
-            return true;
-        }
-        let s = self.machine.sched_context_mut(sc);
-        s.unlimited == s.computed_unlimited()
+        let (sc, flag) = {
+            let tcb = self.machine.tcb(t);
+            (tcb.sched_context, tcb.unlimited_budget)
+        };
+        let unlimited = sc.0 != 0 && self.machine.sched_context_mut(sc).unlimited();
+        flag == unlimited
     }
 
     /// The ready and release queues, and the running thread.
@@ -433,7 +436,9 @@ impl<M: Machine> Kernel<M> {
                 }
                 let next = t.sched_next;
                 if !self.sched_context_flag_agrees(at) {
-                    return Err("a scheduling context's `unlimited` disagrees with its budget");
+                    return Err(
+                        "a thread's `unlimited_budget` disagrees with its scheduling context",
+                    );
                 }
                 prev = at;
                 at = next;
@@ -458,7 +463,7 @@ impl<M: Machine> Kernel<M> {
         // one) has a context whose fastpath flag agrees with its budget.
         let mut may_run = self.current.into_iter().chain(self.scheduler.candidate());
         if may_run.any(|t| !self.sched_context_flag_agrees(t)) {
-            return Err("a scheduling context's `unlimited` disagrees with its budget");
+            return Err("a thread's `unlimited_budget` disagrees with its scheduling context");
         }
         if !self.scheduler.bitmaps_consistent() {
             return Err("ready bitmaps disagree with the queues");

@@ -42,10 +42,6 @@ pub struct SchedContext {
     pub release_next: PhysAddr,
     /// In the release queue.
     pub in_release_queue: bool,
-    /// Configured with its budget equal to its period: it never runs out
-    /// and is never charged (kept beside `budget` and `period` so the IPC
-    /// fastpath reads one byte instead of comparing two words).
-    pub unlimited: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<SchedContext>() <= 256);
@@ -56,8 +52,10 @@ impl SchedContext {
         self.budget < self.period
     }
 
-    /// What `unlimited` must say.
-    pub fn computed_unlimited(&self) -> bool {
+    /// Configured with its budget equal to its period: it never runs out
+    /// and is never charged (what the bound thread's `unlimited_budget`
+    /// says).
+    pub fn unlimited(&self) -> bool {
         self.budget != 0 && !self.constrained()
     }
 
@@ -104,11 +102,11 @@ impl<M: Machine> Kernel<M> {
         let sc = self.machine.sched_context_mut(ptr);
         sc.budget = us_to_ticks(budget_us, frequency).max(1);
         sc.period = us_to_ticks(period_us, frequency).max(sc.budget);
-        sc.unlimited = sc.computed_unlimited();
         sc.remaining = sc.budget;
         sc.replenish_at = now + sc.period;
-        let tcb = sc.tcb;
+        let (tcb, unlimited) = (sc.tcb, sc.unlimited());
         if tcb.0 != 0 {
+            self.machine.tcb_mut(tcb).unlimited_budget = unlimited;
             self.make_ready(tcb);
         }
         Ok(Reply::empty())
@@ -148,8 +146,12 @@ impl<M: Machine> Kernel<M> {
                 {
                     return Err(Error::IllegalOperation);
                 }
-                self.machine.sched_context_mut(sc).tcb = tcb;
-                self.machine.tcb_mut(tcb).sched_context = sc;
+                let context = self.machine.sched_context_mut(sc);
+                context.tcb = tcb;
+                let unlimited = context.unlimited();
+                let t = self.machine.tcb_mut(tcb);
+                t.sched_context = sc;
+                t.unlimited_budget = unlimited;
                 self.make_ready(tcb);
                 Ok(Reply::empty())
             }
@@ -168,7 +170,9 @@ impl<M: Machine> Kernel<M> {
         self.machine.sched_context_mut(sc).tcb = PhysAddr(0);
         if tcb.0 != 0 {
             self.scheduler.remove(&mut self.machine, tcb);
-            self.machine.tcb_mut(tcb).sched_context = PhysAddr(0);
+            let t = self.machine.tcb_mut(tcb);
+            t.sched_context = PhysAddr(0);
+            t.unlimited_budget = false;
             if self.current == Some(tcb) {
                 self.current = None;
             }
@@ -193,8 +197,10 @@ impl<M: Machine> Kernel<M> {
             tcb,
             ..SchedContext::default()
         };
-        s.unlimited = s.computed_unlimited();
-        self.machine.tcb_mut(tcb).sched_context = sc;
+        let unlimited = s.unlimited();
+        let t = self.machine.tcb_mut(tcb);
+        t.sched_context = sc;
+        t.unlimited_budget = unlimited;
     }
 
     /// Whether `tcb` may be picked to run now.

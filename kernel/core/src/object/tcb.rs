@@ -74,6 +74,12 @@ pub struct Tcb<C> {
     pub max_priority: u8,
     /// In a ready queue.
     pub queued: bool,
+    /// Bound to a scheduling context whose budget equals its period (one
+    /// that is never charged): the IPC fastpath's test for "no budget to
+    /// account for", one byte beside the priority it reads anyway. Set
+    /// wherever the binding or the context's configuration changes;
+    /// `check_invariants` compares it with the context.
+    pub unlimited_budget: bool,
     /// Next thread in its ready queue.
     pub sched_next: PhysAddr,
     /// Previous thread in its ready queue.

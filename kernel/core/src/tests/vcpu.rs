@@ -343,7 +343,11 @@ fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
     bind(&mut w, VCPU).unwrap();
     assert_eq!(remembered(&mut w), None, "binding a Vcpu");
     w.kernel.remember_space(t);
-    assert_eq!(remembered(&mut w), None, "a Vcpu's thread has no native space");
+    assert_eq!(
+        remembered(&mut w),
+        None,
+        "a Vcpu's thread has no native space"
+    );
     w.delete(VCPU).unwrap();
     w.kernel.remember_space(t);
     assert_eq!(remembered(&mut w), vspace(&w, VSPACE));
@@ -351,14 +355,22 @@ fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
     // Any VSpace capability leaving any slot.
     const COPY: u64 = 18;
     w.copy(VSPACE, COPY, CapRights::all()).unwrap();
-    assert_eq!(remembered(&mut w), vspace(&w, VSPACE), "a copy made elsewhere");
+    assert_eq!(
+        remembered(&mut w),
+        vspace(&w, VSPACE),
+        "a copy made elsewhere"
+    );
     w.delete(COPY).unwrap();
     assert_eq!(remembered(&mut w), None, "a VSpace copy deleted");
 
     // Another VSpace configured in.
     const VSPACE2: u64 = 19;
     w.retype(UT, ObjectType::VSpace, 0, VSPACE2, 1).unwrap();
-    assert_eq!(remembered(&mut w), None, "a new VSpace's identifier assigned");
+    assert_eq!(
+        remembered(&mut w),
+        None,
+        "a new VSpace's identifier assigned"
+    );
     w.kernel.remember_space(t);
     configure(&mut w, VSPACE2);
     assert_eq!(remembered(&mut w), None, "another VSpace configured");
