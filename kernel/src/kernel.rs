@@ -86,27 +86,30 @@ pub fn enter_current_thread() {
     });
 }
 
-/// The IPC fastpath, tried before anything else on `Call` and `ReplyRecv`
-/// with the capability address, message info and reply-object address
-/// from the syscall's registers (all of them are saved in the current
-/// thread's context too): on success it enters the thread to run next and
-/// does not return. It returns `false` (having changed nothing) if the
-/// fastpath does not apply.
+/// The IPC fastpath for `Call`, tried before anything else with the
+/// capability address and message info from the syscall's registers (all
+/// of them are saved in the current thread's context too): on success it
+/// enters the thread to run next and does not return. It returns (having
+/// changed nothing) if the fastpath does not apply.
 #[inline(always)]
-pub fn fast_ipc(number: u64, cptr: u64, info: u64, reply_cptr: u64) -> bool {
+pub fn fast_call(cptr: u64, info: u64) {
     // SAFETY: as for `with_state`; the fastpath is entered only from a
     // user thread's `svc`, and user threads run only after `install`.
     let s = unsafe { STATE.get().as_mut().unwrap_unchecked() };
-    let switch = if number == skyscope_abi::Syscall::Call as u64 {
-        s.core.fastpath_call(cptr, info)
-    } else {
-        s.core.fastpath_reply_recv(cptr, info, reply_cptr)
-    };
-    let Some(switch) = switch else {
-        return false;
-    };
-    // A native thread's `svc`: no guest ran last.
-    fast_exit(s, switch, false)
+    if let Some(switch) = s.core.fastpath_call(cptr, info) {
+        // A native thread's `svc`: no guest ran last.
+        fast_exit(s, switch, false)
+    }
+}
+
+/// [`fast_call`] for `ReplyRecv`, with the reply capability's address.
+#[inline(always)]
+pub fn fast_reply_recv(cptr: u64, info: u64, reply_cptr: u64) {
+    // SAFETY: as in `fast_call`.
+    let s = unsafe { STATE.get().as_mut().unwrap_unchecked() };
+    if let Some(switch) = s.core.fastpath_reply_recv(cptr, info, reply_cptr) {
+        fast_exit(s, switch, false)
+    }
 }
 
 /// The fault fastpath, tried first on a thread's fault or a guest's exit

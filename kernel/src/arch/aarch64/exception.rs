@@ -260,26 +260,32 @@ core::arch::global_asm!(
     "__sky_user_sync:",
     "save_user_registers",
     // The IPC fastpath is decided here, before anything else: an `svc`
-    // (ESR_EL2.EC = 0x15, SVC in AArch64) whose x7 is Call (1) or
-    // ReplyRecv (2) goes to `fast_syscall` with x0..x7 as the thread left
-    // them. An SVC reaches EL2 only from EL0 with HCR_EL2.TGE set (Arm
+    // (ESR_EL2.EC = 0x15, SVC in AArch64) whose x7 is Call (1) goes to
+    // `fast_call`, one whose x7 is ReplyRecv (2) to `fast_reply_recv`,
+    // with x0..x7 as the thread left them. They never return, so they are
+    // branched to (not called) and the thread's frame pointer is left as
+    // it is (nothing walks the kernel's frames). An SVC reaches EL2 only
+    // from EL0 with HCR_EL2.TGE set (Arm
     // ARM, pseudocode AArch64.CallSupervisor: route_to_el2 = PSTATE.EL ==
     // EL0 && EL2Enabled() && HCR_EL2.TGE == '1'; a guest's SVC at EL0 or
     // EL1 is taken to its EL1), so this is always a native thread, never a
     // guest whose exit must first take a pending SError and restore
     // HCR_EL2. EC is ESR_EL2 bits 31:26 (Arm ARM D23.2, ESR_EL2).
     "mrs x8, esr_el2",
-    "ubfx x8, x8, #26, #6",
+    "lsr x8, x8, #26",
     "cmp x8, #0x15",
     "b.ne 1f",
-    "sub x8, x7, #1",
-    "cmp x8, #1",
-    "b.hi 1f",
+    "cmp x7, #1",
+    "b.eq 2f",
+    "cmp x7, #2",
+    "b.ne 1f",
     "ldr x8, =__stack_top",
     "mov sp, x8",
-    "mov x29, xzr",
-    "bl {fast_syscall}",
-    "b .",
+    "b {fast_reply_recv}",
+    "2:",
+    "ldr x8, =__stack_top",
+    "mov sp, x8",
+    "b {fast_call}",
     "1:",
     "mov x0, #0",
     "b __sky_user_saved",
@@ -385,7 +391,8 @@ core::arch::global_asm!(
     off_x30 = const OFF_SP - 8,
     off_pc = const OFF_PC,
     off_tpidr = const OFF_TPIDR,
-    fast_syscall = sym super::trap::fast_syscall,
+    fast_call = sym super::trap::fast_call,
+    fast_reply_recv = sym super::trap::fast_reply_recv,
     handle_user_entry = sym super::trap::handle_user_entry,
     handle_kernel_irq = sym super::trap::handle_kernel_irq,
     kernel_fault = sym super::trap::kernel_fault,

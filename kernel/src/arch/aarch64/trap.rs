@@ -46,14 +46,21 @@ fn event(trap: Trap, number: u64) -> Event {
     }
 }
 
-/// The IPC fastpath's entry: the vector code calls it, on the kernel
-/// stack with every register saved, for an `svc` from a native thread
-/// whose `x7` is `Call` or `ReplyRecv` (`number`), with the syscall's
-/// argument registers `x0..x6` as they arrived (the message words are
-/// read from the saved registers where they are delivered). Nothing else
-/// has been decoded: the general path takes over if the fastpath does not
-/// apply.
-pub(super) extern "C" fn fast_syscall(
+/// The IPC fastpath's entry for `Call`: the vector code branches here, on
+/// the kernel stack with every register saved, for an `svc` from a native
+/// thread whose `x7` is `Call`, with the syscall's argument registers as
+/// they arrived (the message words are read from the saved registers
+/// where they are delivered). Nothing else has been decoded: the general
+/// path takes over if the fastpath does not apply.
+pub(super) extern "C" fn fast_call(cptr: u64, info: u64) -> ! {
+    debug_assert!(!guest_was_running());
+    crate::kernel::fast_call(cptr, info);
+    slow_syscall(skyscope_abi::Syscall::Call as u64)
+}
+
+/// [`fast_call`] for `ReplyRecv` (`x7` = 2), whose reply capability
+/// address is in `x6`.
+pub(super) extern "C" fn fast_reply_recv(
     cptr: u64,
     info: u64,
     _: u64,
@@ -61,13 +68,16 @@ pub(super) extern "C" fn fast_syscall(
     _: u64,
     _: u64,
     reply_cptr: u64,
-    number: u64,
 ) -> ! {
     debug_assert!(!guest_was_running());
-    if !crate::kernel::fast_ipc(number, cptr, info, reply_cptr) {
-        crate::trap::handle_user_event(Event::Syscall { number });
-    }
-    crate::trap::continue_with(crate::kernel::Next::Resume)
+    crate::kernel::fast_reply_recv(cptr, info, reply_cptr);
+    slow_syscall(skyscope_abi::Syscall::ReplyRecv as u64)
+}
+
+/// The general path of a syscall the fastpath did not take.
+#[inline(never)]
+fn slow_syscall(number: u64) -> ! {
+    crate::trap::handle_user_event(Event::Syscall { number })
 }
 
 /// Entry from EL0 or a guest (called by the vector code on the kernel
