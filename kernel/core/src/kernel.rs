@@ -104,14 +104,31 @@ const WATCH_SLOTS: usize = 5;
 
 /// The kernel: object memory and hardware behind `M`, plus the few global
 /// tables that are not objects.
+///
+/// In declaration order (`repr(C)`), what the IPC fastpath touches first:
+/// its fields, the machine's and the scheduler's then lie within a few
+/// KiB of the start, where the kernel reaches each with one load at an
+/// offset from one register (the large tables come last).
 #[derive(Clone)]
+#[repr(C)]
 pub struct Kernel<M: Machine> {
+    /// The running thread.
+    pub current: Option<PhysAddr>,
+    /// Whether the IPC fastpath is used (tests compare both paths).
+    pub fastpath_enabled: bool,
+    /// Advanced by every event that may change which user address space
+    /// a thread runs in (see [`crate::object::tcb::SpaceCache`]).
+    pub space_generation: u64,
+    /// Scheduling contexts waiting for their next period, earliest first.
+    pub(crate) release_head: PhysAddr,
+    /// Counter value at the last budget charge.
+    pub(crate) last_charge: u64,
+    /// Object counters.
+    pub counters: Counters,
     /// Memory and hardware.
     pub machine: M,
     /// Ready queues.
     pub scheduler: Scheduler,
-    /// The running thread.
-    pub current: Option<PhysAddr>,
     /// Top-level table per address-space identifier (0 = free), with the
     /// low bit set for a GuestSpace's (see `object::vspace`).
     pub(crate) asids: [PhysAddr; ASID_COUNT],
@@ -119,25 +136,14 @@ pub struct Kernel<M: Machine> {
     pub(crate) irq_issued: [u64; MAX_IRQS / 64],
     watched: [SlotRef; WATCH_SLOTS],
     watched_dead: [bool; WATCH_SLOTS],
-    /// Object counters.
-    pub counters: Counters,
     /// The thread whose invocation is in progress (its TCB may be destroyed by it).
     pub(crate) caller: Option<PhysAddr>,
     /// Set when `caller`'s TCB was destroyed.
     pub(crate) caller_destroyed: bool,
-    /// Counter value at the last budget charge.
-    pub(crate) last_charge: u64,
-    /// Scheduling contexts waiting for their next period, earliest first.
-    pub(crate) release_head: PhysAddr,
     /// Notification (and badge) signalled by each IRQ line.
     pub(crate) irq_notifications: [(PhysAddr, u64); MAX_IRQS],
     /// Notification (and badge) signalled when console input arrives.
     pub(crate) console_listener: (PhysAddr, u64),
-    /// Whether the IPC fastpath is used (tests compare both paths).
-    pub fastpath_enabled: bool,
-    /// Advanced by every event that may change which user address space
-    /// a thread runs in (see [`crate::object::tcb::SpaceCache`]).
-    pub space_generation: u64,
     /// The audit stream.
     pub audit: crate::audit::AuditLog,
 }

@@ -22,11 +22,8 @@ pub const PRIORITIES: usize = 256;
 
 /// Ready queues of runnable threads (not including the running one).
 #[derive(Clone)]
+#[repr(C)] // `top` first: the fastpath reads it (see `Kernel`'s layout)
 pub struct Scheduler {
-    heads: [PhysAddr; PRIORITIES],
-    tails: [PhysAddr; PRIORITIES],
-    /// Bit `p % 64` of word `p / 64`: queue `p` is non-empty.
-    bitmap: [u64; PRIORITIES / 64],
     /// One more than the highest priority ready (queued or the
     /// candidate), 0 if none: the fastpath's "anything ready at or above
     /// this priority?" is one comparison.
@@ -37,6 +34,10 @@ pub struct Scheduler {
     /// The deferred enqueue (0: none): a ready thread, not linked in, and
     /// its priority, above every queued thread.
     candidate: (PhysAddr, u8),
+    /// Bit `p % 64` of word `p / 64`: queue `p` is non-empty.
+    bitmap: [u64; PRIORITIES / 64],
+    heads: [PhysAddr; PRIORITIES],
+    tails: [PhysAddr; PRIORITIES],
 }
 
 impl Default for Scheduler {
