@@ -41,7 +41,9 @@ impl<T> KernelCell<T> {
     pub unsafe fn get_in_register(&self) -> &mut T {
         let mut p = self.0.get();
         // SAFETY: the instruction-less template returns `p` unchanged; it
-        // touches no memory, stack or flags.
+        // touches no memory, stack or flags (`nomem` is right although `p`
+        // is a pointer: the template does not dereference it).
+        #[allow(clippy::pointers_in_nomem_asm_block)]
         unsafe {
             core::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags));
         }
