@@ -119,7 +119,7 @@ pub fn fast_reply_recv(cptr: u64, info: u64, reply_cptr: u64) {
 /// waiting for it and does not return. It returns `false` (having changed
 /// nothing) if the fastpath does not apply.
 pub fn fast_fault(label: u64, words: [u64; skyscope_abi::fault::WORDS]) -> bool {
-    // SAFETY: as in `fast_ipc`: only user threads fault, and they run only
+    // SAFETY: as in `fast_call`: only user threads fault, and they run only
     // after `install`.
     let s = unsafe { STATE.get_in_register().as_mut().unwrap_unchecked() };
     let Some(switch) = s.core.fastpath_fault(label, words) else {

@@ -1,9 +1,9 @@
 //! Kernel entry from EL0 and from guests: the IPC fastpath (the vector
-//! code sends `Call` and `ReplyRecv` straight to [`fast_syscall`] with
-//! their argument registers), and otherwise the syndrome registers read
-//! once and the exception turned into one architecture-neutral [`Event`]
-//! through `skyscope_el2::trap`, the one decode of every native and guest
-//! trap.
+//! code sends `Call` and `ReplyRecv` straight to [`fast_call`] and
+//! [`fast_reply_recv`] with their argument registers), and otherwise the
+//! syndrome registers read once and the exception turned into one
+//! architecture-neutral [`Event`] through `skyscope_el2::trap`, the one
+//! decode of every native and guest trap.
 
 use super::exception::{EntryKind, UserContext};
 use crate::trap::Event;
