@@ -27,27 +27,23 @@ impl<T> KernelCell<T> {
         // SAFETY: exclusivity is guaranteed by the caller.
         unsafe { &mut *self.0.get() }
     }
+}
 
-    /// [`KernelCell::get`] with the contents' address hidden from the
-    /// optimiser, so that the code keeps it in one register and reaches
-    /// each field at an offset from it, instead of materialising the
-    /// static's address afresh (`adrp` and all) for every field it touches:
-    /// the IPC fastpath reads and writes about a dozen.
-    ///
-    /// # Safety
-    /// As for [`KernelCell::get`].
-    #[allow(clippy::mut_from_ref)]
-    #[inline(always)]
-    pub unsafe fn get_in_register(&self) -> &mut T {
-        let mut p = self.0.get();
-        // SAFETY: the instruction-less template returns `p` unchanged; it
-        // touches no memory, stack or flags (`nomem` is right although `p`
-        // is a pointer: the template does not dereference it).
-        #[allow(clippy::pointers_in_nomem_asm_block)]
-        unsafe {
-            core::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags));
-        }
-        // SAFETY: exclusivity is guaranteed by the caller.
-        unsafe { &mut *p }
+/// `r` with its address hidden from the optimiser, so that the code keeps
+/// it in one register and reaches each field at an offset from it, instead
+/// of materialising a static's address afresh (`adrp` and all) for every
+/// field it touches: the IPC fastpath reads and writes about a dozen of
+/// the kernel state's.
+#[inline(always)]
+pub fn in_register<T>(r: &mut T) -> &mut T {
+    let mut p: *mut T = r;
+    // SAFETY: the instruction-less template returns `p` unchanged; it
+    // touches no memory, stack or flags (`nomem` is right although `p` is
+    // a pointer: the template does not dereference it).
+    #[allow(clippy::pointers_in_nomem_asm_block)]
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags));
     }
+    // SAFETY: `p` is `r`, whose exclusive borrow this one replaces.
+    unsafe { &mut *p }
 }

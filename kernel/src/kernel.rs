@@ -97,7 +97,7 @@ pub fn enter_current_thread() {
 pub fn fast_call(cptr: u64, info: u64) {
     // SAFETY: as for `with_state`; the fastpath is entered only from a
     // user thread's `svc`, and user threads run only after `install`.
-    let s = unsafe { STATE.get_in_register().as_mut().unwrap_unchecked() };
+    let s = crate::cell::in_register(unsafe { STATE.get().as_mut().unwrap_unchecked() });
     if let Some(switch) = s.core.fastpath_call(cptr, info) {
         // A native thread's `svc`: no guest ran last.
         fast_exit(s, switch, false)
@@ -108,7 +108,7 @@ pub fn fast_call(cptr: u64, info: u64) {
 #[inline(always)]
 pub fn fast_reply_recv(cptr: u64, info: u64, reply_cptr: u64) {
     // SAFETY: as in `fast_call`.
-    let s = unsafe { STATE.get_in_register().as_mut().unwrap_unchecked() };
+    let s = crate::cell::in_register(unsafe { STATE.get().as_mut().unwrap_unchecked() });
     if let Some(switch) = s.core.fastpath_reply_recv(cptr, info, reply_cptr) {
         fast_exit(s, switch, false)
     }
@@ -121,7 +121,7 @@ pub fn fast_reply_recv(cptr: u64, info: u64, reply_cptr: u64) {
 pub fn fast_fault(label: u64, words: [u64; skyscope_abi::fault::WORDS]) -> bool {
     // SAFETY: as in `fast_call`: only user threads fault, and they run only
     // after `install`.
-    let s = unsafe { STATE.get_in_register().as_mut().unwrap_unchecked() };
+    let s = crate::cell::in_register(unsafe { STATE.get().as_mut().unwrap_unchecked() });
     let Some(switch) = s.core.fastpath_fault(label, words) else {
         return false;
     };
