@@ -44,11 +44,12 @@ pub struct Stats {
 fn stats(samples: &mut [u64]) -> Stats {
     samples.sort_unstable();
     let n = samples.len();
-    let sum: u64 = samples.iter().sum();
+    // Wide enough for any samples (a wall-clock sample can be large).
+    let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
     Stats {
         min: samples[0],
         median: samples[n / 2],
-        mean_centi: sum * 100 / n as u64,
+        mean_centi: u64::try_from(sum * 100 / n as u128).unwrap_or(u64::MAX),
         p99: samples[(n * 99) / 100],
         n,
     }

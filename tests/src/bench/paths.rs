@@ -142,8 +142,16 @@ extern "C" fn yielder(_: u64) -> ! {
         STAMP.store(counter_now(), SeqCst);
         yield_now();
         let end = counter_now();
+        let stamp = STAMP.load(SeqCst);
+        if stamp > end {
+            // A timer tick switched threads between this thread's counter
+            // read and its load of the stamp, and the other thread stamped
+            // its next yield in between: no sample (only seen without
+            // icount, where ticks fall anywhere).
+            continue;
+        }
         let i = TAKEN.fetch_add(1, SeqCst);
-        let s = sample(OVERHEAD.load(SeqCst), STAMP.load(SeqCst), end);
+        let s = sample(OVERHEAD.load(SeqCst), stamp, end);
         if i == WARMUP as u64 {
             profile_mark("yield/switch");
         }
