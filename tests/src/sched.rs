@@ -235,52 +235,66 @@ pub fn syscall_at_budget_end(info: &'static BootInfo) -> Outcome {
 static FP_ROUNDS: AtomicU64 = AtomicU64::new(0);
 static FP_WRONG: AtomicU64 = AtomicU64::new(0);
 
-/// Fills every FP/SIMD register with `value` (both halves), yields, and
-/// checks three of them (first, middle, last) still hold it; forever.
+/// Fills every FP/SIMD register with `value` (both halves), yields
+/// `yields` times (at least once), and reads three of them back (first,
+/// middle, last), all in one `asm!` so that no compiler-generated code
+/// touches the registers in between.
+fn fill_yield_read(value: u64, yields: u64) -> [u64; 3] {
+    let (first, middle, last): (u64, u64, u64);
+    // SAFETY: only FP/SIMD registers, x0..x7 and x9 change (x0..x6 are the
+    // kernel's to clobber on `svc`, x7 and x9 are declared); `Yield` (8)
+    // takes no arguments and touches no memory of this thread.
+    unsafe {
+        core::arch::asm!(
+            "dup v0.2d, {v}",
+            "mov v1.16b, v0.16b", "mov v2.16b, v0.16b", "mov v3.16b, v0.16b",
+            "mov v4.16b, v0.16b", "mov v5.16b, v0.16b", "mov v6.16b, v0.16b",
+            "mov v7.16b, v0.16b", "mov v8.16b, v0.16b", "mov v9.16b, v0.16b",
+            "mov v10.16b, v0.16b", "mov v11.16b, v0.16b", "mov v12.16b, v0.16b",
+            "mov v13.16b, v0.16b", "mov v14.16b, v0.16b", "mov v15.16b, v0.16b",
+            "mov v16.16b, v0.16b", "mov v17.16b, v0.16b", "mov v18.16b, v0.16b",
+            "mov v19.16b, v0.16b", "mov v20.16b, v0.16b", "mov v21.16b, v0.16b",
+            "mov v22.16b, v0.16b", "mov v23.16b, v0.16b", "mov v24.16b, v0.16b",
+            "mov v25.16b, v0.16b", "mov v26.16b, v0.16b", "mov v27.16b, v0.16b",
+            "mov v28.16b, v0.16b", "mov v29.16b, v0.16b", "mov v30.16b, v0.16b",
+            "mov v31.16b, v0.16b",
+            "mov x9, {n}",
+            "2:",
+            "mov x7, #8",
+            "svc #0",
+            "subs x9, x9, #1",
+            "b.hi 2b",
+            "mov {a}, v0.d[1]",
+            "fmov {b}, d16",
+            "mov {c}, v31.d[1]",
+            v = in(reg) value,
+            n = in(reg) yields.max(1),
+            a = out(reg) first,
+            b = out(reg) middle,
+            c = out(reg) last,
+            out("x0") _, out("x1") _, out("x2") _, out("x3") _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x9") _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+    [first, middle, last]
+}
+
+/// Fills every FP/SIMD register with `value`, yields, and checks three of
+/// them still hold it; forever.
 extern "C" fn fp_worker(value: u64) -> ! {
     while STOP.load(SeqCst) == 0 {
-        let (first, middle, last): (u64, u64, u64);
-        // SAFETY: only FP/SIMD registers and x0..x7 change (x0..x6 are the
-        // kernel's to clobber on `svc`, x7 is declared); `Yield` (8) takes
-        // no arguments and touches no memory of this thread.
-        unsafe {
-            core::arch::asm!(
-                "dup v0.2d, {v}",
-                "mov v1.16b, v0.16b", "mov v2.16b, v0.16b", "mov v3.16b, v0.16b",
-                "mov v4.16b, v0.16b", "mov v5.16b, v0.16b", "mov v6.16b, v0.16b",
-                "mov v7.16b, v0.16b", "mov v8.16b, v0.16b", "mov v9.16b, v0.16b",
-                "mov v10.16b, v0.16b", "mov v11.16b, v0.16b", "mov v12.16b, v0.16b",
-                "mov v13.16b, v0.16b", "mov v14.16b, v0.16b", "mov v15.16b, v0.16b",
-                "mov v16.16b, v0.16b", "mov v17.16b, v0.16b", "mov v18.16b, v0.16b",
-                "mov v19.16b, v0.16b", "mov v20.16b, v0.16b", "mov v21.16b, v0.16b",
-                "mov v22.16b, v0.16b", "mov v23.16b, v0.16b", "mov v24.16b, v0.16b",
-                "mov v25.16b, v0.16b", "mov v26.16b, v0.16b", "mov v27.16b, v0.16b",
-                "mov v28.16b, v0.16b", "mov v29.16b, v0.16b", "mov v30.16b, v0.16b",
-                "mov v31.16b, v0.16b",
-                "mov x7, #8",
-                "svc #0",
-                "mov {a}, v0.d[1]",
-                "fmov {b}, d16",
-                "mov {c}, v31.d[1]",
-                v = in(reg) value,
-                a = out(reg) first,
-                b = out(reg) middle,
-                c = out(reg) last,
-                out("x0") _, out("x1") _, out("x2") _, out("x3") _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                options(nostack),
-            );
-        }
+        let read = fill_yield_read(value, 1);
         FP_ROUNDS.fetch_add(1, SeqCst);
-        if first != value || middle != value || last != value {
+        if read.iter().any(|&r| r != value) {
             FP_WRONG.fetch_add(1, SeqCst);
         }
     }
@@ -331,55 +345,8 @@ static FP_OWNER_RESULT: AtomicU64 = AtomicU64::new(0);
 /// changes the FP trap, until the kernel releases the unit and saves this
 /// thread's state), then reads three registers back.
 extern "C" fn fp_owner_yields(value: u64) -> ! {
-    let (first, middle, last): (u64, u64, u64);
-    // SAFETY: only FP/SIMD registers, x0..x7 and x9 change (x0..x6 are the
-    // kernel's to clobber on `svc`, x7 and x9 are declared); `Yield` (8)
-    // takes no arguments and touches no memory of this thread.
-    unsafe {
-        core::arch::asm!(
-            "dup v0.2d, {v}",
-            "mov v1.16b, v0.16b", "mov v2.16b, v0.16b", "mov v3.16b, v0.16b",
-            "mov v4.16b, v0.16b", "mov v5.16b, v0.16b", "mov v6.16b, v0.16b",
-            "mov v7.16b, v0.16b", "mov v8.16b, v0.16b", "mov v9.16b, v0.16b",
-            "mov v10.16b, v0.16b", "mov v11.16b, v0.16b", "mov v12.16b, v0.16b",
-            "mov v13.16b, v0.16b", "mov v14.16b, v0.16b", "mov v15.16b, v0.16b",
-            "mov v16.16b, v0.16b", "mov v17.16b, v0.16b", "mov v18.16b, v0.16b",
-            "mov v19.16b, v0.16b", "mov v20.16b, v0.16b", "mov v21.16b, v0.16b",
-            "mov v22.16b, v0.16b", "mov v23.16b, v0.16b", "mov v24.16b, v0.16b",
-            "mov v25.16b, v0.16b", "mov v26.16b, v0.16b", "mov v27.16b, v0.16b",
-            "mov v28.16b, v0.16b", "mov v29.16b, v0.16b", "mov v30.16b, v0.16b",
-            "mov v31.16b, v0.16b",
-            "mov x9, {n}",
-            "2:",
-            "mov x7, #8",
-            "svc #0",
-            "subs x9, x9, #1",
-            "b.ne 2b",
-            "mov {a}, v0.d[1]",
-            "fmov {b}, d16",
-            "mov {c}, v31.d[1]",
-            v = in(reg) value,
-            n = const FP_YIELDS,
-            a = out(reg) first,
-            b = out(reg) middle,
-            c = out(reg) last,
-            out("x0") _, out("x1") _, out("x2") _, out("x3") _,
-            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x9") _,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-            options(nostack),
-        );
-    }
-    let wrong = [first, middle, last]
-        .iter()
-        .filter(|&&r| r != value)
-        .count();
+    let read = fill_yield_read(value, FP_YIELDS);
+    let wrong = read.iter().filter(|&&r| r != value).count();
     FP_OWNER_RESULT.store(1 + wrong as u64, SeqCst);
     park()
 }

@@ -35,16 +35,22 @@ fn guest_world() -> World {
     w.retype(UT, ObjectType::Frame4K, 0, FRAME, 1).unwrap();
     w.retype(UT, ObjectType::PageTable, 0, TABLE, 1).unwrap();
     w.retype(UT, ObjectType::Vcpu, 0, VCPU2, 1).unwrap();
+    configure(&mut w, GUEST_SPACE);
+    w.give_sched_context(TCB, SC, 1000, 1000);
+    w
+}
+
+/// Configures the TCB with the root CNode as its CSpace (guarded to
+/// resolve all 64 bits) and the space in slot `space`.
+fn configure(w: &mut World, space: u64) {
     let guard = guard_word(0, 64 - layout::ROOT_RADIX);
     w.invoke_slot(
         World::slot(TCB),
         Label::TcbConfigure,
         &[0, 100, guard, 0],
-        &[World::root_anchor(), World::slot(GUEST_SPACE)],
+        &[World::root_anchor(), World::slot(space)],
     )
     .unwrap();
-    w.give_sched_context(TCB, SC, 1000, 1000);
-    w
 }
 
 fn tcb(w: &World) -> crate::PhysAddr {
@@ -85,14 +91,7 @@ fn a_guest_thread_needs_a_vcpu_and_a_guest_space() {
     assert_eq!(w.kernel.machine.tcb(tcb(&w)).state, ThreadState::Runnable);
 
     // The same thread given a VSpace while it has a Vcpu cannot run either.
-    let guard = guard_word(0, 64 - layout::ROOT_RADIX);
-    w.invoke_slot(
-        World::slot(TCB),
-        Label::TcbConfigure,
-        &[0, 100, guard, 0],
-        &[World::root_anchor(), World::slot(VSPACE)],
-    )
-    .unwrap();
+    configure(&mut w, VSPACE);
     assert_eq!(w.kernel.thread_space(tcb(&w)), Err(Error::IllegalOperation));
 }
 
@@ -307,16 +306,6 @@ fn an_idle_guest_thread_waits_for_an_interrupt() {
 fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
     let mut w = guest_world();
     let t = tcb(&w);
-    let guard = guard_word(0, 64 - layout::ROOT_RADIX);
-    let configure = |w: &mut World, space: u64| {
-        w.invoke_slot(
-            World::slot(TCB),
-            Label::TcbConfigure,
-            &[0, 100, guard, 0],
-            &[World::root_anchor(), World::slot(space)],
-        )
-        .unwrap();
-    };
     let vspace = |w: &World, slot: u64| {
         let Cap::VSpace { ptr, asid, .. } = w.cap(slot) else {
             panic!("no VSpace in slot {slot}")
