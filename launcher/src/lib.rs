@@ -22,9 +22,10 @@
 #![deny(unsafe_code)]
 
 use skyscope_abi::{CapRights, Error, ObjectType, bootinfo::SlotRange};
-use skyscope_process::{CSpaceRoot, Give, Process, ProcessBuilder, ProcessError};
+use skyscope_client::{CSpaceRoot, Give};
+use skyscope_process::{Process, ProcessBuilder, ProcessError};
 use skyscope_vmm::{
-    builder::{self, BuildError, Exits, Guest, GuestBuilder, ObjectAllocator, RamMapping},
+    builder::{self, BuildError, Exits, Guest, GuestBuilder, RamMapping},
     memory::GuestRange,
     process::{
         VmmStart, slots,
@@ -33,6 +34,7 @@ use skyscope_vmm::{
     vcpu::{MAX_VCPUS, VcpuId},
 };
 
+pub use skyscope_client::Objects;
 pub use skyscope_process::FrameWriter;
 
 pub mod config;
@@ -48,12 +50,6 @@ pub const WINDOW: u64 = 0x20_0000_0000;
 pub const EXIT_BADGE: u64 = 0x100;
 /// Most RAM frames whose guest-side capabilities [`Vmm`] remembers.
 pub const GUEST_FRAMES_KEPT: usize = 16;
-
-/// Where the launcher's objects come from: fresh slots of the parent's
-/// CSpace and untyped memory, for both the guest builder and the process
-/// builder.
-pub trait Objects: ObjectAllocator + skyscope_process::Objects {}
-impl<T: ObjectAllocator + skyscope_process::Objects> Objects for T {}
 
 /// Where an image's bytes are.
 #[derive(Clone, Copy, Debug)]
@@ -238,9 +234,9 @@ fn cnode_radix(variable: u64) -> u8 {
     (needed.next_power_of_two().trailing_zeros() as u8).max(6)
 }
 
-/// The parts of the system a launch needs: the two builders'
-/// invocations, and binding a notification to a thread.
-pub trait Kernel: builder::Kernel + skyscope_process::Kernel {
+/// The parts of the system a launch needs: the builders' invocations, and
+/// binding a notification to a thread.
+pub trait Kernel: skyscope_client::Kernel {
     /// `TCB::BindNotification`.
     fn bind_notification(&mut self, tcb: u64, notification: u64) -> Result<(), Error>;
 }
@@ -327,7 +323,8 @@ pub fn launch<K: Kernel + Clone>(
         for i in 0..count {
             let frame = match image.source {
                 Source::Bytes(bytes) => {
-                    let frame = ObjectAllocator::make(objects, ObjectType::Frame4K, 0, 1)
+                    let frame = objects
+                        .make(ObjectType::Frame4K, 0, 1)
                         .map_err(at("image frame"))?;
                     let start = (i * PAGE) as usize;
                     let end = (start + PAGE as usize).min(bytes.len());
@@ -411,7 +408,8 @@ pub fn launch<K: Kernel + Clone>(
     let input = match spec.console {
         Console::Lines => None,
         Console::Interactive => {
-            let notification = ObjectAllocator::make(objects, ObjectType::Notification, 0, 1)
+            let notification = objects
+                .make(ObjectType::Notification, 0, 1)
                 .map_err(at("input notification"))?;
             // Its receive on the exit endpoint also returns when the
             // notification is signalled.
@@ -466,24 +464,9 @@ mod root;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use root::{RootObjects, ScratchWriter};
 
-/// The kernel itself, for both builders: every invocation a syscall.
+/// The kernel itself: every invocation a syscall.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Syscalls;
-
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-impl builder::Kernel for Syscalls {
-    fn invoke(&mut self, invocation: builder::Invocation) -> Result<(), Error> {
-        builder::Syscalls.invoke(invocation)
-    }
-}
-
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-impl skyscope_process::Kernel for Syscalls {
-    fn invoke(&mut self, invocation: skyscope_process::Invocation) -> Result<(), Error> {
-        skyscope_process::Syscalls.invoke(invocation)
-    }
-}
+pub use skyscope_client::Syscalls;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 impl Kernel for Syscalls {

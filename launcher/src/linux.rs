@@ -18,10 +18,9 @@ use skyscope_abi::{
     bootinfo::{BootModule, slots},
     ipc, println,
 };
-use skyscope_process::CSpaceRoot;
+use skyscope_client::{CSpaceRoot, Objects};
 use skyscope_vmm::{
     arch::aarch64::layout::RAM_BASE,
-    builder::ObjectAllocator,
     memory::GuestRange,
     process::{Report, start::module_kind},
 };

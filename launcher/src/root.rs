@@ -75,7 +75,7 @@ impl RootObjects {
     }
 }
 
-impl skyscope_vmm::builder::ObjectAllocator for RootObjects {
+impl skyscope_client::Objects for RootObjects {
     fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
         let first = self.slots(count)?;
         for &untyped in &self.untypeds[..self.count] {
@@ -117,12 +117,6 @@ impl skyscope_vmm::builder::ObjectAllocator for RootObjects {
     }
 }
 
-impl skyscope_process::Objects for RootObjects {
-    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
-        skyscope_vmm::builder::ObjectAllocator::make(self, ty, size_bits, count)
-    }
-}
-
 /// Where [`ScratchWriter`] maps the frame it fills, in the root task's
 /// address space (away from its image, stack and the areas scenarios use).
 const SCRATCH_PAGE: u64 = 0x30_0000_0000;
@@ -135,22 +129,19 @@ pub struct ScratchWriter(());
 impl ScratchWriter {
     /// Makes the page tables over the scratch page from `objects` (they
     /// stay, like the root task's own).
-    pub fn new(objects: &mut impl skyscope_process::Objects) -> Result<ScratchWriter, Error> {
+    pub fn new(objects: &mut impl skyscope_client::Objects) -> Result<ScratchWriter, Error> {
         let frame = objects.make(ObjectType::Frame4K, 0, 1)?;
-        for _ in 0..3 {
-            match inv::frame_map(frame, slots::VSPACE, SCRATCH_PAGE, CapRights::ALL, 0) {
-                Err(Error::FailedLookup) => {
-                    let table = objects.make(ObjectType::PageTable, 0, 1)?;
-                    inv::page_table_map(table, slots::VSPACE, SCRATCH_PAGE)?;
-                }
-                other => {
-                    other?;
-                    inv::frame_unmap(frame)?;
-                    return Ok(ScratchWriter(()));
-                }
-            }
-        }
-        Err(Error::FailedLookup)
+        skyscope_client::map_creating_tables(
+            objects,
+            &mut skyscope_client::Syscalls,
+            frame,
+            slots::VSPACE,
+            SCRATCH_PAGE,
+            CapRights::ALL,
+            0,
+        )?;
+        inv::frame_unmap(frame)?;
+        Ok(ScratchWriter(()))
     }
 }
 

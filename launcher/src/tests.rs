@@ -5,8 +5,7 @@
 extern crate std;
 
 use super::*;
-use skyscope_process::Invocation as ProcessInvocation;
-use skyscope_vmm::builder::Invocation as GuestInvocation;
+use skyscope_client::Invocation;
 use skyscope_vmm::memory::GuestAddress;
 use skyscope_vmm::process::start::module_kind;
 use std::collections::BTreeMap;
@@ -55,7 +54,7 @@ impl Parent {
     }
 }
 
-impl ObjectAllocator for Parent {
+impl Objects for Parent {
     fn make(&mut self, ty: ObjectType, _: u64, count: u64) -> Result<u64, Error> {
         let first = self.fresh();
         self.next += count - 1;
@@ -71,12 +70,6 @@ impl ObjectAllocator for Parent {
     }
     fn mint(&mut self, cap: u64, rights: CapRights, _: u64) -> Result<u64, Error> {
         self.copy(cap, rights)
-    }
-}
-
-impl skyscope_process::Objects for Parent {
-    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
-        ObjectAllocator::make(self, ty, size_bits, count)
     }
 }
 
@@ -100,28 +93,10 @@ impl Kernel for Model {
     }
 }
 
-impl builder::Kernel for Model {
-    fn invoke(&mut self, i: GuestInvocation) -> Result<(), Error> {
-        if let GuestInvocation::FrameMap {
-            frame,
-            space,
-            address,
-            rights,
-            ..
-        } = i
-        {
-            self.log
-                .borrow_mut()
-                .push(Event::Map(space, address, frame, rights));
-        }
-        Ok(())
-    }
-}
-
-impl skyscope_process::Kernel for Model {
-    fn invoke(&mut self, i: ProcessInvocation) -> Result<(), Error> {
+impl skyscope_client::Kernel for Model {
+    fn invoke(&mut self, i: Invocation) -> Result<(), Error> {
         match i {
-            ProcessInvocation::FrameMap {
+            Invocation::FrameMap {
                 frame,
                 space,
                 address,
@@ -131,7 +106,7 @@ impl skyscope_process::Kernel for Model {
                 .log
                 .borrow_mut()
                 .push(Event::Map(space, address, frame, rights)),
-            ProcessInvocation::Give {
+            Invocation::Give {
                 cnode,
                 index,
                 source,

@@ -24,12 +24,12 @@
 //! change its priority, and the parent can stop it or revoke the untyped
 //! it all came from.
 //!
-//! Three small traits carry the work out, as in `skyscope-vmm`'s guest
-//! builder: [`Objects`] (fresh objects in the parent's CSpace), [`Kernel`]
-//! (the [`Invocation`]s: syscalls on the target through [`Syscalls`], a
-//! checking model in the host tests) and [`FrameWriter`] (filling a frame
-//! the parent holds, which needs a mapping in the parent's own address
-//! space and so is the parent's business).
+//! The work is carried out as in `skyscope-vmm`'s guest builder, through
+//! `skyscope-client`'s [`Objects`] (fresh objects in the parent's CSpace)
+//! and [`Kernel`] (the invocations: syscalls on the target, a checking
+//! model in the host tests), and this crate's [`FrameWriter`] (filling a
+//! frame the parent holds, which needs a mapping in the parent's own
+//! address space and so is the parent's business).
 //!
 //! This is a crate of its own rather than part of `skyscope-vmm`: loading
 //! a process is not a VMM's job (a VMM process never starts one), and
@@ -37,7 +37,13 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use skyscope_abi::{CapRights, Error, ObjectType, bootinfo, invocation::MAP_EXECUTE};
+use skyscope_abi::{
+    CapRights, Error, ObjectType, bootinfo,
+    invocation::{MAP_EXECUTE, REG_PC, REG_SP, REG_X0},
+};
+use skyscope_client::{
+    CSpaceRoot, Give, Invocation, Kernel, Objects, START_REGISTERS, map_creating_tables as map,
+};
 use skyscope_core::elf::{ElfError, Executable, parse_executable};
 
 /// The page size every mapping here uses.
@@ -61,14 +67,6 @@ const _: () = assert!(STACK_TOP - (MAX_STACK_PAGES + 1) * PAGE > IPC_BUFFER_ADDR
 /// sizes is higher; 16 is 4 MiB of slots, more than any process here needs).
 pub const MAX_CNODE_RADIX: u8 = 16;
 
-/// Where the parent's new capabilities come from.
-pub trait Objects {
-    /// Makes `count` objects of type `ty` (`size_bits` as for
-    /// `Untyped::Retype`) in consecutive fresh slots of the parent's
-    /// CSpace; returns the first.
-    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error>;
-}
-
 /// Fills frames the parent holds a capability to.
 pub trait FrameWriter {
     /// Copies `bytes` to `offset` in the 4 KiB frame `frame`. The frame
@@ -78,130 +76,6 @@ pub trait FrameWriter {
     /// instruction fetches (clean the data cache, invalidate the
     /// instruction cache) before this returns.
     fn write(&mut self, frame: u64, offset: u64, bytes: &[u8]) -> Result<(), Error>;
-}
-
-/// How a capability is put into the process's CNode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Give {
-    /// A copy with these rights (the parent keeps its own).
-    Copy(CapRights),
-    /// A copy with these rights and a badge (endpoints, notifications).
-    Mint(CapRights, u64),
-    /// The parent's capability itself, with its mapping if it has one
-    /// (reply objects and mapped frames cannot be copied as they are).
-    Move,
-}
-
-/// An invocation the builder makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    /// `Frame::Map` into the process's VSpace.
-    FrameMap {
-        /// The frame.
-        frame: u64,
-        /// The VSpace.
-        space: u64,
-        /// Virtual address.
-        address: u64,
-        /// Rights of the mapping.
-        rights: CapRights,
-        /// `MAP_*` attributes.
-        attributes: u64,
-    },
-    /// `PageTable::Map`.
-    PageTableMap {
-        /// The table.
-        table: u64,
-        /// The VSpace.
-        space: u64,
-        /// An address the table will translate.
-        address: u64,
-    },
-    /// `TCB::Configure`.
-    TcbConfigure {
-        /// The thread.
-        tcb: u64,
-        /// Where its faults go (0: nowhere; the kernel then stops it).
-        fault_endpoint: u64,
-        /// Its priority (and the highest it may give others).
-        priority: u8,
-        /// Its CSpace root.
-        cspace: u64,
-        /// Guard bits the root gets.
-        guard_bits: u8,
-        /// Its VSpace.
-        vspace: u64,
-        /// Its IPC buffer's address.
-        ipc_buffer: u64,
-        /// The IPC buffer's frame.
-        ipc_frame: u64,
-    },
-    /// `TCB::WriteRegisters` of pc, sp, flags (zero) and `x0`.
-    TcbWriteRegisters {
-        /// The thread.
-        tcb: u64,
-        /// Program counter.
-        pc: u64,
-        /// Stack pointer.
-        sp: u64,
-        /// First argument.
-        x0: u64,
-    },
-    /// `SchedControl::Configure`.
-    SchedControlConfigure {
-        /// The scheduling-control capability.
-        control: u64,
-        /// The scheduling context.
-        sched_context: u64,
-        /// CPU time per period.
-        budget_us: u64,
-        /// The period.
-        period_us: u64,
-    },
-    /// `SchedContext::Bind`.
-    SchedContextBind {
-        /// The scheduling context.
-        sched_context: u64,
-        /// The thread.
-        tcb: u64,
-    },
-    /// `TCB::Resume`.
-    TcbResume {
-        /// The thread.
-        tcb: u64,
-    },
-    /// `CNode::Copy`, `Mint` or `Move` from the parent's CSpace into slot
-    /// `index` of the process's CNode.
-    Give {
-        /// The process's CNode (a capability of the parent).
-        cnode: u64,
-        /// The slot.
-        index: u64,
-        /// Its depth: the CNode's radix.
-        depth: u64,
-        /// The parent's CSpace root and its depth.
-        parent: CSpaceRoot,
-        /// The parent's capability.
-        source: u64,
-        /// How.
-        how: Give,
-    },
-}
-
-/// Carries out invocations.
-pub trait Kernel {
-    /// Performs `invocation`.
-    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error>;
-}
-
-/// A CSpace root (a CNode capability) and the depth its addresses resolve
-/// with: how a parent names its own capabilities in CNode invocations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CSpaceRoot {
-    /// The CNode capability.
-    pub cnode: u64,
-    /// Address bits resolved through it.
-    pub depth: u64,
 }
 
 /// Why a process could not be built or started.
@@ -385,7 +259,7 @@ impl<'a> ProcessBuilder<'a> {
                 priority: self.priority,
                 cspace: cnode,
                 guard_bits: 64 - self.cnode_radix,
-                vspace,
+                space: vspace,
                 ipc_buffer: IPC_BUFFER_ADDRESS,
                 ipc_frame,
             })
@@ -471,41 +345,6 @@ fn read_write() -> CapRights {
     CapRights::READ | CapRights::WRITE
 }
 
-/// Maps `frame` at `address` in `space`, making page tables for the levels
-/// the walk lacks (the kernel installs each at the first missing level).
-fn map(
-    objects: &mut impl Objects,
-    kernel: &mut impl Kernel,
-    frame: u64,
-    space: u64,
-    address: u64,
-    rights: CapRights,
-    attributes: u64,
-) -> Result<(), Error> {
-    // A 39-bit space walks three levels and the root exists: at most two
-    // tables are missing.
-    for _ in 0..3 {
-        match kernel.invoke(Invocation::FrameMap {
-            frame,
-            space,
-            address,
-            rights,
-            attributes,
-        }) {
-            Err(Error::FailedLookup) => {
-                let table = objects.make(ObjectType::PageTable, 0, 1)?;
-                kernel.invoke(Invocation::PageTableMap {
-                    table,
-                    space,
-                    address,
-                })?;
-            }
-            other => return other,
-        }
-    }
-    Err(Error::FailedLookup)
-}
-
 impl Process {
     /// The unmapped page under the stack: a stack overflow faults there.
     pub fn guard_page(&self) -> u64 {
@@ -588,109 +427,19 @@ impl Process {
             0,
         )
         .map_err(at("map start page"))?;
+        let mut values = [0; START_REGISTERS];
+        values[REG_PC] = self.entry;
+        values[REG_SP] = STACK_TOP;
+        values[REG_X0] = START_PAGE_ADDRESS;
         kernel
             .invoke(Invocation::TcbWriteRegisters {
                 tcb: self.tcb,
-                pc: self.entry,
-                sp: STACK_TOP,
-                x0: START_PAGE_ADDRESS,
+                values,
             })
             .map_err(at("registers"))?;
         kernel
             .invoke(Invocation::TcbResume { tcb: self.tcb })
             .map_err(at("resume"))
-    }
-}
-
-/// The target's [`Kernel`]: every invocation a syscall.
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub struct Syscalls;
-
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-impl Kernel for Syscalls {
-    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error> {
-        use skyscope_abi::invocation as inv;
-        match invocation {
-            Invocation::FrameMap {
-                frame,
-                space,
-                address,
-                rights,
-                attributes,
-            } => inv::frame_map(frame, space, address, rights, attributes),
-            Invocation::PageTableMap {
-                table,
-                space,
-                address,
-            } => inv::page_table_map(table, space, address),
-            Invocation::TcbConfigure {
-                tcb,
-                fault_endpoint,
-                priority,
-                cspace,
-                guard_bits,
-                vspace,
-                ipc_buffer,
-                ipc_frame,
-            } => inv::tcb_configure(
-                tcb,
-                fault_endpoint,
-                priority,
-                cspace,
-                guard_bits,
-                vspace,
-                ipc_buffer,
-                ipc_frame,
-            ),
-            Invocation::TcbWriteRegisters { tcb, pc, sp, x0 } => {
-                let mut values = [0; inv::REG_X0 + 1];
-                values[inv::REG_PC] = pc;
-                values[inv::REG_SP] = sp;
-                values[inv::REG_X0] = x0;
-                inv::tcb_write_registers(tcb, &values)
-            }
-            Invocation::SchedControlConfigure {
-                control,
-                sched_context,
-                budget_us,
-                period_us,
-            } => inv::sched_control_configure(control, sched_context, budget_us, period_us),
-            Invocation::SchedContextBind { sched_context, tcb } => {
-                inv::sched_context_bind(sched_context, tcb)
-            }
-            Invocation::TcbResume { tcb } => inv::tcb_resume(tcb),
-            Invocation::Give {
-                cnode,
-                index,
-                depth,
-                parent,
-                source,
-                how,
-            } => match how {
-                Give::Copy(rights) => inv::cnode_copy(
-                    cnode,
-                    index,
-                    depth,
-                    parent.cnode,
-                    source,
-                    parent.depth,
-                    rights,
-                ),
-                Give::Mint(rights, badge) => inv::cnode_mint(
-                    cnode,
-                    index,
-                    depth,
-                    parent.cnode,
-                    source,
-                    parent.depth,
-                    rights,
-                    badge,
-                ),
-                Give::Move => {
-                    inv::cnode_move(cnode, index, depth, parent.cnode, source, parent.depth)
-                }
-            },
-        }
     }
 }
 

@@ -65,6 +65,17 @@ impl Objects for Slots {
         self.next += count;
         Ok(first)
     }
+
+    // The builder makes objects only; a copy or mint is a fresh slot
+    // whose object the model does not track.
+    fn copy(&mut self, _: u64, _: CapRights) -> Result<u64, Error> {
+        self.next += 1;
+        Ok(self.next + 99)
+    }
+
+    fn mint(&mut self, cap: u64, rights: CapRights, _: u64) -> Result<u64, Error> {
+        self.copy(cap, rights)
+    }
 }
 
 /// A kernel model for 39-bit spaces of 4 KiB pages: a frame maps only
@@ -243,7 +254,7 @@ fn stack_guard_ipc_buffer_thread_and_budget() {
         priority: 150,
         cspace: p.cnode,
         guard_bits: 58,
-        vspace: p.vspace,
+        space: p.vspace,
         ipc_buffer: IPC_BUFFER_ADDRESS,
         ipc_frame,
     }));
@@ -282,9 +293,7 @@ fn starting_writes_and_maps_the_record_then_resumes() {
         [
             Invocation::TcbWriteRegisters {
                 tcb: p.tcb,
-                pc: 0x40_0010,
-                sp: STACK_TOP,
-                x0: START_PAGE_ADDRESS
+                values: [0x40_0010, STACK_TOP, 0, START_PAGE_ADDRESS, 0, 0, 0]
             },
             Invocation::TcbResume { tcb: p.tcb }
         ]

@@ -50,9 +50,10 @@ use skyscope_abi::{
     ipc, println,
     syscall::{counter_now, debug_check_invariants, raw_syscall7, wait_for_interrupt, yield_now},
 };
+use skyscope_client::Syscalls;
 use skyscope_vmm::{
     arch::aarch64::cpu::EntryState,
-    builder::{Exits, GuestBuilder, Syscalls, ThreadCSpace},
+    builder::{Exits, GuestBuilder, ThreadCSpace},
     vcpu::VcpuId,
 };
 

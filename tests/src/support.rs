@@ -402,8 +402,8 @@ pub fn spawn_process(
     Ok(tcb)
 }
 
-/// The VMM guest builder's object allocator for a scenario: fresh root
-/// slots, objects carved from one untyped.
+/// The builders' object allocation for a scenario: fresh root slots,
+/// objects carved from one untyped.
 pub struct Carve<'a> {
     /// The scenario's slots.
     pub env: &'a mut Env,
@@ -411,7 +411,7 @@ pub struct Carve<'a> {
     pub untyped: u64,
 }
 
-impl skyscope_vmm::builder::ObjectAllocator for Carve<'_> {
+impl skyscope_client::Objects for Carve<'_> {
     fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
         self.env.retype(self.untyped, ty, size_bits, count)
     }
@@ -427,11 +427,5 @@ impl skyscope_vmm::builder::ObjectAllocator for Carve<'_> {
         badge: u64,
     ) -> Result<u64, Error> {
         self.env.mint(cap, rights, badge)
-    }
-}
-
-impl skyscope_process::Objects for Carve<'_> {
-    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error> {
-        self.env.retype(self.untyped, ty, size_bits, count)
     }
 }

@@ -10,6 +10,7 @@ use skyscope_abi::{
     BootInfo, bootinfo::slots, fault, invocation as inv, println, syscall::counter_now,
     vcpu::aarch64 as vreg, window::MappedWindow,
 };
+use skyscope_client::Syscalls;
 use skyscope_guest_minimal as guest;
 use skyscope_vmm::{
     arch::aarch64::{
@@ -18,7 +19,7 @@ use skyscope_vmm::{
         layout,
         psci::{self, Psci},
     },
-    builder::{Exits, GuestBuilder, RamMapping, Syscalls, VcpuThread},
+    builder::{Exits, GuestBuilder, RamMapping, VcpuThread},
     bus::{MmioBus, Target},
     channel::{ExitChannel, ExitMessage, Resume},
     devices::pl011::Pl011,

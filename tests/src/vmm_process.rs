@@ -16,9 +16,9 @@ use skyscope_abi::{
     syscall::{self, counter_now},
     vcpu::aarch64 as vreg,
 };
+use skyscope_client::CSpaceRoot;
 use skyscope_guest_minimal as guest;
 use skyscope_launcher::{Console, Image, ScratchWriter, Source, Syscalls, launch};
-use skyscope_process::CSpaceRoot;
 use skyscope_vmm::{
     memory::{GuestAddress, GuestRange},
     process::{Report, Stats, slots, start::module_kind},

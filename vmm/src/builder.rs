@@ -4,11 +4,11 @@
 //! (bound together, configured, on a scheduling context), the exit
 //! channel; then starting vCPUs.
 //!
-//! The builder decides what to make and in which order; two small traits
-//! carry it out: an [`ObjectAllocator`] (the process's own CSpace
-//! bookkeeping: which slot, which untyped) and a [`Kernel`] that performs
-//! the [`Invocation`]s — on the target the syscalls (`Syscalls`), in the
-//! host tests a model that checks them.
+//! The builder decides what to make and in which order; `skyscope-client`
+//! carries it out: [`Objects`] (the process's own CSpace bookkeeping:
+//! which slot, which untyped) and a [`Kernel`] that performs the
+//! [`Invocation`]s — on the target the syscalls, in the host tests a model
+//! that checks them.
 
 use crate::arch::aarch64::cpu::{EntryState, mpidr};
 use crate::channel::ExitChannel;
@@ -19,180 +19,10 @@ use skyscope_abi::{
     invocation::{MAP_EXECUTE, REG_PC, REG_X0},
     vcpu::aarch64 as vreg,
 };
+use skyscope_client::{Invocation, Kernel, Objects, START_REGISTERS, map_creating_tables};
 
 const PAGE: u64 = 0x1000;
 const LARGE_PAGE: u64 = 0x20_0000;
-/// Registers `TCB::WriteRegisters` sets when a vCPU starts: pc, sp,
-/// flags, x0..x3.
-pub const START_REGISTERS: usize = REG_X0 + 4;
-
-/// Where new capabilities come from: the VMM process's slot allocation
-/// and untyped memory.
-pub trait ObjectAllocator {
-    /// Makes `count` objects of type `ty` (`size_bits` as for
-    /// `Untyped::Retype`) in consecutive fresh slots; returns the first.
-    fn make(&mut self, ty: ObjectType, size_bits: u64, count: u64) -> Result<u64, Error>;
-    /// Copies the capability in slot `cap` to a fresh slot with `rights`.
-    fn copy(&mut self, cap: u64, rights: CapRights) -> Result<u64, Error>;
-    /// Mints the capability in slot `cap` to a fresh slot with `rights`
-    /// and `badge`.
-    fn mint(&mut self, cap: u64, rights: CapRights, badge: u64) -> Result<u64, Error>;
-}
-
-/// An invocation the builder makes (see [`skyscope_abi::Label`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    /// `TCB::Configure` with no IPC buffer.
-    TcbConfigure {
-        /// The thread.
-        tcb: u64,
-        /// Where its faults (the guest's exits) go.
-        fault_endpoint: u64,
-        /// Its priority.
-        priority: u8,
-        /// Its CSpace root.
-        cspace: u64,
-        /// Guard bits of that root.
-        guard_bits: u8,
-        /// Its address space: the GuestSpace.
-        space: u64,
-    },
-    /// `Frame::Map`.
-    FrameMap {
-        /// The frame.
-        frame: u64,
-        /// A VSpace or GuestSpace.
-        space: u64,
-        /// Virtual or guest-physical address.
-        address: u64,
-        /// Rights of the mapping.
-        rights: CapRights,
-        /// `MAP_*` attributes.
-        attributes: u64,
-    },
-    /// `PageTable::Map`.
-    PageTableMap {
-        /// The table.
-        table: u64,
-        /// A VSpace or GuestSpace.
-        space: u64,
-        /// An address the table will translate.
-        address: u64,
-    },
-    /// `Vcpu::SetTcb`.
-    VcpuSetTcb {
-        /// The Vcpu.
-        vcpu: u64,
-        /// The thread that runs as it.
-        tcb: u64,
-    },
-    /// `Vcpu::WriteRegister`.
-    VcpuWriteRegister {
-        /// The Vcpu.
-        vcpu: u64,
-        /// Register index ([`skyscope_abi::vcpu::aarch64`]).
-        register: u64,
-        /// The value.
-        value: u64,
-    },
-    /// `TCB::WriteRegisters` of pc, sp, flags, x0..x3.
-    TcbWriteRegisters {
-        /// The thread.
-        tcb: u64,
-        /// The values, in the ABI's register order.
-        values: [u64; START_REGISTERS],
-    },
-    /// `SchedControl::Configure`.
-    SchedControlConfigure {
-        /// The scheduling-control capability.
-        control: u64,
-        /// The scheduling context.
-        sched_context: u64,
-        /// CPU time per period.
-        budget_us: u64,
-        /// The period.
-        period_us: u64,
-    },
-    /// `SchedContext::Bind`.
-    SchedContextBind {
-        /// The scheduling context.
-        sched_context: u64,
-        /// The thread.
-        tcb: u64,
-    },
-    /// `TCB::Resume`.
-    TcbResume {
-        /// The thread.
-        tcb: u64,
-    },
-}
-
-/// Performs invocations.
-pub trait Kernel {
-    /// Performs one invocation.
-    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error>;
-}
-
-/// The kernel itself: each invocation is its syscall.
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Syscalls;
-
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-impl Kernel for Syscalls {
-    fn invoke(&mut self, invocation: Invocation) -> Result<(), Error> {
-        use skyscope_abi::invocation as inv;
-        match invocation {
-            Invocation::TcbConfigure {
-                tcb,
-                fault_endpoint,
-                priority,
-                cspace,
-                guard_bits,
-                space,
-            } => inv::tcb_configure(
-                tcb,
-                fault_endpoint,
-                priority,
-                cspace,
-                guard_bits,
-                space,
-                0,
-                0,
-            ),
-            Invocation::FrameMap {
-                frame,
-                space,
-                address,
-                rights,
-                attributes,
-            } => inv::frame_map(frame, space, address, rights, attributes),
-            Invocation::PageTableMap {
-                table,
-                space,
-                address,
-            } => inv::page_table_map(table, space, address),
-            Invocation::VcpuSetTcb { vcpu, tcb } => inv::vcpu_set_tcb(vcpu, tcb),
-            Invocation::VcpuWriteRegister {
-                vcpu,
-                register,
-                value,
-            } => inv::vcpu_write_register(vcpu, register, value),
-            Invocation::TcbWriteRegisters { tcb, values } => inv::tcb_write_registers(tcb, &values),
-            Invocation::SchedControlConfigure {
-                control,
-                sched_context,
-                budget_us,
-                period_us,
-            } => inv::sched_control_configure(control, sched_context, budget_us, period_us),
-            Invocation::SchedContextBind { sched_context, tcb } => {
-                inv::sched_context_bind(sched_context, tcb)
-            }
-            Invocation::TcbResume { tcb } => inv::tcb_resume(tcb),
-        }
-    }
-}
-
 /// Where the guest's exits go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exits {
@@ -347,7 +177,7 @@ impl GuestBuilder {
     /// [`Guest::start`].
     pub fn build(
         &self,
-        objects: &mut impl ObjectAllocator,
+        objects: &mut impl Objects,
         kernel: &mut impl Kernel,
     ) -> Result<Guest, BuildError> {
         if !(1..=MAX_VCPUS).contains(&self.vcpus) {
@@ -398,6 +228,10 @@ impl GuestBuilder {
                     cspace,
                     guard_bits,
                     space: guest_space,
+                    // A Vcpu's thread has no IPC buffer: it never makes
+                    // syscalls (its exits are faults).
+                    ipc_buffer: 0,
+                    ipc_frame: 0,
                 })
                 .map_err(at("tcb configure"))?;
             let vcpu = objects.make(ObjectType::Vcpu, 0, 1).map_err(at("vcpu"))?;
@@ -451,7 +285,7 @@ pub struct RamFrame {
 /// stand, in address order: a parent building a guest for a VMM process
 /// hands the views over there (an error from it stops the mapping).
 pub fn map_ram(
-    objects: &mut impl ObjectAllocator,
+    objects: &mut impl Objects,
     kernel: &mut impl Kernel,
     guest_space: u64,
     ram: RamMapping,
@@ -505,41 +339,6 @@ pub fn map_ram(
         offset += size;
     }
     Ok(())
-}
-
-/// Maps `frame` at `address` in `space`, making page tables for the levels
-/// the walk lacks (the kernel installs each at the first missing level).
-fn map_creating_tables(
-    objects: &mut impl ObjectAllocator,
-    kernel: &mut impl Kernel,
-    frame: u64,
-    space: u64,
-    address: u64,
-    rights: CapRights,
-    attributes: u64,
-) -> Result<(), Error> {
-    // A 39-bit space walks three levels and the root exists: at most two
-    // tables are missing.
-    for _ in 0..3 {
-        match kernel.invoke(Invocation::FrameMap {
-            frame,
-            space,
-            address,
-            rights,
-            attributes,
-        }) {
-            Err(Error::FailedLookup) => {
-                let table = objects.make(ObjectType::PageTable, 0, 1)?;
-                kernel.invoke(Invocation::PageTableMap {
-                    table,
-                    space,
-                    address,
-                })?;
-            }
-            other => return other,
-        }
-    }
-    Err(Error::FailedLookup)
 }
 
 impl Guest {
@@ -627,7 +426,7 @@ mod tests {
         }
     }
 
-    impl ObjectAllocator for Slots {
+    impl Objects for Slots {
         fn make(&mut self, ty: ObjectType, _: u64, count: u64) -> Result<u64, Error> {
             let first = self.fresh(ty == ObjectType::Frame2M);
             self.next += count - 1;
@@ -735,6 +534,8 @@ mod tests {
                     .0,
                 guard_bits: 63,
                 space: guest.guest_space,
+                ipc_buffer: 0,
+                ipc_frame: 0,
             })
         );
         assert!(model.log.contains(&Invocation::VcpuSetTcb {
@@ -843,7 +644,9 @@ mod tests {
                 priority: 200,
                 cspace: 44,
                 guard_bits: 56,
-                space: guest.guest_space
+                space: guest.guest_space,
+                ipc_buffer: 0,
+                ipc_frame: 0,
             }));
             assert!(model.log.contains(&Invocation::VcpuSetTcb {
                 vcpu: v.vcpu,

@@ -100,6 +100,15 @@ const CRATES: &[CrateSpec] = &[
         },
     },
     CrateSpec {
+        path: "client",
+        role: Role::Untrusted,
+        what: "user-space kernel client: builders' invocations and mapping",
+        build: Build {
+            features: None,
+            target: KERNEL_TARGET,
+        },
+    },
+    CrateSpec {
         path: "process",
         role: Role::Untrusted,
         what: "user-space process builder (ELF to a running process)",

@@ -297,9 +297,10 @@ const ON_REAL_CORES: &[&str] = &[
 const GRACE: Duration = Duration::from_millis(1500);
 
 /// Crates that build for bare-metal x86_64 today (checked with clippy).
-const X86_64_CRATES: [&str; 8] = [
+const X86_64_CRATES: [&str; 9] = [
     "skyscope-abi",
     "skyscope-core",
+    "skyscope-client",
     "skyscope-process",
     "skyscope-el2",
     "skyscope-vmx",
@@ -418,6 +419,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                     "-p",
                     "skyscope-vmm",
                     "-p",
+                    "skyscope-client",
+                    "-p",
                     "skyscope-process",
                     "-p",
                     "skyscope-launcher",
@@ -465,6 +468,8 @@ fn cargo_checks() -> Vec<CargoCheck> {
                 "skyscope-core",
                 "-p",
                 "skyscope-vmm",
+                "-p",
+                "skyscope-client",
                 "-p",
                 "skyscope-process",
                 "-p",

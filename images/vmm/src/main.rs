@@ -32,9 +32,10 @@ use skyscope_abi::{
     syscall::{CONSOLE_READ_MAX, console_notify, console_read, console_write, counter_now},
     window::MappedWindow,
 };
+use skyscope_client::Syscalls;
 use skyscope_vmm::{
     arch::aarch64::{cpu::EntryState, layout::Layout},
-    builder::{Syscalls, start_vcpu},
+    builder::start_vcpu,
     channel::{ExitChannel, ExitMessage},
     memory::{GuestAddress, GuestMemory},
     process::{

@@ -22,10 +22,11 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use skyscope_abi::{
     Error, ObjectType, bootinfo::slots, ipc, syscall::counter_now, window::MappedWindow,
 };
+use skyscope_client::Syscalls;
 use skyscope_guest_minimal::{self as guest, timed};
 use skyscope_vmm::{
     arch::aarch64::{cpu::EntryState, exit::Exit},
-    builder::{Exits, GuestBuilder, RamMapping, Syscalls},
+    builder::{Exits, GuestBuilder, RamMapping},
     channel::{ExitChannel, Resume},
     memory::{GuestAddress, GuestMemory, GuestRange},
     vcpu::VcpuId,
