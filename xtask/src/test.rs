@@ -278,11 +278,17 @@ const FUZZ_TARGETS: [(&str, &str); 9] = [
 
 /// The item that runs every scenario on the hardened kernel.
 const HARDENED: &str = "profile::hardened";
-/// The item that runs the guest scenarios on a real core's CPU model: the
-/// guest's features then come from that core's ID registers as the
-/// kernel sanitises them, not from QEMU's `max`.
-const CORTEX_A76: &str = "cpu::cortex_a76";
-/// What [`CORTEX_A76`] runs.
+/// The items that run the guest scenarios on a real core's CPU model (item
+/// name, QEMU `-cpu`): the guest's features then come from that core's ID
+/// registers as the kernel sanitises them, not from QEMU's `max`. Both
+/// are Armv8.2 cores with VHE, the oldest kind the kernel runs on; the
+/// Cortex-A76 is a client core, the Neoverse N1 a server core with other
+/// cache and feature registers.
+const REAL_CORES: [(&str, &str); 2] = [
+    ("cpu::cortex_a76", "cortex-a76"),
+    ("cpu::neoverse_n1", "neoverse-n1"),
+];
+/// What each of [`REAL_CORES`] runs.
 const ON_REAL_CORES: &[&str] = &[
     "guest::vgic_inject",
     "guest::virtual_timer_interrupt",
@@ -768,8 +774,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         if HARDENED.contains(filter) {
             println!("{HARDENED}  -- every scenario with the hardened kernel");
         }
-        if CORTEX_A76.contains(filter) {
-            println!("{CORTEX_A76}  -- the guest scenarios with -cpu cortex-a76");
+        for (item, cpu) in REAL_CORES {
+            if item.contains(filter) {
+                println!("{item}  -- the guest scenarios with -cpu {cpu}");
+            }
         }
         for (name, _) in NIGHTLY_ITEMS
             .iter()
@@ -788,7 +796,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
     if checks.is_empty()
         && scenarios.is_empty()
         && !HARDENED.contains(filter)
-        && !CORTEX_A76.contains(filter)
+        && !REAL_CORES.iter().any(|(item, _)| item.contains(filter))
         && nightly_items == 0
     {
         return Err(format!(
@@ -908,8 +916,11 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
         );
         report(HARDENED, verdict, start.elapsed());
     }
-    if CORTEX_A76.contains(filter) {
-        println!("==> {CORTEX_A76}: {}", ON_REAL_CORES.join(", "));
+    for (item, cpu) in REAL_CORES {
+        if !item.contains(filter) {
+            continue;
+        }
+        println!("==> {item}: {}", ON_REAL_CORES.join(", "));
         let start = Instant::now();
         let chosen: Vec<&Scenario> = CATALOG
             .iter()
@@ -917,12 +928,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, String> {
             .collect();
         let verdict = rerun(
             build::Profile::Dev,
-            "cortex-a76",
+            cpu,
             &chosen,
-            "-cpu cortex-a76",
+            &format!("-cpu {cpu}"),
             format!("{} scenarios", chosen.len()),
         );
-        report(CORTEX_A76, verdict, start.elapsed());
+        report(item, verdict, start.elapsed());
     }
     if skipped > 0 {
         println!("{passed} passed, {failed} failed, {skipped} skipped");
