@@ -1,7 +1,8 @@
 //! `cargo xtask bench ipc`: boots the benchmarks twice (instructions under
 //! `-icount shift=0`, nanoseconds under plain TCG), writes
-//! `target/bench/ipc.json` (or `ipc-hardened.json`) and prints a table
-//! beside seL4's figures, Skyscope's targets and the Modern seed's.
+//! `target/bench/ipc.json` and the plot `ipc.svg` (or `ipc-hardened.*`)
+//! and prints a table beside seL4's figures, Skyscope's targets and the
+//! Modern seed's.
 //! `bench::budget` (a `cargo xtask test` item) runs them briefly under
 //! icount against the budgets in `xtask/bench-budget.txt`.
 
@@ -183,18 +184,32 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     });
     let dir = build::target_dir().join("bench");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let path = dir.join(match args.profile {
-        build::Profile::Standard => "ipc.json".to_string(),
-        p => format!("ipc-{}.json", p.feature()),
-    });
+    let stem = match args.profile {
+        build::Profile::Standard => "ipc".to_string(),
+        p => format!("ipc-{}", p.feature()),
+    };
+    let path = dir.join(format!("{stem}.json"));
     fs::write(
         &path,
         serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
+    let plot = dir.join(format!("{stem}.svg"));
+    let svg = crate::plot::latency_svg(
+        &instructions.records,
+        &nanoseconds.records,
+        &format!(
+            "Skyscope: native IPC, guest exits and kernel paths ({} kernel, QEMU {})",
+            args.profile.feature(),
+            qemu.version
+        ),
+        sel4_reference,
+        target,
+    );
+    fs::write(&plot, svg).map_err(|e| e.to_string())?;
     println!();
     print_table(&instructions.records, &nanoseconds.records);
-    println!("\nresults: {}", path.display());
+    println!("\nresults: {}\nplot: {}", path.display(), plot.display());
     Ok(ExitCode::SUCCESS)
 }
 

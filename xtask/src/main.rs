@@ -14,6 +14,7 @@ mod bundle;
 mod cpio;
 mod loc;
 mod payload;
+mod plot;
 mod profile;
 mod qemu;
 mod setup;
