@@ -196,8 +196,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     .map_err(|e| e.to_string())?;
     let plot = dir.join(format!("{stem}.svg"));
     let svg = crate::plot::latency_svg(
-        &instructions.records,
-        &nanoseconds.records,
+        figures(&instructions.records),
+        figures(&nanoseconds.records),
         &format!(
             "Skyscope: native IPC, guest exits and kernel paths ({} kernel, QEMU {})",
             args.profile.feature(),
@@ -211,6 +211,20 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     print_table(&instructions.records, &nanoseconds.records);
     println!("\nresults: {}\nplot: {}", path.display(), plot.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plot's view of `records`: a case's median and p99 by case and
+/// metric.
+fn figures(records: &[Record]) -> impl Fn(&str, &str) -> Option<crate::plot::Figure> + '_ {
+    move |name, metric| {
+        records
+            .iter()
+            .find(|r| r.name == name && r.metric == metric)
+            .map(|r| crate::plot::Figure {
+                median: r.median,
+                p99: r.p99,
+            })
+    }
 }
 
 /// The table: instructions beside seL4 and the targets, nanoseconds beside

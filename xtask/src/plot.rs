@@ -6,8 +6,16 @@
 //! 99th percentile). Written by hand: a few rectangles, lines and labels
 //! need no plotting library.
 
-use crate::bench::Record;
 use std::fmt::Write;
+
+/// One metric's figures as the plot needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Figure {
+    /// The median.
+    pub median: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+}
 
 /// The rows, top to bottom: case, metric, label.
 const ROWS: [(&str, &str, &str); 10] = [
@@ -45,12 +53,6 @@ struct Row {
     ns_p99: Option<u64>,
 }
 
-fn find<'a>(records: &'a [Record], name: &str, metric: &str) -> Option<&'a Record> {
-    records
-        .iter()
-        .find(|r| r.name == name && r.metric == metric)
-}
-
 /// A scale's upper end: `max` rounded up to 1, 2 or 5 times a power of
 /// ten, so that the axis ticks are round numbers.
 fn nice_ceiling(max: f64) -> f64 {
@@ -72,27 +74,28 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The plot for the records of one `bench ipc` run (`sel4` and `target`
-/// give the reference and target instruction counts of a row, if any).
+/// The plot for one `bench ipc` run: `instructions` and `nanoseconds`
+/// give a case's figures by case and metric, `sel4` and `target` its
+/// reference and target instruction counts, if any.
 pub fn latency_svg(
-    instructions: &[Record],
-    nanoseconds: &[Record],
+    instructions: impl Fn(&str, &str) -> Option<Figure>,
+    nanoseconds: impl Fn(&str, &str) -> Option<Figure>,
     title: &str,
     sel4: impl Fn(&str, &str) -> Option<u64>,
     target: impl Fn(&str, &str) -> Option<u64>,
 ) -> String {
     let rows: Vec<Row> = ROWS
         .iter()
-        .filter(|(name, metric, _)| {
-            find(instructions, name, metric).is_some() || find(nanoseconds, name, metric).is_some()
-        })
-        .map(|&(name, metric, label)| Row {
-            label,
-            instructions: find(instructions, name, metric).map(|r| r.median),
-            sel4: sel4(name, metric),
-            target: target(name, metric),
-            ns_median: find(nanoseconds, name, metric).map(|r| r.median),
-            ns_p99: find(nanoseconds, name, metric).map(|r| r.p99),
+        .filter_map(|&(name, metric, label)| {
+            let (i, n) = (instructions(name, metric), nanoseconds(name, metric));
+            (i.is_some() || n.is_some()).then(|| Row {
+                label,
+                instructions: i.map(|f| f.median),
+                sel4: sel4(name, metric),
+                target: target(name, metric),
+                ns_median: n.map(|f| f.median),
+                ns_p99: n.map(|f| f.p99),
+            })
         })
         .collect();
     let instruction_scale = nice_ceiling(
@@ -230,15 +233,18 @@ pub fn latency_svg(
 mod tests {
     use super::*;
 
-    fn record(name: &str, metric: &str, median: u64, p99: u64) -> Record {
-        Record {
-            name: name.into(),
-            metric: metric.into(),
-            min: median,
-            median,
-            mean: median as f64,
-            p99,
-            n: 100,
+    /// A lookup over (case, metric, median, p99) rows.
+    fn figures(
+        rows: &[(&'static str, &'static str, u64, u64)],
+    ) -> impl Fn(&str, &str) -> Option<Figure> {
+        let rows = rows.to_vec();
+        move |name, metric| {
+            rows.iter()
+                .find(|r| r.0 == name && r.1 == metric)
+                .map(|r| Figure {
+                    median: r.2,
+                    p99: r.3,
+                })
         }
     }
 
@@ -253,18 +259,18 @@ mod tests {
 
     #[test]
     fn every_measured_row_gets_its_bars_and_marks_within_its_panel() {
-        let instructions = [
-            record("ipc/same/0", "roundtrip", 408, 408),
-            record("guest/vmm", "roundtrip", 699, 747),
-            record("ipc/same/0", "call", 199, 199),
-        ];
-        let nanoseconds = [
-            record("ipc/same/0", "roundtrip", 2594, 4165),
-            record("guest/vmm", "roundtrip", 17_767, 33_660),
-        ];
+        let instructions = figures(&[
+            ("ipc/same/0", "roundtrip", 408, 408),
+            ("guest/vmm", "roundtrip", 699, 747),
+            ("ipc/same/0", "call", 199, 199),
+        ]);
+        let nanoseconds = figures(&[
+            ("ipc/same/0", "roundtrip", 2594, 4165),
+            ("guest/vmm", "roundtrip", 17_767, 33_660),
+        ]);
         let svg = latency_svg(
-            &instructions,
-            &nanoseconds,
+            instructions,
+            nanoseconds,
             "a < b & c",
             |n, _| (n == "ipc/same/0").then_some(532),
             |n, _| (n == "guest/vmm").then_some(800),
@@ -297,7 +303,7 @@ mod tests {
 
     #[test]
     fn rows_without_figures_are_left_out() {
-        let svg = latency_svg(&[], &[], "empty", |_, _| None, |_, _| None);
+        let svg = latency_svg(|_, _| None, |_, _| None, "empty", |_, _| None, |_, _| None);
         assert!(!svg.contains("<rect x="));
         assert!(svg.ends_with("</svg>\n"));
     }
