@@ -186,11 +186,9 @@ impl State {
             .core
             .thread_space(t)
             .map_err(|_| "no address space that fits it")?;
+        self.core.remember_space(t, space);
         let tcb = self.core.machine.tcb(t);
         let (vcpu, ipc_buffer) = (tcb.vcpu, tcb.ipc_buffer);
-        if vcpu.0 == 0 {
-            self.core.remember_space(t);
-        }
         self.core.machine.switch_to(t, space, vcpu, ipc_buffer)
     }
 

@@ -279,7 +279,9 @@ impl<M: Machine> Kernel<M> {
         }
         // Remembered now, so that the next check catches an event that
         // changes the thread's space without advancing the generation.
-        self.remember_space(t);
+        if let Ok(space) = self.thread_space(t) {
+            self.remember_space(t, space);
+        }
         match state {
             ThreadState::Inactive | ThreadState::Runnable => {
                 if on.0 != 0 {
@@ -383,7 +385,7 @@ impl<M: Machine> Kernel<M> {
     /// is what looking it up again finds.
     fn space_cache_agrees(&self, t: PhysAddr) -> bool {
         match self.native_space(t) {
-            Some(cached) => self.look_up_native_space(t) == Some(cached),
+            Some(cached) => self.thread_space(t) == Ok(cached),
             None => true,
         }
     }

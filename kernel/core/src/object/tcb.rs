@@ -120,8 +120,9 @@ pub struct Tcb<C> {
 /// decoding the VSpace capability and consulting the identifier table.
 /// It holds while `generation` equals [`Kernel::space_generation`], which
 /// every event that could change the answer advances: an identifier
-/// assigned or freed, a VSpace or GuestSpace capability leaving any slot,
-/// a TCB's slots configured, a Vcpu bound or unbound. (Zeroed memory,
+/// assigned, a VSpace or GuestSpace capability leaving any slot (its last
+/// capability leaving frees its identifier), a TCB's slots configured, a
+/// Vcpu bound or unbound. (Zeroed memory,
 /// generation 0, never holds.) `check_invariants` compares every
 /// remembered space that holds with a fresh lookup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -174,11 +174,11 @@ impl<M: Machine> Kernel<M> {
         })
     }
 
-    /// Remembers thread `t`'s user address space for
-    /// [`Kernel::native_space`], if it has one that checks out (the
-    /// general switch calls it for every native thread it switches to).
-    pub fn remember_space(&mut self, t: PhysAddr) {
-        if let Some(space) = self.look_up_native_space(t) {
+    /// Remembers `space`, which [`Kernel::thread_space`] just found for
+    /// thread `t`, for [`Kernel::native_space`] if it is a user space (the
+    /// general switch calls it for every thread it switches to).
+    pub fn remember_space(&mut self, t: PhysAddr, space: AddressSpace) {
+        if space.kind == SpaceKind::User {
             self.machine.tcb_mut(t).space = crate::object::tcb::SpaceCache {
                 root: space.root,
                 asid: space.id,
@@ -192,25 +192,6 @@ impl<M: Machine> Kernel<M> {
     #[inline(always)]
     pub(crate) fn spaces_changed(&mut self) {
         self.space_generation = self.space_generation.wrapping_add(1);
-    }
-
-    /// [`Kernel::thread_space`] for a thread without a Vcpu, with the same
-    /// checks: its VSpace, if the capability in its TCB names a live user
-    /// space (`None` for everything else, which `thread_space` then
-    /// explains).
-    pub(crate) fn look_up_native_space(&self, t: PhysAddr) -> Option<AddressSpace> {
-        if self.machine.tcb(t).vcpu.0 != 0 {
-            return None;
-        }
-        let Cap::VSpace { ptr, asid, .. } = self.machine.slot(tcb::slot_ref(t, slots::VSPACE)).cap
-        else {
-            return None;
-        };
-        self.is_live_user_space(asid, ptr).then_some(AddressSpace {
-            root: ptr,
-            id: asid,
-            kind: SpaceKind::User,
-        })
     }
 
     /// The address space thread `t` runs in: its VSpace if it has no Vcpu,

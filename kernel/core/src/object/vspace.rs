@@ -17,9 +17,8 @@ use crate::{
 use skyscope_abi::{CapRights, Error};
 
 /// Marks an identifier-table entry as a GuestSpace's (top-level tables are
-/// page-aligned, so the low bit of the address is free): one compare of
-/// an entry with a VSpace's table address checks both that the space lives
-/// and that it is a user space.
+/// page-aligned, so the low bit of the address is free): one table holds
+/// both kinds of space.
 const GUEST_TAG: u64 = 1;
 
 impl<M: Machine> Kernel<M> {
@@ -69,13 +68,6 @@ impl<M: Machine> Kernel<M> {
         })
     }
 
-    /// Whether identifier `id` names the user space (VSpace) whose
-    /// top-level table is `root`: [`Kernel::space_of`] in one compare.
-    #[inline(always)]
-    pub(crate) fn is_live_user_space(&self, id: Asid, root: PhysAddr) -> bool {
-        self.asids.get(usize::from(id)) == Some(&root) && root.0 != 0
-    }
-
     /// Empties the top-level table of the space `root` whose last
     /// capability is going, and every table below it (preemptibly): a
     /// table left holding entries could later be mapped again, bringing
@@ -91,8 +83,9 @@ impl<M: Machine> Kernel<M> {
     /// Frees the identifier of a space whose last capability is gone.
     pub(crate) fn release_space(&mut self, id: Asid) {
         if let Some(space) = self.space_of(id) {
+            // No `spaces_changed` here: the one caller, `Kernel::release`,
+            // advances the generation for the capability leaving.
             self.asids[usize::from(id)] = PhysAddr(0);
-            self.spaces_changed();
             self.machine.flush_space(space);
         }
     }

@@ -312,6 +312,12 @@ fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
         };
         Some((ptr, asid))
     };
+    // As the general switch does: remember what `thread_space` finds.
+    let remember = |w: &mut World| {
+        if let Ok(space) = w.kernel.thread_space(t) {
+            w.kernel.remember_space(t, space);
+        }
+    };
     // What is remembered now; then the invariant check, which compares
     // it with a fresh lookup (and remembers afresh).
     let remembered = |w: &mut World| {
@@ -320,25 +326,25 @@ fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
         space
     };
     // A GuestSpace thread has no native space to remember.
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(remembered(&mut w), None);
 
     configure(&mut w, VSPACE);
     assert_eq!(remembered(&mut w), None, "configuring the thread");
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(remembered(&mut w), vspace(&w, VSPACE));
 
     // A Vcpu bound, then unbound (by deleting it).
     bind(&mut w, VCPU).unwrap();
     assert_eq!(remembered(&mut w), None, "binding a Vcpu");
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(
         remembered(&mut w),
         None,
         "a Vcpu's thread has no native space"
     );
     w.delete(VCPU).unwrap();
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(remembered(&mut w), vspace(&w, VSPACE));
 
     // Any VSpace capability leaving any slot.
@@ -360,15 +366,15 @@ fn a_remembered_space_goes_stale_with_every_change_that_could_move_it() {
         None,
         "a new VSpace's identifier assigned"
     );
-    w.kernel.remember_space(t);
+    remember(&mut w);
     configure(&mut w, VSPACE2);
     assert_eq!(remembered(&mut w), None, "another VSpace configured");
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(remembered(&mut w), vspace(&w, VSPACE2));
 
     // The thread's copy revoked away: nothing to remember any more.
     w.revoke(VSPACE2).unwrap();
     assert_eq!(remembered(&mut w), None, "the thread's VSpace revoked");
-    w.kernel.remember_space(t);
+    remember(&mut w);
     assert_eq!(remembered(&mut w), None);
 }
