@@ -461,8 +461,24 @@ impl Cap {
         }
     }
 
-    /// Applies a mint/mutate data word: the badge of an unbadged endpoint
-    /// or notification, or the guard of a CNode. Other types accept only 0.
+    /// `CNode::Mutate`'s data word: as [`Cap::with_data`], except that an
+    /// endpoint's or notification's badge stays what it is (only a data
+    /// word equal to it is accepted). Only `Mint` badges, as in seL4
+    /// (whose Mutate preserves badges): a capability badged in place keeps
+    /// its position in the derivation list without being its badge's first
+    /// capability, so a later `Mint` of the same badge from the original
+    /// would take it for its own child, with rights the child may lack.
+    pub fn mutated(self, data: u64) -> Result<Cap, Error> {
+        match self {
+            Cap::Endpoint { badge, .. } | Cap::Notification { badge, .. } if data != badge => {
+                Err(Error::IllegalOperation)
+            }
+            _ => self.with_data(data),
+        }
+    }
+
+    /// Applies a mint data word: the badge of an unbadged endpoint or
+    /// notification, or the guard of a CNode. Other types accept only 0.
     pub fn with_data(self, data: u64) -> Result<Cap, Error> {
         match self {
             Cap::Endpoint {
@@ -722,6 +738,15 @@ mod tests {
             .masked(CapRights::READ | CapRights::WRITE)
             .masked(CapRights::WRITE | CapRights::GRANT);
         assert_eq!(c.rights(), CapRights::WRITE);
+    }
+
+    #[test]
+    fn mutate_keeps_badges_and_sets_guards() {
+        assert_eq!(ep(0).mutated(7), Err(Error::IllegalOperation));
+        assert_eq!(ep(0).mutated(0), Ok(ep(0)));
+        let badged = ep(0).with_data(7).unwrap();
+        assert_eq!(badged.mutated(7), Ok(badged));
+        assert_eq!(badged.mutated(9), Err(Error::IllegalOperation));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl<M: Machine> Kernel<M> {
             Label::CNodeMove | Label::CNodeMutate => {
                 let cap = src_cap.derive_for(Derivation::Move)?;
                 let cap = match label {
-                    Label::CNodeMutate => cap.with_data(inv.arg(4)?)?,
+                    Label::CNodeMutate => cap.mutated(inv.arg(4)?)?,
                     _ => cap,
                 };
                 // An untyped capability must never sit in memory it covers:

@@ -666,7 +666,7 @@ impl Model {
         }
         let cap = model_derive(source.cap, Derivation::Move)?;
         let cap = match data {
-            Some(d) => cap.with_data(d)?,
+            Some(d) => cap.mutated(d)?,
             None => cap,
         };
         if let Cap::Untyped {
