@@ -199,16 +199,22 @@ impl KernelMachine {
     /// without an owner, so that every thread traps on its next use and
     /// no switch changes the trap. seL4's lazy FPU switch does the same
     /// (`CONFIG_FPU_MAX_RESTORES_SINCE_SWITCH`, 64). An owner that still
-    /// uses the unit takes one trap to get its state back.
+    /// uses the unit takes one trap to get its state back. A Vcpu's thread
+    /// is never released: its state is loaded again on every guest entry
+    /// anyway, so releasing it would only add a save and a load.
     #[inline(never)]
     fn switch_fp_trap(&mut self, owns_fp: bool) {
         self.fp_trap_switches += 1;
         if self.fp_trap_switches >= FP_TRAP_SWITCHES_BEFORE_RELEASE {
-            self.release_fp();
-        } else {
-            arch::set_fp_trap_for_return(!owns_fp);
-            self.fp_enabled = owns_fp;
+            let owner = self.fp_owner;
+            if owner.0 == 0 || self.tcb(owner).vcpu.0 == 0 {
+                self.release_fp();
+                return;
+            }
+            self.fp_trap_switches = 0;
         }
+        arch::set_fp_trap_for_return(!owns_fp);
+        self.fp_enabled = owns_fp;
     }
 
     /// Saves the FP/SIMD owner's state into its TCB and leaves the unit
